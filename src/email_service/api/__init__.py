@@ -1,0 +1,1 @@
+"""The HTTP edge: parse, call a service, answer in JSON."""

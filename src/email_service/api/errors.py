@@ -1,0 +1,66 @@
+"""Every error the API answers is the same JSON envelope: {"error", "message", "details"}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from ..errors import RequestError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+    response = jsonify({"error": code, "message": message, "details": details or []})
+    response.status_code = status
+    return response
+
+
+def validation_error_response(exc: ValidationError) -> Response:
+    """flask-openapi3's callback for a request that does not fit its model."""
+    details = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field, index = _field_name(error["loc"])
+        detail: dict[str, Any] = {"field": field, "reason": error["msg"]}
+        if index is not None:
+            detail["index"] = index
+        details.append(detail)
+    return error_response(422, "validation_error", f"{len(details)} problem(s) in the request", details)
+
+
+def _field_name(loc: tuple[Any, ...]) -> tuple[str, int | None]:
+    name = ""
+    index = None
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+            if index is None and name.startswith("recipients["):
+                index = part
+        elif part not in ("RecipientIn",):
+            name += f".{part}" if name else str(part)
+    return name or "body", index
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(RequestError)
+    def _request_error(exc: RequestError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        status = exc.code or 500
+        if status == 400 and request.is_json:
+            code, message = "malformed_json", "the request body is not valid JSON"
+        else:
+            message = exc.description or exc.name
+        return error_response(status, code, message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "the service failed to handle this request")

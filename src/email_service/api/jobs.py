@@ -1,0 +1,151 @@
+"""/api/email: accept a bulk send, follow a job, list its recipients' outcomes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import current_app, url_for
+from flask_openapi3 import APIBlueprint, Tag
+
+from ..errors import NotFound
+from ..services import Services, intake
+from ..storage import repository
+from ..storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient
+from .schemas import (
+    ErrorBody,
+    JobAccepted,
+    JobList,
+    JobListQuery,
+    JobPath,
+    JobView,
+    RecipientList,
+    RecipientQuery,
+    SendEmailBody,
+)
+
+log = logging.getLogger(__name__)
+
+email_tag = Tag(name="email", description="Bulk sends and their per-recipient outcomes")
+blueprint = APIBlueprint("email", __name__, url_prefix="/api/email", abp_tags=[email_tag])
+
+ERRORS = {400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody}
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["email_service"]
+    return services
+
+
+@blueprint.post(
+    "/",
+    strict_slashes=False,
+    summary="Send one message to each recipient",
+    description=(
+        "Validates every address (all problems reported at once, with their index), stores the job and "
+        "its recipients, queues the work and answers 202 at once. Follow the job at the `Location` URL."
+    ),
+    responses={202: JobAccepted, **ERRORS},
+)
+def send_email(body: SendEmailBody) -> Any:
+    services = _services()
+    accepted = intake.accept_job(
+        services, recipients=body.recipients, subject=body.subject, content=body.content, template=body.template
+    )
+    assert services.queue is not None
+    try:
+        services.queue.start_job(accepted.id)
+    except Exception:  # the job is stored; it stays queued until the broker answers again
+        log.exception("job %s stored but could not be queued", accepted.id)
+    location = url_for("email.get_job", id=accepted.id)
+    return JobAccepted(id=accepted.id, status=accepted.status, total=accepted.total).model_dump(), 202, {
+        "Location": location
+    }
+
+
+@blueprint.get(
+    "/",
+    strict_slashes=False,
+    summary="List recent jobs",
+    description="Newest first, paginated with `before`.",
+    responses={200: JobList, **ERRORS},
+)
+def list_jobs(query: JobListQuery) -> Any:
+    with _services().sessions() as session:
+        before = _find_job(session, query.before) if query.before else None
+        jobs = repository.list_jobs(session, limit=query.limit, before=before)
+        counts = repository.count_by_status(session, [job.id for job in jobs])
+    next_before = jobs[-1].id if len(jobs) == query.limit else None
+    return JobList(items=[_job_view(job, counts[job.id]) for job in jobs], next_before=next_before).model_dump(
+        mode="json"
+    )
+
+
+@blueprint.get(
+    "/<id>",
+    summary="Follow a job",
+    description="Status, counts per recipient status, `current` (final outcomes so far) and `progress`.",
+    responses={200: JobView, 404: ErrorBody},
+)
+def get_job(path: JobPath) -> Any:
+    with _services().sessions() as session:
+        job = _find_job(session, path.id)
+        counts = repository.count_by_status(session, [job.id])[job.id]
+    return _job_view(job, counts).model_dump(mode="json")
+
+
+@blueprint.get(
+    "/<id>/recipients",
+    summary="Per-recipient outcomes",
+    description="In job order, optionally filtered by `status`, paginated with `after`.",
+    responses={200: RecipientList, 404: ErrorBody, 422: ErrorBody},
+)
+def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
+    with _services().sessions() as session:
+        job = _find_job(session, path.id)
+        recipients = repository.list_recipients(
+            session, job.id, status=query.status, after=query.after, limit=query.limit
+        )
+    next_after = recipients[-1].position if len(recipients) == query.limit else None
+    return RecipientList(items=[_recipient_view(r) for r in recipients], next_after=next_after).model_dump(
+        mode="json"
+    )
+
+
+def _find_job(session: Any, job_id: str) -> Job:
+    job = repository.get_job(session, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}", [{"field": "id", "reason": "unknown job id"}])
+    return job
+
+
+def _job_view(job: Job, counts: dict[str, int]) -> JobView:
+    current = sum(counts[status] for status in TERMINAL_RECIPIENT_STATUSES)
+    return JobView(
+        id=job.id,
+        status=job.status,
+        template=job.template,
+        subject=job.subject,
+        total=job.total,
+        counts=counts,
+        current=current,
+        progress=round(current / job.total, 4) if job.total else 1.0,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def _recipient_view(recipient: Recipient) -> dict[str, Any]:
+    return {
+        "position": recipient.position,
+        "email": recipient.address,
+        "name": recipient.name,
+        "status": recipient.status,
+        "attempts": recipient.attempts,
+        "message_id": recipient.message_id,
+        "error_code": recipient.last_error_code,
+        "error": recipient.last_error,
+        "sent_at": recipient.sent_at,
+        "updated_at": recipient.updated_at,
+    }

@@ -1,0 +1,54 @@
+"""Turning a job and one of its recipients into the envelope the relay receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any
+
+from .messages import Envelope, build_message
+from .rendering import TemplateRenderer
+
+
+@dataclass(frozen=True)
+class JobContent:
+    """What every recipient of a job shares."""
+
+    template: str
+    sender: str
+    subject: str
+    content: str
+
+
+def compose(
+    renderer: TemplateRenderer,
+    job: JobContent,
+    *,
+    address: str,
+    name: str | None,
+    variables: dict[str, Any] | None,
+    message_id: str,
+    date: datetime,
+) -> Envelope:
+    """Render the job's template for one recipient and build the message; raises TemplateError."""
+    context = {
+        **(variables or {}),
+        # The tutorial's names always win over a recipient's own variables.
+        "to": address,
+        "from": job.sender,
+        "name": name or "",
+        "subject": job.subject,
+        "content": job.content,
+        "date": format_datetime(date),
+    }
+    rendered = renderer.render(job.template, context)
+    return build_message(
+        rendered,
+        sender=job.sender,
+        recipient=address,
+        recipient_name=name,
+        subject=job.subject,
+        message_id=message_id,
+        date=date,
+    )

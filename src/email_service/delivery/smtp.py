@@ -1,0 +1,152 @@
+"""Sending over SMTP with smtplib: one reused connection per batch, every step under a timeout."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+
+from ..config import Settings
+from ..errors import DeliveryError, TemporaryDeliveryError
+from ..messages import Envelope
+from .replies import error_from_exception, error_from_reply
+
+log = logging.getLogger(__name__)
+
+
+class SMTPTransport:
+    """Opens sessions with the relay the settings name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def connect(self) -> SMTPConnection:
+        return SMTPConnection(self._settings)
+
+
+class _StaleConnection(Exception):
+    """A reused connection was found closed before the message was handed over."""
+
+
+class SMTPConnection:
+    """A lazily opened, reused relay session.
+
+    It reconnects after MAIL_MAX_EMAILS messages, and once when a reused connection turns out
+    to be closed before MAIL FROM (nothing was sent on it, so sending again cannot duplicate).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._smtp: smtplib.SMTP | None = None
+        self._sent_on_connection = 0
+
+    def send(self, envelope: Envelope) -> None:
+        limit = self._settings.mail_max_emails
+        if self._smtp is not None and limit is not None and self._sent_on_connection >= limit:
+            self.close()
+        try:
+            self._send_once(envelope)
+        except _StaleConnection:
+            self._send_once(envelope)
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        self._sent_on_connection = 0
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+
+    def _send_once(self, envelope: Envelope) -> None:
+        reused = self._smtp is not None
+        smtp = self._smtp or self._open()
+        utf8 = not (envelope.sender.isascii() and envelope.recipient.isascii())
+        if utf8 and not smtp.has_extn("smtputf8"):
+            raise error_from_reply(553, "the relay does not offer SMTPUTF8, needed for this address")
+        smtp.command_encoding = "utf-8" if utf8 else "ascii"
+        stage = "MAIL"
+        try:
+            code, text = smtp.mail(envelope.sender, ["SMTPUTF8"] if utf8 else [])
+            if code != 250:
+                raise error_from_reply(code, text)
+            stage = "RCPT"
+            code, text = smtp.rcpt(envelope.recipient)
+            if code not in (250, 251):
+                raise error_from_reply(code, text)
+            stage = "DATA"
+            code, text = smtp.data(envelope.data)
+            if code != 250:
+                raise error_from_reply(code, text)
+        except DeliveryError:
+            self._reset()
+            raise
+        except smtplib.SMTPServerDisconnected as exc:
+            self._drop()
+            if reused and stage == "MAIL":
+                raise _StaleConnection from exc
+            raise error_from_exception(exc) from exc
+        except smtplib.SMTPResponseException as exc:  # data() raises when DATA is not answered 354
+            self._reset()
+            raise error_from_exception(exc) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise error_from_exception(exc) from exc
+        self._sent_on_connection += 1
+
+    def _open(self) -> smtplib.SMTP:
+        settings = self._settings
+        smtp: smtplib.SMTP | None = None
+        try:
+            if settings.mail_use_ssl:
+                smtp = smtplib.SMTP_SSL(
+                    settings.mail_server,
+                    settings.mail_port,
+                    timeout=settings.mail_timeout,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                smtp = smtplib.SMTP(settings.mail_server, settings.mail_port, timeout=settings.mail_timeout)
+            smtp.ehlo()
+            if settings.mail_use_tls:
+                if not smtp.has_extn("starttls"):
+                    raise TemporaryDeliveryError(0, "STARTTLS is required but the relay does not offer it")
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if settings.mail_username:
+                smtp.login(settings.mail_username, settings.mail_password.get_secret_value())
+        except DeliveryError:
+            _close_quietly(smtp)
+            raise
+        except smtplib.SMTPAuthenticationError as exc:
+            _close_quietly(smtp)
+            # A refused login is the operator's to fix, not the recipient's fault: try again later.
+            raise TemporaryDeliveryError(exc.smtp_code, "relay refused the login") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            _close_quietly(smtp)
+            raise error_from_exception(exc) from exc
+        self._smtp = smtp
+        return smtp
+
+    def _reset(self) -> None:
+        """After a refused message, clear the transaction so the connection can be reused."""
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        self._sent_on_connection = 0
+        _close_quietly(smtp)
+
+
+def _close_quietly(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        try:
+            smtp.close()
+        except OSError:
+            log.debug("closing an SMTP socket failed", exc_info=True)

@@ -1,0 +1,72 @@
+"""Building the message one recipient receives from a rendered template."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from .errors import TemplateError
+from .header_values import describe_control_character
+from .rendering import RenderedEmail
+
+# SMTP line endings, and 7bit output so every non-ASCII or long-lined body is encoded
+# (quoted-printable or base64): no line can exceed 998 octets and no relay needs 8BITMIME.
+SMTP_POLICY = policy.SMTP.clone(cte_type="7bit")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the relay is told: the sender, the one recipient, and the message bytes."""
+
+    sender: str
+    recipient: str
+    data: bytes
+
+
+def format_recipient(address: str, name: str | None) -> str:
+    """The To value for one recipient, with the display name quoted or encoded as needed."""
+    if not name:
+        return address
+    local, _, domain = address.rpartition("@")
+    return str(Address(display_name=name, username=local, domain=domain))
+
+
+def build_message(
+    rendered: RenderedEmail,
+    *,
+    sender: str,
+    recipient: str,
+    recipient_name: str | None,
+    subject: str,
+    message_id: str,
+    date: datetime,
+) -> Envelope:
+    """One message for one recipient; header values were checked at intake and are checked again here."""
+    message = EmailMessage(policy=SMTP_POLICY)
+    to_value = format_recipient(recipient, recipient_name)
+    headers = [
+        ("Date", format_datetime(date)),
+        ("From", sender),
+        ("To", to_value),
+        ("Subject", rendered.header("Subject") or subject),
+        ("Message-ID", message_id),
+    ]
+    headers += [(k, v) for k, v in rendered.headers if k.lower() != "subject"]
+    for name, value in headers:
+        reason = describe_control_character(value)
+        if reason:
+            raise TemplateError(f"header {name}: {reason}")
+        message[name] = value
+    message.set_content(rendered.body, subtype=rendered.subtype, charset="utf-8")
+    return Envelope(sender=_bare_address(sender), recipient=recipient, data=message.as_bytes())
+
+
+def _bare_address(sender: str) -> str:
+    """The envelope sender: the address inside ``Name <addr>``."""
+    if "<" in sender and sender.rstrip().endswith(">"):
+        return sender[sender.rindex("<") + 1 : sender.rstrip().rindex(">")]
+    return sender

@@ -1,0 +1,35 @@
+"""Starting a job: mark it sending and cut it into batches of BATCH_SIZE positions, one task each."""
+
+from __future__ import annotations
+
+import logging
+
+from ..storage import repository
+from ..storage.models import utcnow
+from . import Services
+
+log = logging.getLogger(__name__)
+
+
+def batch_ranges(total: int, batch_size: int) -> list[tuple[int, int]]:
+    """The [first, last) position ranges that cover a job of ``total`` recipients."""
+    return [(first, min(first + batch_size, total)) for first in range(0, total, batch_size)]
+
+
+def start_job(services: Services, job_id: str) -> None:
+    """Enqueue every batch of a queued job; a job already started is left alone (idempotent)."""
+    assert services.queue is not None, "start_job runs where a task queue is configured"
+    with services.sessions.begin() as session:
+        job = repository.get_job(session, job_id)
+        if job is None:
+            log.warning("job %s to start does not exist", job_id)
+            return
+        if not repository.mark_job_sending(session, job_id, utcnow()):
+            log.info("job %s already %s; not started again", job_id, job.status)
+            return
+        total = job.total
+    ranges = batch_ranges(total, services.settings.batch_size)
+    for first, last in ranges:
+        services.queue.send_batch(job_id, first, last)
+    log.info("job %s started: %d batches", job_id, len(ranges))
+

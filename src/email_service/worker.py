@@ -1,0 +1,59 @@
+"""The Celery application factory: broker settings from Settings, tasks bound to the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from .config import Settings
+from .services import Services
+from .tasks import CeleryTaskQueue, register_tasks
+
+
+def make_celery(services: Services) -> Celery:
+    """A Celery app for these services; also installs its TaskQueue on them."""
+    settings = services.settings
+    celery = Celery("email_service", set_as_current=False)
+    celery.conf.update(
+        broker_url=settings.celery_broker_url,
+        result_backend=settings.celery_result_backend,
+        broker_transport_options=broker_transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_default_queue=settings.celery_queue,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        # The database, not the broker, says what is left to send; tasks only point at work.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_concurrency=settings.worker_concurrency,
+    )
+    register_tasks(celery, services)
+    services.queue = CeleryTaskQueue(celery)
+
+    def _forget_parent_connections(**_: Any) -> None:
+        # A forked pool child must not reuse the parent's database sockets.
+        services.engine.dispose(close=False)
+
+    worker_process_init.connect(_forget_parent_connections, weak=False)
+    return celery
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.celery_broker_url.startswith("filesystem"):
+        folder = settings.broker_folder
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+        }
+    if settings.celery_broker_url.startswith(("redis", "rediss")) and settings.celery_broker_key_prefix:
+        return {"global_keyprefix": settings.celery_broker_key_prefix}
+    return {}
