@@ -1,0 +1,109 @@
+"""The ``email-service`` command: dev, serve, worker, catcher, db."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from .config import Settings
+from .logs import configure_logging
+
+
+@click.group()
+def main() -> None:
+    """Self-hosted bulk email service."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema of DATABASE_URL."""
+    from .storage.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.database_url)
+    click.echo("database is up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+@click.option("--bind", default=None, help="gunicorn bind address instead of host:port (e.g. unix:/run/api.sock).")
+def serve(host: str, port: int, workers: int, bind: str | None) -> None:
+    """Run the HTTP API under gunicorn, configured by the environment."""
+    address = bind or f"{host}:{port}"
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", address,
+        "--workers", str(workers),
+        "--access-logfile", "-",
+        "email_service.app:create_app()",
+    ]  # fmt: skip
+    os.execv(sys.executable, argv)
+
+
+@main.command()
+@click.option("--concurrency", type=int, default=None, help="Pool processes (default WORKER_CONCURRENCY or cores).")
+def worker(concurrency: int | None) -> None:
+    """Run a Celery worker that sends the queued batches."""
+    from .services import build_services
+    from .worker import make_celery
+
+    settings = Settings()
+    configure_logging(settings)
+    celery = make_celery(build_services(settings))
+    argv = [
+        "worker",
+        f"--loglevel={settings.log_level}",
+        f"--queues={settings.celery_queue}",
+        f"--hostname=email-service-{os.getpid()}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    celery.worker_main(argv)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=1025, show_default=True, type=int)
+@click.option("--maildir", default="var/mail", show_default=True, type=click.Path(path_type=Path))
+def catcher(host: str, port: int, maildir: Path) -> None:
+    """Run a local SMTP server that keeps every message in a Maildir."""
+    from .catcher import start_catcher
+
+    configure_logging(Settings())
+    controller = start_catcher(host, port, maildir)
+    click.echo(f"SMTP catcher on {host}:{port}, messages in {maildir.resolve()}/new", err=True)
+    _wait_for_termination()
+    controller.stop()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--smtp-port", default=1025, show_default=True, type=int)
+@click.option("--data-dir", default="var", show_default=True, type=click.Path(path_type=Path))
+def dev(host: str, port: int, smtp_port: int, data_dir: Path) -> None:
+    """Everything on this machine: API, worker and SMTP catcher, SQLite and a filesystem broker."""
+    from .devserver import run_dev
+
+    sys.exit(run_dev(host=host, port=port, smtp_port=smtp_port, data_dir=data_dir))
+
+
+def _wait_for_termination() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
