@@ -74,10 +74,12 @@ def free_port() -> int:
 class SMTPSink:
     """An aiosmtpd server on 127.0.0.1 and a free port, running in a thread."""
 
-    def __init__(self, handler: SinkHandler | None = None) -> None:
+    def __init__(self, handler: SinkHandler | None = None, **smtp_parameters: object) -> None:
         self.handler = handler or SinkHandler()
         self.port = free_port()
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True)
+        self._controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True, **smtp_parameters
+        )
 
     def start(self) -> SMTPSink:
         self._controller.start()

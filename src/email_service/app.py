@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flask import redirect, request
-from flask_openapi3 import Info, OpenAPI
+from flask_openapi3.models.info import Info
+from flask_openapi3.openapi import OpenAPI
 from werkzeug.wrappers import Response
 
 from . import __version__

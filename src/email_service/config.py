@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
@@ -64,4 +65,4 @@ class Settings(BaseSettings):
     @property
     def sender_domain(self) -> str:
         """Domain used in the Message-IDs the service creates."""
-        return self.mail_default_sender.rpartition("@")[2].strip(">") or "localhost"
+        return parseaddr(self.mail_default_sender)[1].rpartition("@")[2] or "localhost"

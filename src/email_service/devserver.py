@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from .config import Settings
 from .storage.migrate import upgrade
 
 STOP_GRACE_SECONDS = 15
@@ -22,8 +21,7 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = _dev_environment(data_dir, smtp_port)
-    settings = Settings(**{k.lower(): v for k, v in env.items() if k in ("DATA_DIR", "DATABASE_URL")})
-    upgrade(settings.database_url)
+    upgrade(env["DATABASE_URL"])
 
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = False
@@ -42,7 +40,9 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
     for name, args in commands.items():
         child_env = {**env, "LOG_PATH": str(data_dir / "logs" / f"{name}.log")}
         # Own session: Ctrl-C reaches only this supervisor, which then stops children in order.
-        process = subprocess.Popen([sys.executable, "-m", "email_service", *args], env=child_env, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "email_service", *args], env=child_env, start_new_session=True
+        )
         children.append((name, process))
 
     base = f"http://{host}:{port}"

@@ -1,15 +1,15 @@
 """The service's exception tree; the API turns it into JSON, the worker into recipient outcomes.
 
-    EmailServiceError
-    ├── RequestError            the caller's fault: 4xx, nothing stored or queued
-    │   ├── InvalidRequest      400 malformed body
-    │   ├── ValidationFailed    422 fields or addresses that do not pass
-    │   ├── NotFound            404
-    │   └── PayloadTooLarge     413
-    ├── TemplateError           a template is missing, unsafe or does not render
-    └── DeliveryError           the relay did not take a message
-        ├── TemporaryDeliveryError   4xx reply, connection refused or dropped, timeout
-        └── PermanentDeliveryError   5xx reply: that recipient failed
+EmailServiceError
+├── RequestError            the caller's fault: 4xx, nothing stored or queued
+│   ├── InvalidRequest      400 malformed body
+│   ├── ValidationFailed    422 fields or addresses that do not pass
+│   ├── NotFound            404
+│   └── PayloadTooLarge     413
+├── TemplateError           a template is missing, unsafe or does not render
+└── DeliveryError           the relay did not take a message
+    ├── TemporaryDeliveryError   4xx reply, connection refused or dropped, timeout
+    └── PermanentDeliveryError   5xx reply: that recipient failed
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
+
+import idna
 
 from .errors import TemplateError
 from .header_values import describe_control_character
@@ -16,6 +18,8 @@ from .rendering import RenderedEmail
 # SMTP line endings, and 7bit output so every non-ASCII or long-lined body is encoded
 # (quoted-printable or base64): no line can exceed 998 octets and no relay needs 8BITMIME.
 SMTP_POLICY = policy.SMTP.clone(cte_type="7bit")
+# A non-ASCII local part cannot be encoded in a header: such messages need SMTPUTF8 (RFC 6531).
+SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,14 @@ class Envelope:
     sender: str
     recipient: str
     data: bytes
+
+
+def transport_address(address: str) -> str:
+    """The address as relays expect it: an internationalized domain in its ASCII (IDNA) form."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
 
 
 def format_recipient(address: str, name: str | None) -> str:
@@ -46,7 +58,9 @@ def build_message(
     date: datetime,
 ) -> Envelope:
     """One message for one recipient; header values were checked at intake and are checked again here."""
-    message = EmailMessage(policy=SMTP_POLICY)
+    _check_header("To", recipient_name or "")
+    recipient = transport_address(recipient)
+    message = EmailMessage(policy=SMTP_POLICY if recipient.isascii() else SMTPUTF8_POLICY)
     to_value = format_recipient(recipient, recipient_name)
     headers = [
         ("Date", format_datetime(date)),
@@ -57,16 +71,13 @@ def build_message(
     ]
     headers += [(k, v) for k, v in rendered.headers if k.lower() != "subject"]
     for name, value in headers:
-        reason = describe_control_character(value)
-        if reason:
-            raise TemplateError(f"header {name}: {reason}")
+        _check_header(name, value)
         message[name] = value
     message.set_content(rendered.body, subtype=rendered.subtype, charset="utf-8")
-    return Envelope(sender=_bare_address(sender), recipient=recipient, data=message.as_bytes())
+    return Envelope(sender=parseaddr(sender)[1], recipient=recipient, data=message.as_bytes())
 
 
-def _bare_address(sender: str) -> str:
-    """The envelope sender: the address inside ``Name <addr>``."""
-    if "<" in sender and sender.rstrip().endswith(">"):
-        return sender[sender.rindex("<") + 1 : sender.rstrip().rindex(">")]
-    return sender
+def _check_header(name: str, value: str) -> None:
+    reason = describe_control_character(value)
+    if reason:
+        raise TemplateError(f"header {name}: {reason}")

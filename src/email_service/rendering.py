@@ -8,13 +8,13 @@ are found by name only, through a loader rooted in the templates folders, never 
 from __future__ import annotations
 
 import re
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined
+from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined, TemplateNotFound
 from jinja2 import TemplateError as JinjaTemplateError
-from jinja2 import TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import TemplateError
@@ -82,10 +82,19 @@ class TemplateRenderer:
         except TemplateNotFound:
             raise TemplateError(f"unknown template {name!r}") from None
         except JinjaTemplateError as exc:
-            line = getattr(exc, "lineno", None)
+            line = getattr(exc, "lineno", None) or _template_line(exc, template.filename)
             where = f" (line {line})" if line else ""
             raise TemplateError(f"template {name!r} does not render{where}: {exc}") from None
         return parse_eml(text)
+
+
+def _template_line(exc: BaseException, filename: str | None) -> int | None:
+    """The template line a render error happened on (Jinja maps its frames back to the template)."""
+    line = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if filename and frame.f_code.co_filename == filename:
+            line = lineno
+    return line
 
 
 def parse_eml(text: str) -> RenderedEmail:

@@ -6,7 +6,8 @@ import logging
 from typing import Any
 
 from flask import current_app, url_for
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
 
 from ..errors import NotFound
 from ..services import Services, intake
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 email_tag = Tag(name="email", description="Bulk sends and their per-recipient outcomes")
 blueprint = APIBlueprint("email", __name__, url_prefix="/api/email", abp_tags=[email_tag])
 
-ERRORS = {400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody}
+ERRORS: dict[int | str, Any] = {400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody}
 
 
 def _services() -> Services:
@@ -58,9 +59,11 @@ def send_email(body: SendEmailBody) -> Any:
     except Exception:  # the job is stored; it stays queued until the broker answers again
         log.exception("job %s stored but could not be queued", accepted.id)
     location = url_for("email.get_job", id=accepted.id)
-    return JobAccepted(id=accepted.id, status=accepted.status, total=accepted.total).model_dump(), 202, {
-        "Location": location
-    }
+    return (
+        JobAccepted(id=accepted.id, status=accepted.status, total=accepted.total).model_dump(),
+        202,
+        {"Location": location},
+    )
 
 
 @blueprint.get(
@@ -107,9 +110,7 @@ def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
             session, job.id, status=query.status, after=query.after, limit=query.limit
         )
     next_after = recipients[-1].position if len(recipients) == query.limit else None
-    return RecipientList(items=[_recipient_view(r) for r in recipients], next_after=next_after).model_dump(
-        mode="json"
-    )
+    return RecipientList(items=[_recipient_view(r) for r in recipients], next_after=next_after).model_dump(mode="json")
 
 
 def _find_job(session: Any, job_id: str) -> Job:

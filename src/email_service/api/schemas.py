@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from ..storage.models import RecipientStatus
 
-TUTORIAL_EXAMPLE = {
+TUTORIAL_EXAMPLE: JsonDict = {
     "recipients": ["will@example.com", {"email": "eleven@example.com", "name": "Eleven", "variables": {"code": "011"}}],
     "subject": "Demogorgon",
     "content": "Run for your life",
@@ -35,7 +36,7 @@ class RecipientIn(BaseModel):
 class SendEmailBody(BaseModel):
     """The tutorial's request, unchanged: who, what, and which template."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TUTORIAL_EXAMPLE]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": TUTORIAL_EXAMPLE})
 
     recipients: list[RecipientIn] = Field(
         description="Addresses (strings) or {email, name, variables} objects; duplicates are merged.",
@@ -43,9 +44,7 @@ class SendEmailBody(BaseModel):
     )
     subject: str = Field(description="Subject line; no control characters.", max_length=998)
     content: str = Field(description="Text given to the template as `content`.")
-    template: str = Field(
-        "default", description="Template name, matching ^[a-z0-9][a-z0-9_-]{0,63}$.", max_length=64
-    )
+    template: str = Field("default", description="Template name, matching ^[a-z0-9][a-z0-9_-]{0,63}$.", max_length=64)
 
 
 class JobPath(BaseModel):

@@ -32,4 +32,3 @@ def start_job(services: Services, job_id: str) -> None:
     for first, last in ranges:
         services.queue.send_batch(job_id, first, last)
     log.info("job %s started: %d batches", job_id, len(ranges))
-

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..addresses import InvalidAddress, dedup_key, normalize_address
+from ..composer import JobContent, compose
 from ..errors import TemplateError, ValidationFailed
 from ..header_values import describe_control_character
-from ..composer import JobContent, compose
 from ..rendering import is_valid_template_name
 from ..storage import repository
 from ..storage.models import Job, JobStatus, RecipientStatus, utcnow

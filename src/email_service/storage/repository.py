@@ -35,22 +35,21 @@ def _copy_recipients(session: Session, recipients: Sequence[dict[str, Any]]) -> 
     # COPY is ~10x faster than multi-row INSERT for 100k rows: the intake answers in well under a second.
     driver_connection: Any = session.connection().connection.driver_connection
     columns = ", ".join(_RECIPIENT_COPY_COLUMNS)
-    with driver_connection.cursor() as cursor:
-        with cursor.copy(f"COPY recipients ({columns}) FROM STDIN") as copy:
-            for row in recipients:
-                variables = row["variables"]
-                copy.write_row(
-                    (
-                        row["job_id"],
-                        row["position"],
-                        row["address"],
-                        row["name"],
-                        json.dumps(variables) if variables is not None else None,
-                        row["status"],
-                        row["attempts"],
-                        row["message_id"],
-                    )
+    with driver_connection.cursor() as cursor, cursor.copy(f"COPY recipients ({columns}) FROM STDIN") as copy:
+        for row in recipients:
+            variables = row["variables"]
+            copy.write_row(
+                (
+                    row["job_id"],
+                    row["position"],
+                    row["address"],
+                    row["name"],
+                    json.dumps(variables) if variables is not None else None,
+                    row["status"],
+                    row["attempts"],
+                    row["message_id"],
                 )
+            )
 
 
 def get_job(session: Session, job_id: str) -> Job | None:

@@ -1,6 +1,7 @@
 """Alembic environment: runs the service's migrations on the URL given by storage.migrate."""
 
 from alembic import context
+
 from email_service.storage.database import make_engine
 from email_service.storage.models import Base
 

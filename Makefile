@@ -1,0 +1,31 @@
+# `make run` and `make test` create the virtual environment and install everything on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(INSTALLED)
+	$(BIN)/email-service dev
+
+test: $(INSTALLED)
+	$(BIN)/pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: $(INSTALLED)
+	$(BIN)/python bench/intake.py
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -1,0 +1,256 @@
+"""Helpers shared by the benchmark scripts: isolated deployments of the service and small utilities.
+
+A deployment is one configuration of the service (embedded SQLite + filesystem broker, or
+PostgreSQL + Redis) with its own temp folder, its own database and Redis key prefix, and the
+child processes started in it. Leaving the ``with`` block stops those children by pid and removes
+everything the deployment created, also after an error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+
+from email_service.config import Settings
+
+PYTHON = sys.executable  # run as .venv/bin/python, so children get the project's virtualenv
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_URL_TEMPLATE = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+CONFIGS = ("embedded", "postgres-redis")
+CONFIG_LABELS = {"embedded": "SQLite + filesystem broker", "postgres-redis": "PostgreSQL + Redis"}
+STOP_GRACE_SECONDS = 20
+
+
+def free_port() -> int:
+    # Another process may take the port before the child binds it; on this machine that race is rare enough.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique_token(kind: str) -> str:
+    """A name no other run on the shared servers uses: script, pid and random bits."""
+    return f"bench_{kind}_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+def make_addresses(count: int) -> list[str]:
+    return [f"user{i}@example{i % 50}.com" for i in range(count)]
+
+
+def base_environment() -> dict[str, str]:
+    """This process's environment without any of the service's settings, so nothing leaks in from the shell."""
+    names = {name.upper() for name in Settings.model_fields}
+    return {key: value for key, value in os.environ.items() if key.upper() not in names}
+
+
+def median_and_min(samples: Sequence[float]) -> tuple[float, float]:
+    return statistics.median(samples), min(samples)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    # SystemExit unwinds the ``with`` blocks, so a terminated benchmark still stops its children and cleans up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
+def print_machine() -> None:
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"{started}; {os.cpu_count()} cores; Python {platform.python_version()}; {platform.platform()}", flush=True)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        # First column left-aligned (labels), the rest right-aligned (figures).
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+
+    print(line(cells[0]))
+    print("  ".join("-" * w for w in widths))
+    for row in cells[1:]:
+        print(line(row))
+
+
+def wait_until(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    alive: Callable[[], None] | None = None,
+) -> None:
+    """Poll ``predicate`` until true; ``alive`` raises if a process we depend on has died."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if alive is not None:
+            alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Child:
+    """A process we started in its own session, output to a log file, stopped by its pid."""
+
+    def __init__(self, name: str, args: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        # Own session, so a terminal's Ctrl-C reaches only the benchmark, which then stops us in order.
+        self.process = subprocess.Popen(
+            list(args), env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} (pid {self.pid}) exited with {self.process.returncode}:\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 30) -> str:
+        self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        # SIGTERM lets gunicorn and Celery stop their own children; the group kill is a last resort
+        # for those children only (the group is the one this child's own session created).
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                print(
+                    f"  {self.name} (pid {self.pid}) did not stop in {STOP_GRACE_SECONDS}s; killing it", file=sys.stderr
+                )
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
+
+
+class Deployment:
+    """One configuration of the service; start its API and workers, then read ``base_url``."""
+
+    def __init__(self, config: str, env: dict[str, str], workdir: Path, stack: contextlib.ExitStack) -> None:
+        self.config = config
+        self.label = CONFIG_LABELS[config]
+        self.env = env
+        self.workdir = workdir
+        self._stack = stack
+        self.base_url = ""
+
+    def run_cli(self, *args: str) -> None:
+        result = subprocess.run([PYTHON, "-m", "email_service", *args], env=self.env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"email-service {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+
+    def start(self, name: str, *args: str) -> Child:
+        child = Child(name, [PYTHON, "-m", "email_service", *args], self.env, self.workdir / f"{name}.log")
+        self._stack.callback(child.stop)
+        return child
+
+    def start_api(self, workers: int = 2) -> Child:
+        port = free_port()
+        api = self.start("api", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers))
+        self.base_url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(f"{self.base_url}/healthz"), timeout=60, what="the API", alive=api.check_alive)
+        return api
+
+    def start_worker(self, concurrency: int = 2) -> Child:
+        return self.start("worker", "worker", "--concurrency", str(concurrency))
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextlib.contextmanager
+def deployment(config: str, kind: str, extra_env: dict[str, str] | None = None) -> Iterator[Deployment]:
+    """A fresh, migrated deployment of ``config`` ("embedded" or "postgres-redis"); removed on exit."""
+    with contextlib.ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix=f"bench_{kind}_"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        env = {**base_environment(), "DATA_DIR": str(workdir / "data"), **(extra_env or {})}
+        if config == "embedded":
+            env["CELERY_BROKER_URL"] = "filesystem://"
+        elif config == "postgres-redis":
+            token = unique_token(kind)
+            stack.enter_context(_postgres_database(token))
+            stack.enter_context(_redis_namespace(f"{token}:"))
+            env.update(
+                DATABASE_URL=PG_URL_TEMPLATE.format(name=token),
+                CELERY_BROKER_URL=REDIS_URL,
+                CELERY_BROKER_KEY_PREFIX=f"{token}:",
+                CELERY_QUEUE=token,
+            )
+        else:
+            raise ValueError(f"unknown configuration {config!r}; choose from {CONFIGS}")
+        (workdir / "data").mkdir()
+        deployed = Deployment(config, env, workdir, stack)
+        deployed.run_cli("db", "upgrade")
+        yield deployed  # children registered on the stack stop before the database and keys go
+
+
+@contextlib.contextmanager
+def _postgres_database(name: str) -> Iterator[None]:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def _redis_namespace(prefix: str) -> Iterator[None]:
+    # The prefix is letters, digits, '_' and ':' only, so it needs no glob escaping.
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        yield
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def post_job(client: httpx.Client, base_url: str, body: bytes, expected_total: int) -> str:
+    """POST a pre-encoded job body; the job id. Raises unless the service accepted all recipients."""
+    response = client.post(f"{base_url}/api/email/", content=body, headers={"Content-Type": "application/json"})
+    if response.status_code != 202 or response.json().get("total") != expected_total:
+        raise RuntimeError(f"POST /api/email/ answered {response.status_code}: {response.text[:500]}")
+    return str(response.json()["id"])
+
+
+def job_body(addresses: Sequence[str], subject: str = "Benchmark", content: str = "Hello from the benchmark.") -> bytes:
+    return json.dumps(
+        {"recipients": list(addresses), "subject": subject, "content": content, "template": "default"}
+    ).encode()

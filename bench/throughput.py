@@ -1,0 +1,200 @@
+"""Messages per second the service delivers into a local SMTP sink, beside a plain smtplib loop.
+
+The sink is an aiosmtpd server in this process that only counts what it receives. Baseline:
+one smtplib connection sending prebuilt messages one by one, the fastest a single Python
+client can hand messages to that sink. Service: the API under gunicorn and one real worker
+(``email-service worker --concurrency 2``); the clock runs from the POST of one job until
+GET /api/email/<id> says "completed", and the sink must then hold exactly one message per
+recipient. Worker and API are warmed up by a small job first.
+
+    .venv/bin/python bench/throughput.py
+    .venv/bin/python bench/throughput.py --recipients 500 --configs postgres-redis
+"""
+
+from __future__ import annotations
+
+import argparse
+import smtplib
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any, NamedTuple
+
+import httpx
+from aiosmtpd.controller import Controller
+
+from _support import (
+    CONFIG_LABELS,
+    CONFIGS,
+    deployment,
+    exit_cleanly_on_sigterm,
+    free_port,
+    job_body,
+    make_addresses,
+    post_job,
+    print_machine,
+    print_table,
+)
+
+SENDER = "email-service@localhost"
+
+
+class Run(NamedTuple):
+    messages: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+class CountingHandler:
+    """aiosmtpd handler that keeps nothing but counts: messages and distinct recipients."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # handle_DATA runs in the controller's thread, readers in ours
+        self.messages = 0
+        self.recipients: set[str] = set()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self._lock:
+            self.messages += 1
+            self.recipients.update(envelope.rcpt_tos)
+        return "250 OK"
+
+    def reset(self) -> None:
+        with self._lock:
+            self.messages = 0
+            self.recipients = set()
+
+    def snapshot(self) -> tuple[int, int]:
+        with self._lock:
+            return self.messages, len(self.recipients)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, default=2_000, help="messages per run")
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["postgres-redis", "embedded"])
+    parser.add_argument("--concurrency", type=int, default=2, help="worker pool processes")
+    parser.add_argument("--batch-size", type=int, default=100, help="BATCH_SIZE of the service")
+    parser.add_argument("--warmup", type=int, default=20, help="recipients of the untimed warm-up job")
+    parser.add_argument("--poll", type=float, default=0.1, help="seconds between GET /api/email/<id>")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds allowed for one job")
+    args = parser.parse_args()
+    exit_cleanly_on_sigterm()
+    print_machine()
+
+    handler = CountingHandler()
+    sink = Controller(handler, hostname="127.0.0.1", port=free_port())
+    sink.start()
+    try:
+        runs = [("plain smtplib loop, 1 connection", baseline(handler, sink.port, args.recipients))]
+        for config in args.configs:
+            runs.append((f"service: {CONFIG_LABELS[config]}", service_run(handler, sink.port, config, args)))
+    finally:
+        sink.stop()
+
+    baseline_rate = runs[0][1].rate
+    print(f"\nDelivery of {args.recipients:,} messages into a local aiosmtpd sink")
+    print_table(
+        ["sender", "messages", "messages/s", "seconds", "vs baseline"],
+        [
+            [label, f"{run.messages:,}", f"{run.rate:,.0f}", f"{run.seconds:.2f}", f"{run.rate / baseline_rate:.3f}x"]
+            for label, run in runs
+        ],
+    )
+
+
+def baseline(handler: CountingHandler, port: int, count: int) -> Run:
+    """One reused connection, sendmail per message; the messages are built before the clock starts."""
+    messages = [(address, _small_message(address)) for address in make_addresses(count)]
+    handler.reset()
+    print(f"== baseline: smtplib, {count:,} messages on one connection", flush=True)
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        smtp.ehlo()
+        started = time.perf_counter()
+        for address, data in messages:
+            smtp.sendmail(SENDER, [address], data)
+        elapsed = time.perf_counter() - started
+    _check_sink(handler, count)
+    return Run(count, elapsed)
+
+
+def service_run(handler: CountingHandler, port: int, config: str, args: argparse.Namespace) -> Run:
+    count = args.recipients
+    smtp_env = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(port), "BATCH_SIZE": str(args.batch_size)}
+    print(f"== service: {CONFIG_LABELS[config]}, worker --concurrency {args.concurrency}", flush=True)
+    with deployment(config, "throughput", smtp_env) as deployed, httpx.Client(timeout=60) as client:
+        api = deployed.start_api()
+        worker = deployed.start_worker(args.concurrency)
+
+        def alive() -> None:
+            api.check_alive()
+            worker.check_alive()
+
+        # The warm-up job also proves the worker is consuming: its end means the pool is ready.
+        warmup_id = post_job(client, deployed.base_url, job_body(make_addresses(args.warmup)), args.warmup)
+        _wait_completed(client, deployed.base_url, warmup_id, args.poll, 120, alive)
+        handler.reset()
+
+        body = job_body(make_addresses(count))
+        started = time.perf_counter()
+        job_id = post_job(client, deployed.base_url, body, count)
+        job = _wait_completed(client, deployed.base_url, job_id, args.poll, args.timeout, alive)
+        elapsed = time.perf_counter() - started
+    server_side = _seconds_between(job["created_at"], job["finished_at"])
+    queued = _seconds_between(job["created_at"], job["started_at"])
+    print(
+        f"   {elapsed:.2f} s from POST to completed (server clock: {server_side:.2f} s created→finished, "
+        f"{queued:.2f} s created→started)",
+        flush=True,
+    )
+    if job["counts"]["sent"] != count:
+        raise RuntimeError(f"job completed with counts {job['counts']}, expected {count:,} sent")
+    _check_sink(handler, count)
+    return Run(count, elapsed)
+
+
+def _wait_completed(
+    client: httpx.Client, base_url: str, job_id: str, poll: float, timeout: float, alive: Callable[[], None]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(f"{base_url}/api/email/{job_id}").raise_for_status().json()
+        if job["status"] == "completed":
+            return job
+        alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} not completed after {timeout:.0f}s: {job['counts']}")
+        time.sleep(poll)
+
+
+def _check_sink(handler: CountingHandler, expected: int) -> None:
+    messages, distinct = handler.snapshot()
+    if messages != expected or distinct != expected:
+        raise RuntimeError(f"sink got {messages:,} messages for {distinct:,} recipients, expected {expected:,}")
+    print(f"   sink received {messages:,} messages for {distinct:,} distinct recipients", flush=True)
+
+
+def _small_message(address: str) -> bytes:
+    # Same headers as the service's messages and a body of similar size.
+    message = EmailMessage()
+    message["Date"] = format_datetime(datetime.now().astimezone())
+    message["From"] = SENDER
+    message["To"] = address
+    message["Subject"] = "Benchmark"
+    message["Message-ID"] = make_msgid(domain="localhost")
+    message.set_content("Hello from the benchmark.\n\n--\nEmail service\n")
+    return message.as_bytes()
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+if __name__ == "__main__":
+    main()

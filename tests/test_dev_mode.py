@@ -1,0 +1,101 @@
+"""``email-service dev``: the embedded default end to end (SQLite, filesystem broker, Maildir catcher)."""
+
+from __future__ import annotations
+
+import email
+import mailbox
+import os
+import signal
+import subprocess
+import sys
+import time
+from email import policy
+from pathlib import Path
+
+import httpx
+
+from .smtp_sink import free_port
+
+TUTORIAL_BODY = {
+    "recipients": ["will@example.com", "eleven@example.com", "dustin@example.com"],
+    "subject": "Demogorgon",
+    "content": "Run for your life",
+    "template": "default",
+}
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_dev_sends_the_tutorial_request_into_the_maildir_and_stops_cleanly(tmp_path: Path):
+    port, smtp_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "MAIL_"))}
+    log = open(tmp_path / "dev.log", "wb")  # noqa: SIM115
+    dev = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "email_service",
+            "dev",
+            "--port",
+            str(port),
+            "--smtp-port",
+            str(smtp_port),
+            "--data-dir",
+            str(tmp_path / "var"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    answer = client.post("/api/email/", json=TUTORIAL_BODY)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, (tmp_path / "dev.log").read_text()
+                    time.sleep(0.3)
+            assert answer.status_code == 202
+            job_url = answer.headers["Location"]
+            while (job := client.get(job_url).json())["status"] != "completed":
+                assert time.monotonic() < deadline, job
+                time.sleep(0.2)
+            assert job["counts"]["sent"] == 3
+            assert client.get("/api/").status_code == 302
+            assert client.get("/api/swagger").status_code == 200
+        maildir = mailbox.Maildir(tmp_path / "var" / "mail", create=False)
+        messages = [email.message_from_bytes(m.as_bytes(), policy=policy.default) for m in maildir]
+        assert sorted(str(m["To"]) for m in messages) == sorted(TUTORIAL_BODY["recipients"])
+        assert all(m.get_content().startswith("Run for your life") for m in messages)
+        output = (tmp_path / "dev.log").read_text()
+        assert f"{base}/api/" in output and str(tmp_path / "var" / "mail") in output
+        children = _children(dev.pid)
+        assert len(children) == 3
+    finally:
+        dev.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+        code = dev.wait(timeout=30)
+        log.close()
+    assert code == 0
+    assert not [pid for pid in children if _alive(pid)]

@@ -1,0 +1,131 @@
+"""Built messages: one recipient, exact headers, bodies that survive any relay and decode back."""
+
+from __future__ import annotations
+
+import email
+from datetime import UTC, datetime
+from email import policy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from email_service.composer import JobContent, compose
+from email_service.errors import TemplateError
+from email_service.messages import build_message
+from email_service.rendering import RenderedEmail, TemplateRenderer
+
+DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+JOB = JobContent(template="default", sender="Service <service@example.org>", subject="Démogorgon 🎃", content="")
+
+
+def _compose(content: str, **kwargs) -> email.message.EmailMessage:
+    job = JobContent(template=JOB.template, sender=JOB.sender, subject=JOB.subject, content=content)
+    envelope = compose(
+        TemplateRenderer(),
+        job,
+        address="will@example.com",
+        name=kwargs.get("name"),
+        variables=None,
+        message_id="<job.0@example.org>",
+        date=DATE,
+    )
+    assert envelope.sender == "service@example.org" and envelope.recipient == "will@example.com"
+    return email.message_from_bytes(envelope.data, policy=policy.default), envelope.data
+
+
+def test_headers_are_exactly_the_expected_set():
+    message, _ = _compose("Run")
+    assert sorted(message.keys()) == sorted(
+        ["Date", "From", "To", "Subject", "Message-ID", "Content-Type", "Content-Transfer-Encoding", "MIME-Version"]
+    )
+    assert message["To"] == "will@example.com"
+    assert message["Subject"] == "Démogorgon 🎃"
+    assert message["Message-ID"] == "<job.0@example.org>"
+    assert message["Date"] == "Sat, 28 Nov 2026 12:00:00 +0000"
+
+
+def test_long_lines_are_encoded_below_998_octets_and_decode_back():
+    content = "é" * 5000 + "\n" + "x" * 3000
+    message, data = _compose(content)
+    assert max(len(line) for line in data.split(b"\r\n")) <= 78
+    assert message.get_content().replace("\r\n", "\n").startswith(content + "\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(content=st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=3000))
+def test_any_content_decodes_back_exactly_and_no_line_exceeds_998(content: str):
+    rendered = RenderedEmail(headers=(), body=content, subtype="plain")
+    data = build_message(
+        rendered,
+        sender="s@example.org",
+        recipient="r@example.com",
+        recipient_name=None,
+        subject="s",
+        message_id="<m@x>",
+        date=DATE,
+    ).data
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    decoded = email.message_from_bytes(data, policy=policy.default).get_content()
+    # Text travels as lines: each line break becomes CRLF and the body ends with one.
+    lines = content.encode("utf-8").splitlines() or [b""]
+    expected = b"".join(line + b"\n" for line in lines).decode("utf-8")
+    assert decoded.replace("\r\n", "\n") == expected
+
+
+@pytest.mark.parametrize("name", ["Eleven, «Onze»", 'Jo "the" Doe', "Zoë 🎉"])
+def test_display_names_are_quoted_or_encoded(name: str):
+    message, _ = _compose("x", name=name)
+    assert message["To"].addresses[0].display_name == name
+    assert message["To"].addresses[0].addr_spec == "will@example.com"
+
+
+@pytest.mark.parametrize("value", ["Hi\r\nBcc: x@y.z", "Hi\n", "Hi\u2028there"])
+def test_a_control_character_in_a_header_is_refused(value: str):
+    rendered = RenderedEmail(headers=(), body="b", subtype="plain")
+    with pytest.raises(TemplateError):
+        build_message(
+            rendered,
+            sender="s@example.org",
+            recipient="r@example.com",
+            recipient_name=value,
+            subject="s",
+            message_id="<m@x>",
+            date=DATE,
+        )
+    with pytest.raises(TemplateError):
+        build_message(
+            rendered,
+            sender="s@example.org",
+            recipient="r@example.com",
+            recipient_name=None,
+            subject=value,
+            message_id="<m@x>",
+            date=DATE,
+        )
+
+
+def test_internationalized_addresses_use_idna_domains_and_utf8_only_when_needed():
+    rendered = RenderedEmail(headers=(), body="b", subtype="plain")
+    ascii_local = build_message(
+        rendered,
+        sender="s@example.org",
+        recipient="a@bücher.de",
+        recipient_name=None,
+        subject="s",
+        message_id="<m@x>",
+        date=DATE,
+    )
+    assert ascii_local.recipient == "a@xn--bcher-kva.de"
+    assert b"To: a@xn--bcher-kva.de\r\n" in ascii_local.data and ascii_local.data.isascii()
+    utf8_local = build_message(
+        rendered,
+        sender="s@example.org",
+        recipient="jörg@bücher.de",
+        recipient_name=None,
+        subject="s",
+        message_id="<m@x>",
+        date=DATE,
+    )
+    assert utf8_local.recipient == "jörg@xn--bcher-kva.de"
+    assert "To: jörg@xn--bcher-kva.de\r\n".encode() in utf8_local.data

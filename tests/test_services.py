@@ -1,0 +1,133 @@
+"""Intake, dispatch and deliver in one process on SQLite and a real SMTP server; the task
+queue runs each task inline (the Celery path is covered by test_end_to_end)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from email_service.config import Settings
+from email_service.logs import configure_logging
+from email_service.services import Services, build_services, deliver, dispatch, intake
+from email_service.storage import repository
+from email_service.storage.migrate import upgrade
+
+from .smtp_sink import SMTPSink
+
+
+@dataclass
+class Recipient:
+    email: str
+    name: str | None = None
+    variables: dict | None = None
+
+
+@dataclass
+class InlineQueue:
+    services: Services
+    batches: list[tuple[int, int]] = field(default_factory=list)
+
+    def start_job(self, job_id: str) -> None:
+        dispatch.start_job(self.services, job_id)
+
+    def send_batch(self, job_id: str, first: int, last: int) -> None:
+        self.batches.append((first, last))
+        deliver.send_batch(self.services, job_id, first, last)
+
+
+def _services(tmp_path: Path, **overrides) -> Services:
+    settings = Settings(data_dir=tmp_path, mail_server="127.0.0.1", **overrides)
+    upgrade(settings.database_url)
+    services = build_services(settings)
+    services.queue = InlineQueue(services)
+    return services
+
+
+def _run(services: Services, recipients: list[Recipient], content: str = "Run for your life") -> str:
+    accepted = intake.accept_job(
+        services, recipients=recipients, subject="Demogorgon", content=content, template="default"
+    )
+    services.queue.start_job(accepted.id)
+    return accepted.id
+
+
+def _counts(services: Services, job_id: str) -> dict[str, int]:
+    with services.sessions() as session:
+        return {k: v for k, v in repository.count_by_status(session, [job_id])[job_id].items() if v}
+
+
+def test_a_job_is_cut_into_batches_and_completes(tmp_path: Path, sink: SMTPSink):
+    services = _services(tmp_path, mail_port=sink.port, batch_size=4)
+    job_id = _run(services, [Recipient(f"r{i}@example.com") for i in range(10)])
+    assert services.queue.batches == [(0, 4), (4, 8), (8, 10)]
+    assert _counts(services, job_id) == {"sent": 10}
+    assert len(sink.handler.messages()) == 10
+    with services.sessions() as session:
+        assert repository.get_job(session, job_id).status == "completed"
+
+
+def test_starting_or_sending_twice_sends_nothing_twice(tmp_path: Path, sink: SMTPSink):
+    services = _services(tmp_path, mail_port=sink.port, batch_size=4)
+    job_id = _run(services, [Recipient(f"r{i}@example.com") for i in range(6)])
+    services.queue.start_job(job_id)  # redelivered start task
+    deliver.send_batch(services, job_id, 0, 4)  # redelivered batch task
+    assert len(sink.handler.messages()) == 6
+
+
+def test_suppress_send_logs_instead_of_sending(
+    tmp_path: Path, sink: SMTPSink, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    services = _services(tmp_path, mail_port=sink.port, mail_suppress_send=True)
+    monkeypatch.setattr(logging.getLogger("email_service"), "propagate", True)  # let caplog see it
+    with caplog.at_level(logging.INFO, logger="email_service"):
+        job_id = _run(services, [Recipient("a@example.com"), Recipient("b@example.com")])
+    assert _counts(services, job_id) == {"sent": 2}
+    assert sink.handler.messages() == []
+    assert sum("send suppressed" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_recipient_whose_variables_break_the_template_fails_alone(tmp_path: Path, sink: SMTPSink):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "greet.eml").write_text("Subject: {{ subject }}\n\nHello {{ first_name }}\n")
+    services = _services(tmp_path, mail_port=sink.port, templates_dir=templates)
+    accepted = intake.accept_job(
+        services,
+        recipients=[Recipient("a@example.com", variables={"first_name": "Will"}), Recipient("b@example.com")],
+        subject="Hi",
+        content="",
+        template="greet",
+    )
+    services.queue.start_job(accepted.id)
+    assert _counts(services, accepted.id) == {"sent": 1, "failed": 1}
+    with services.sessions() as session:
+        failed = repository.list_recipients(session, accepted.id, status="failed", after=None, limit=10)
+    assert failed[0].address == "b@example.com" and "first_name" in failed[0].last_error
+    assert sink.handler.messages()[0].message.get_content().startswith("Hello Will")
+
+
+def test_logs_name_jobs_and_failures_but_never_bodies_or_passwords(tmp_path: Path, sink: SMTPSink):
+    log_path = tmp_path / "logs" / "service.log"
+    sink.handler.reject_rcpt.add("gone@example.com")
+    services = _services(tmp_path, mail_port=sink.port, log_path=log_path, mail_password="canary-password-42")
+    configure_logging(services.settings)
+    job_id = _run(services, [Recipient("a@example.com"), Recipient("gone@example.com")], content="canary-body-17")
+    text = log_path.read_text()
+    assert f"job {job_id} accepted: 2 recipients" in text
+    assert f"job {job_id} completed" in text
+    assert f"job {job_id} recipient" in text and "550" in text
+    assert "canary-body-17" not in text and "canary-password-42" not in text
+
+
+def test_log_file_rotates_at_log_size(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path, log_path=tmp_path / "r.log", log_size=2000, log_count=2)
+    configure_logging(settings)
+    logger = logging.getLogger("email_service.test")
+    for i in range(200):
+        logger.info("line %d of the rotation test", i)
+    files = sorted(p.name for p in tmp_path.glob("r.log*"))
+    assert files == ["r.log", "r.log.1", "r.log.2"]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.glob("r.log*"))

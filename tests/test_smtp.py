@@ -1,0 +1,134 @@
+"""The SMTP connection against a real aiosmtpd server: reuse, reconnects and classified failures."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from email_service.config import Settings
+from email_service.delivery.smtp import SMTPTransport
+from email_service.errors import PermanentDeliveryError, TemporaryDeliveryError
+from email_service.messages import Envelope
+
+from .smtp_sink import SMTPSink, free_port
+
+
+def _envelope(recipient: str = "r@example.com") -> Envelope:
+    return Envelope(sender="s@example.org", recipient=recipient, data=b"Subject: t\r\n\r\nbody\r\n")
+
+
+def _connection(port: int, **settings):
+    return SMTPTransport(Settings(mail_server="127.0.0.1", mail_port=port, **settings)).connect()
+
+
+def test_one_connection_is_reused_for_many_messages(sink: SMTPSink):
+    connection = _connection(sink.port)
+    for i in range(10):
+        connection.send(_envelope(f"r{i}@example.com"))
+    connection.close()
+    assert [m.recipients for m in sink.handler.messages()] == [[f"r{i}@example.com"] for i in range(10)]
+    assert sink.handler.connections == 1
+
+
+def test_mail_max_emails_reconnects(sink: SMTPSink):
+    connection = _connection(sink.port, mail_max_emails=3)
+    for _ in range(7):
+        connection.send(_envelope())
+    connection.close()
+    assert len(sink.handler.messages()) == 7
+    assert sink.handler.connections == 3
+
+
+def test_a_reused_connection_closed_by_the_relay_is_reopened_without_losing_the_message():
+    sink = SMTPSink(timeout=0.3).start()  # the relay drops connections idle for 0.3 s
+    try:
+        connection = _connection(sink.port)
+        connection.send(_envelope("first@example.com"))
+        time.sleep(0.8)
+        connection.send(_envelope("second@example.com"))
+        connection.close()
+        assert [m.recipients[0] for m in sink.handler.messages()] == ["first@example.com", "second@example.com"]
+        assert sink.handler.connections == 2
+    finally:
+        sink.stop()
+
+
+def test_a_refused_recipient_is_permanent_and_the_connection_goes_on(sink: SMTPSink):
+    sink.handler.reject_rcpt.add("gone@example.com")
+    connection = _connection(sink.port)
+    with pytest.raises(PermanentDeliveryError) as refused:
+        connection.send(_envelope("gone@example.com"))
+    assert refused.value.code == 550 and "No such user" in refused.value.text
+    connection.send(_envelope("here@example.com"))
+    connection.close()
+    assert [m.recipients for m in sink.handler.messages()] == [["here@example.com"]]
+    assert sink.handler.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [("451 4.3.0 Try later", TemporaryDeliveryError), ("554 5.7.1 Rejected", PermanentDeliveryError)],
+)
+def test_a_reply_after_data_is_classified(sink: SMTPSink, reply: str, error: type):
+    sink.handler.data_reply = reply
+    connection = _connection(sink.port)
+    with pytest.raises(error) as failure:
+        connection.send(_envelope())
+    assert failure.value.code == int(reply[:3])
+    connection.close()
+
+
+def test_a_refused_connection_is_temporary():
+    with pytest.raises(TemporaryDeliveryError) as failure:
+        _connection(free_port()).send(_envelope())
+    assert "ConnectionRefused" in failure.value.text
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server that accepts connections and never says a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_a_relay_that_never_answers_times_out(silent_server: int):
+    started = time.monotonic()
+    with pytest.raises(TemporaryDeliveryError) as failure:
+        _connection(silent_server, mail_timeout=0.5).send(_envelope())
+    assert "timed out" in failure.value.text
+    assert time.monotonic() - started < 5
+
+
+def test_starttls_required_but_not_offered_sends_nothing(sink: SMTPSink):
+    with pytest.raises(TemporaryDeliveryError, match="STARTTLS"):
+        _connection(sink.port, mail_use_tls=True).send(_envelope())
+    assert sink.handler.messages() == []
+
+
+def test_a_non_ascii_mailbox_goes_with_smtputf8(sink: SMTPSink):
+    connection = _connection(sink.port)
+    connection.send(Envelope(sender="s@example.org", recipient="jörg@example.com", data=b"Subject: t\r\n\r\nb\r\n"))
+    connection.close()
+    assert [m.recipients for m in sink.handler.messages()] == [["jörg@example.com"]]

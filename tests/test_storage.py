@@ -1,0 +1,121 @@
+"""Storage on SQLite and PostgreSQL: migrations match the models, claims never overlap,
+a terminal status never changes, and a job completes exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.orm import Session, sessionmaker
+
+from email_service.storage import repository
+from email_service.storage.database import make_engine, make_session_factory
+from email_service.storage.migrate import upgrade
+from email_service.storage.models import Base, Job, JobStatus, RecipientStatus, utcnow
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request, tmp_path: Path) -> sessionmaker[Session]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        upgrade(url)
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def _new_job(sessions: sessionmaker[Session], total: int) -> str:
+    job_id = str(uuid.uuid4())
+    job = Job(
+        id=job_id,
+        status=JobStatus.QUEUED,
+        subject="s",
+        content="c",
+        template="default",
+        sender="s@example.org",
+        total=total,
+        created_at=utcnow(),
+    )
+    rows = [
+        {
+            "job_id": job_id,
+            "position": i,
+            "address": f"r{i}@example.com",
+            "name": None,
+            "variables": {"i": i} if i % 2 else None,
+            "status": RecipientStatus.PENDING,
+            "attempts": 0,
+            "message_id": f"<{job_id}.{i}@example.org>",
+        }
+        for i in range(total)
+    ]
+    with sessions.begin() as session:
+        repository.insert_job(session, job, rows)
+    return job_id
+
+
+def test_migrations_match_the_models(sessions: sessionmaker[Session]):
+    with sessions() as session:
+        context = MigrationContext.configure(session.connection())
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_inserted_recipients_read_back(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 5)
+    with sessions() as session:
+        recipients = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
+        assert [r.variables for r in recipients] == [None, {"i": 1}, None, {"i": 3}, None]
+        assert repository.count_by_status(session, [job_id])[job_id]["pending"] == 5
+
+
+def test_concurrent_claims_of_one_range_never_overlap(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 200)
+    now = utcnow()
+
+    def claim(_: int) -> list[int]:
+        with sessions.begin() as session:
+            claimed = repository.claim_batch(session, job_id, 0, 200, now=now, lease_until=now + timedelta(minutes=5))
+            return [r.position for r in claimed]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(claim, range(8)))
+    claimed = [p for result in results for p in result]
+    assert sorted(claimed) == list(range(200))
+
+
+def test_an_expired_lease_can_be_claimed_again_and_a_live_one_cannot(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 3)
+    now = utcnow()
+    with sessions.begin() as session:
+        assert len(repository.claim_batch(session, job_id, 0, 3, now=now, lease_until=now + timedelta(seconds=60))) == 3
+    with sessions.begin() as session:
+        assert repository.claim_batch(session, job_id, 0, 3, now=now, lease_until=now + timedelta(seconds=60)) == []
+    later = now + timedelta(seconds=61)
+    with sessions.begin() as session:
+        again = repository.claim_batch(session, job_id, 0, 3, now=later, lease_until=later + timedelta(seconds=60))
+        assert [r.attempts for r in again] == [2, 2, 2]
+
+
+def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 2)
+    now = utcnow()
+    with sessions.begin() as session:
+        first, second = repository.claim_batch(session, job_id, 0, 2, now=now, lease_until=now + timedelta(minutes=1))
+        repository.mark_sent(session, first.id, now)
+        repository.mark_failed(session, first.id, code=550, reason="late failure", now=now)  # ignored: already sent
+        assert not repository.complete_job_if_done(session, job_id, now)
+        repository.mark_failed(session, second.id, code=550, reason="no such user", now=now)
+        repository.mark_sent(session, second.id, now)  # ignored: already failed
+        assert repository.complete_job_if_done(session, job_id, now)
+        assert not repository.complete_job_if_done(session, job_id, now)
+    with sessions() as session:
+        counts = repository.count_by_status(session, [job_id])[job_id]
+        assert (counts["sent"], counts["failed"]) == (1, 1)
+        assert repository.get_job(session, job_id).status == JobStatus.COMPLETED
