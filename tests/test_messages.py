@@ -52,19 +52,23 @@ def test_long_lines_are_encoded_below_998_octets_and_decode_back():
     assert message.get_content().replace("\r\n", "\n").startswith(content + "\n")
 
 
+def _build(body: str = "b", recipient: str = "r@example.com", name: str | None = None, subject: str = "s"):
+    rendered = RenderedEmail(headers=(), body=body, subtype="plain")
+    return build_message(
+        rendered,
+        sender="s@example.org",
+        recipient=recipient,
+        recipient_name=name,
+        subject=subject,
+        message_id="<m@x>",
+        date=DATE,
+    )
+
+
 @settings(max_examples=200, deadline=None)
 @given(content=st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=3000))
 def test_any_content_decodes_back_exactly_and_no_line_exceeds_998(content: str):
-    rendered = RenderedEmail(headers=(), body=content, subtype="plain")
-    data = build_message(
-        rendered,
-        sender="s@example.org",
-        recipient="r@example.com",
-        recipient_name=None,
-        subject="s",
-        message_id="<m@x>",
-        date=DATE,
-    ).data
+    data = _build(body=content).data
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
     decoded = email.message_from_bytes(data, policy=policy.default).get_content()
     # Text travels as lines: each line break becomes CRLF and the body ends with one.
@@ -82,50 +86,16 @@ def test_display_names_are_quoted_or_encoded(name: str):
 
 @pytest.mark.parametrize("value", ["Hi\r\nBcc: x@y.z", "Hi\n", "Hi\u2028there"])
 def test_a_control_character_in_a_header_is_refused(value: str):
-    rendered = RenderedEmail(headers=(), body="b", subtype="plain")
     with pytest.raises(TemplateError):
-        build_message(
-            rendered,
-            sender="s@example.org",
-            recipient="r@example.com",
-            recipient_name=value,
-            subject="s",
-            message_id="<m@x>",
-            date=DATE,
-        )
+        _build(name=value)
     with pytest.raises(TemplateError):
-        build_message(
-            rendered,
-            sender="s@example.org",
-            recipient="r@example.com",
-            recipient_name=None,
-            subject=value,
-            message_id="<m@x>",
-            date=DATE,
-        )
+        _build(subject=value)
 
 
 def test_internationalized_addresses_use_idna_domains_and_utf8_only_when_needed():
-    rendered = RenderedEmail(headers=(), body="b", subtype="plain")
-    ascii_local = build_message(
-        rendered,
-        sender="s@example.org",
-        recipient="a@bücher.de",
-        recipient_name=None,
-        subject="s",
-        message_id="<m@x>",
-        date=DATE,
-    )
+    ascii_local = _build(recipient="a@bücher.de")
     assert ascii_local.recipient == "a@xn--bcher-kva.de"
     assert b"To: a@xn--bcher-kva.de\r\n" in ascii_local.data and ascii_local.data.isascii()
-    utf8_local = build_message(
-        rendered,
-        sender="s@example.org",
-        recipient="jörg@bücher.de",
-        recipient_name=None,
-        subject="s",
-        message_id="<m@x>",
-        date=DATE,
-    )
+    utf8_local = _build(recipient="jörg@bücher.de")
     assert utf8_local.recipient == "jörg@xn--bcher-kva.de"
     assert "To: jörg@xn--bcher-kva.de\r\n".encode() in utf8_local.data

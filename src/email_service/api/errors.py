@@ -40,7 +40,7 @@ def _field_name(loc: tuple[Any, ...]) -> tuple[str, int | None]:
             name += f"[{part}]"
             if index is None and name.startswith("recipients["):
                 index = part
-        elif part not in ("RecipientIn",):
+        else:
             name += f".{part}" if name else str(part)
     return name or "body", index
 
