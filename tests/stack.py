@@ -65,13 +65,15 @@ class ApiServer:
 
 
 class WorkerProcess:
-    """``email-service worker`` as a child process, configured only by its environment."""
+    """``email-service worker`` (a supervisor and its Celery worker processes) started by a test,
+    configured only by its environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 2) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, processes: int = 1) -> None:
         self.log_path = log_path
+        self.processes = processes
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "email_service", "worker", "--concurrency", str(concurrency)],
+            [sys.executable, "-m", "email_service", "worker", "--processes", str(processes)],
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -80,7 +82,7 @@ class WorkerProcess:
 
     def wait_ready(self, timeout: float = 60) -> WorkerProcess:
         deadline = time.monotonic() + timeout
-        while b" ready." not in self.log_path.read_bytes():
+        while self.log_path.read_bytes().count(b" ready.") < self.processes:
             if self.process.poll() is not None:
                 raise AssertionError(f"worker exited early:\n{self.log()}")
             if time.monotonic() > deadline:

@@ -92,7 +92,7 @@ def test_dev_sends_the_tutorial_request_into_the_maildir_and_stops_cleanly(tmp_p
         output = (tmp_path / "dev.log").read_text()
         assert f"{base}/api/" in output and str(tmp_path / "var" / "mail") in output
         children = _children(dev.pid)
-        assert len(children) == 3
+        assert len(children) == 4  # catcher, worker, scheduler, api
     finally:
         dev.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         code = dev.wait(timeout=30)

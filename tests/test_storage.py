@@ -107,14 +107,15 @@ def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sess
     job_id = _new_job(sessions, 2)
     now = utcnow()
     with sessions.begin() as session:
+        assert repository.mark_job_sending(session, job_id, now, dispatch_deadline=now)
         first, second = repository.claim_batch(session, job_id, 0, 2, now=now, lease_until=now + timedelta(minutes=1))
         repository.mark_sent(session, first.id, now)
         repository.mark_failed(session, first.id, code=550, reason="late failure", now=now)  # ignored: already sent
-        assert not repository.complete_job_if_done(session, job_id, now)
+        assert repository.complete_job_if_done(session, job_id, now) is None
         repository.mark_failed(session, second.id, code=550, reason="no such user", now=now)
         repository.mark_sent(session, second.id, now)  # ignored: already failed
-        assert repository.complete_job_if_done(session, job_id, now)
-        assert not repository.complete_job_if_done(session, job_id, now)
+        assert repository.complete_job_if_done(session, job_id, now) == "completed"
+        assert repository.complete_job_if_done(session, job_id, now) is None
     with sessions() as session:
         counts = repository.count_by_status(session, [job_id])[job_id]
         assert (counts["sent"], counts["failed"]) == (1, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -53,26 +54,62 @@ def serve(host: str, port: int, workers: int, bind: str | None) -> None:
 
 
 @main.command()
-@click.option("--concurrency", type=int, default=None, help="Pool processes (default WORKER_CONCURRENCY or cores).")
-def worker(concurrency: int | None) -> None:
-    """Run a Celery worker that sends the queued batches."""
+@click.option("--processes", type=int, default=None, help="Worker processes (default WORKER_PROCESSES: one per core).")
+def worker(processes: int | None) -> None:
+    """Run the Celery workers that send the queued batches, SMTP_CONCURRENCY connections each."""
+    from .supervisor import Child, supervise
+
+    settings = Settings()
+    configure_logging(settings)
+    count = processes or settings.worker_processes
+    children = [Child(f"worker {i + 1}", ["worker-process"], dict(os.environ)) for i in range(count)]
+    sys.exit(supervise(children))
+
+
+@main.command("worker-process", hidden=True)
+def worker_process() -> None:
+    """One Celery worker with a pool of SMTP_CONCURRENCY threads (run by `worker`)."""
     from .services import build_services
     from .worker import make_celery
 
     settings = Settings()
     configure_logging(settings)
     celery = make_celery(build_services(settings))
-    argv = [
-        "worker",
-        f"--loglevel={settings.log_level}",
-        f"--queues={settings.celery_queue}",
-        f"--hostname=email-service-{os.getpid()}@%h",
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    if concurrency:
-        argv.append(f"--concurrency={concurrency}")
-    celery.worker_main(argv)
+    celery.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.log_level}",
+            f"--queues={settings.celery_queue}",
+            f"--hostname=email-service-{os.getpid()}@%h",
+            "--pool=threads",
+            f"--concurrency={settings.smtp_concurrency}",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
+
+
+@main.command()
+def scheduler() -> None:
+    """Queue again what the broker lost or a worker dropped, and retries that are due."""
+    from .services import build_services
+    from .services.sweep import sweep
+    from .worker import make_celery
+
+    settings = Settings()
+    configure_logging(settings)
+    services = build_services(settings)
+    make_celery(services)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"scheduler sweeping every {settings.scheduler_interval}s", err=True)
+    while not stop.is_set():
+        try:
+            sweep(services)
+        except Exception:  # a database or broker outage: log it and sweep again next time
+            logging.getLogger(__name__).exception("sweep failed")
+        stop.wait(settings.scheduler_interval)
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -37,7 +38,34 @@ class Settings(BaseSettings):
     celery_result_backend: str | None = Field(None, description="Celery result backend; unused by the service.")
     celery_queue: str = Field("email_service", description="Name of the queue the workers consume.")
     celery_broker_key_prefix: str = Field("", description="Prefix of every Redis key the broker writes.")
-    worker_concurrency: int | None = Field(None, ge=1, description="Worker processes; empty means one per core.")
+    broker_visibility_timeout: int = Field(
+        3600, ge=10, description="Seconds Redis waits before giving an unacknowledged task to another worker."
+    )
+    worker_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="Celery worker processes `worker` runs."
+    )
+    smtp_concurrency: int = Field(20, ge=1, le=500, description="SMTP connections (threads) per worker process.")
+
+    retry_first_delay: float = Field(300, gt=0, description="Seconds before the first retry of a deferred recipient.")
+    retry_max_delay: float = Field(4000, gt=0, description="Longest wait between two retries.")
+    retry_lifetime: float = Field(86400, gt=0, description="Seconds after the job was accepted when retries stop.")
+    throttle_delay: float = Field(2, gt=0, description="Seconds before retrying a recipient the relay throttled.")
+
+    send_rate: float = Field(0, ge=0, description="Messages per second for all workers together; 0 = no limit.")
+    send_burst: int = Field(
+        0, ge=0, description="Messages that may go at once above SEND_RATE; 0 = one second's worth."
+    )
+    domain_rates: str = Field("", description="Per recipient domain rates, e.g. `gmail.com=20/s,yahoo.com=600/m`.")
+    hourly_quota: int = Field(0, ge=0, description="Messages per clock hour for all workers; 0 = no quota.")
+    daily_quota: int = Field(0, ge=0, description="Messages per UTC day for all workers; 0 = no quota.")
+    rate_limit_redis_url: str = Field(
+        "", description="Redis holding the shared rate buckets; empty means the broker's if it is Redis."
+    )
+
+    scheduler_interval: float = Field(5, gt=0, description="Seconds between two sweeps of the scheduler.")
+    requeue_after: float = Field(
+        900, gt=0, description="Seconds a queued batch may wait before the scheduler queues it again."
+    )
 
     log_path: Path | None = Field(None, description="Rotating log file; empty means stderr only.")
     log_size: int = Field(10_000_000, ge=1, description="Bytes per log file before rotation.")
@@ -49,13 +77,24 @@ class Settings(BaseSettings):
     max_recipients: int = Field(100_000, ge=1, description="Most recipients one job may have.")
     max_request_bytes: int = Field(25_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
     batch_size: int = Field(100, ge=1, le=10_000, description="Recipients sent by one worker task.")
-    lease_seconds: int = Field(600, ge=10, description="How long a worker owns a claimed batch.")
+    lease_seconds: int = Field(600, ge=2, description="How long a worker owns a claimed batch.")
 
     @model_validator(mode="after")
-    def _fill_embedded_database(self) -> Settings:
+    def _check_and_complete(self) -> Settings:
+        if self.lease_seconds < 2 * self.mail_timeout + 5:
+            raise ValueError("LEASE_SECONDS must exceed twice MAIL_TIMEOUT by 5 s: a batch stops before its lease ends")
+        if self.lease_seconds >= self.broker_visibility_timeout:
+            raise ValueError("LEASE_SECONDS must be shorter than BROKER_VISIBILITY_TIMEOUT")
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'email_service.db').resolve()}"
         return self
+
+    @property
+    def rate_limit_redis(self) -> str | None:
+        """The Redis URL of the shared rate buckets, if any."""
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        return self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
 
     @property
     def broker_folder(self) -> Path:

@@ -3,48 +3,30 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import click
 
 from .storage.migrate import upgrade
-
-STOP_GRACE_SECONDS = 15
+from .supervisor import Child, supervise
 
 
 def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
-    """Start catcher, worker and API; stop them all on Ctrl-C, SIGTERM or when one dies. Exit code."""
+    """Start catcher, worker, scheduler and API; stop them all on Ctrl-C or SIGTERM. Exit code."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = _dev_environment(data_dir, smtp_port)
     upgrade(env["DATABASE_URL"])
-
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    stopping = False
-
-    def request_stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     commands = {
         "catcher": ["catcher", "--host", "127.0.0.1", "--port", str(smtp_port), "--maildir", str(data_dir / "mail")],
-        "worker": ["worker", "--concurrency", "2"],
+        "worker": ["worker", "--processes", "1"],
+        "scheduler": ["scheduler"],
         "api": ["serve", "--host", host, "--port", str(port), "--workers", "2"],
     }
-    for name, args in commands.items():
-        child_env = {**env, "LOG_PATH": str(data_dir / "logs" / f"{name}.log")}
-        # Own session: Ctrl-C reaches only this supervisor, which then stops children in order.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "email_service", *args], env=child_env, start_new_session=True
-        )
-        children.append((name, process))
-
+    children = [
+        Child(name, args, {**env, "LOG_PATH": str(data_dir / "logs" / f"{name}.log")})
+        for name, args in commands.items()
+    ]
     base = f"http://{host}:{port}"
     click.echo(
         "\nemail_service is running on its embedded default:\n"
@@ -56,16 +38,7 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
         "Press Ctrl-C to stop.\n",
         err=True,
     )
-    exit_code = 0
-    while not stopping:
-        for name, process in children:
-            if process.poll() is not None:
-                click.echo(f"{name} exited with status {process.returncode}; stopping", err=True)
-                exit_code = 1
-                stopping = True
-        time.sleep(0.2)
-    _stop_children(children)
-    return exit_code
+    return supervise(children, own_sessions=True)
 
 
 def _dev_environment(data_dir: Path, smtp_port: int) -> dict[str, str]:
@@ -82,18 +55,3 @@ def _dev_environment(data_dir: Path, smtp_port: int) -> dict[str, str]:
     )
     env.setdefault("DATABASE_URL", f"sqlite:///{data_dir / 'email_service.db'}")
     return env
-
-
-def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    # API first (no new jobs), then the worker (finishes its task), the catcher last.
-    for _, process in reversed(children):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for name, process in reversed(children):
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            click.echo(f"{name} did not stop in {STOP_GRACE_SECONDS}s; killing it", err=True)
-            process.kill()
-            process.wait()

@@ -2,13 +2,13 @@
 
 EmailServiceError
 ├── RequestError            the caller's fault: 4xx, nothing stored or queued
-│   ├── InvalidRequest      400 malformed body
 │   ├── ValidationFailed    422 fields or addresses that do not pass
 │   ├── NotFound            404
-│   └── PayloadTooLarge     413
+│   └── Conflict            409 not possible in the job's current state
 ├── TemplateError           a template is missing, unsafe or does not render
 └── DeliveryError           the relay did not take a message
-    ├── TemporaryDeliveryError   4xx reply, connection refused or dropped, timeout
+    ├── TemporaryDeliveryError   4xx reply, connection dropped, timeout: try again later
+    │   └── RelayUnavailable     no session at all (refused, greeting 4xx, TLS, login)
     └── PermanentDeliveryError   5xx reply: that recipient failed
 """
 
@@ -33,11 +33,6 @@ class RequestError(EmailServiceError):
         self.details = details or []
 
 
-class InvalidRequest(RequestError):
-    status = 400
-    code = "invalid_request"
-
-
 class ValidationFailed(RequestError):
     status = 422
     code = "validation_error"
@@ -48,9 +43,9 @@ class NotFound(RequestError):
     code = "not_found"
 
 
-class PayloadTooLarge(RequestError):
-    status = 413
-    code = "payload_too_large"
+class Conflict(RequestError):
+    status = 409
+    code = "conflict"
 
 
 class TemplateError(EmailServiceError):
@@ -67,9 +62,18 @@ class DeliveryError(EmailServiceError):
         self.code = code
         self.text = text
 
+    @property
+    def is_throttle(self) -> bool:
+        """The relay asks us to slow down (421, or 454 "Throttling failure" as SES says)."""
+        return not self.permanent and (self.code in (421, 454) or "throttl" in self.text.lower())
+
 
 class TemporaryDeliveryError(DeliveryError):
     permanent = False
+
+
+class RelayUnavailable(TemporaryDeliveryError):
+    """No session could be opened: every message waiting for this relay must wait."""
 
 
 class PermanentDeliveryError(DeliveryError):

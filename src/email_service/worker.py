@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_shutting_down
 
 from .config import Settings
 from .services import Services
@@ -30,16 +30,15 @@ def make_celery(services: Services) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
-        worker_concurrency=settings.worker_concurrency,
     )
     register_tasks(celery, services)
     services.queue = CeleryTaskQueue(celery)
 
-    def _forget_parent_connections(**_: Any) -> None:
-        # A forked pool child must not reuse the parent's database sockets.
-        services.engine.dispose(close=False)
+    def _give_back_unsent_work(**_: Any) -> None:
+        # Warm shutdown: running batches stop after their current message and release the rest.
+        services.stopping.set()
 
-    worker_process_init.connect(_forget_parent_connections, weak=False)
+    worker_shutting_down.connect(_give_back_unsent_work, weak=False)
     return celery
 
 
@@ -54,6 +53,9 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
             "processed_folder": str(folder / "processed"),
             "control_folder": str(folder / "control"),
         }
-    if settings.celery_broker_url.startswith(("redis", "rediss")) and settings.celery_broker_key_prefix:
-        return {"global_keyprefix": settings.celery_broker_key_prefix}
+    if settings.celery_broker_url.startswith(("redis", "rediss")):
+        options: dict[str, Any] = {"visibility_timeout": settings.broker_visibility_timeout}
+        if settings.celery_broker_key_prefix:
+            options["global_keyprefix"] = settings.celery_broker_key_prefix
+        return options
     return {}

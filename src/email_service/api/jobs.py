@@ -9,10 +9,10 @@ from flask import current_app, url_for
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..services import Services, intake
 from ..storage import repository
-from ..storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient
+from ..storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient, utcnow
 from .schemas import (
     ErrorBody,
     JobAccepted,
@@ -91,10 +91,7 @@ def list_jobs(query: JobListQuery) -> Any:
     responses={200: JobView, 404: ErrorBody},
 )
 def get_job(path: JobPath) -> Any:
-    with _services().sessions() as session:
-        job = _find_job(session, path.id)
-        counts = repository.count_by_status(session, [job.id])[job.id]
-    return _job_view(job, counts).model_dump(mode="json")
+    return _current_view(_services(), path.id)
 
 
 @blueprint.get(
@@ -111,6 +108,54 @@ def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
         )
     next_after = recipients[-1].position if len(recipients) == query.limit else None
     return RecipientList(items=[_recipient_view(r) for r in recipients], next_after=next_after).model_dump(mode="json")
+
+
+@blueprint.post(
+    "/<id>/cancel",
+    summary="Cancel a job",
+    description=(
+        "Recipients not yet handed to a worker become `cancelled`; messages already in flight finish. "
+        "A finished job cannot be cancelled (409)."
+    ),
+    responses={200: JobView, 404: ErrorBody, 409: ErrorBody},
+)
+def cancel_job(path: JobPath) -> Any:
+    services = _services()
+    with services.sessions.begin() as session:
+        job = _find_job(session, path.id)
+        if not repository.cancel_job(session, job.id, utcnow()):
+            raise Conflict(f"job {job.id} is {job.status}: only a queued or sending job can be cancelled")
+    log.info("job %s cancelled", path.id)
+    return _current_view(services, path.id)
+
+
+@blueprint.post(
+    "/<id>/retry",
+    summary="Send again to the failed recipients",
+    description=(
+        "Only for a completed job: its failed recipients go back to `pending` and the job is queued again. "
+        "409 when the job is not completed or has no failed recipient."
+    ),
+    responses={202: JobView, 404: ErrorBody, 409: ErrorBody},
+)
+def retry_job(path: JobPath) -> Any:
+    services = _services()
+    with services.sessions.begin() as session:
+        job = _find_job(session, path.id)
+        count = repository.retry_failed(session, job.id, utcnow())
+        if not count:
+            raise Conflict(f"job {job.id} is {job.status}: only a completed job with failed recipients can be retried")
+    assert services.queue is not None
+    services.queue.start_job(path.id)
+    log.info("job %s: %d failed recipient(s) queued again", path.id, count)
+    return _current_view(services, path.id), 202
+
+
+def _current_view(services: Services, job_id: str) -> dict[str, Any]:
+    with services.sessions() as session:
+        job = _find_job(session, job_id)
+        counts = repository.count_by_status(session, [job.id])[job.id]
+    return _job_view(job, counts).model_dump(mode="json")
 
 
 def _find_job(session: Any, job_id: str) -> Job:

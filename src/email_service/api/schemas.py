@@ -59,7 +59,7 @@ class JobAccepted(BaseModel):
 
 class JobView(BaseModel):
     id: str
-    status: str = Field(description="queued, sending or completed.")
+    status: str = Field(description="queued, sending, completed or cancelled.")
     template: str
     subject: str
     total: int = Field(description="Recipients in the job.")

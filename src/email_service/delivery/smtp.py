@@ -1,17 +1,21 @@
-"""Sending over SMTP with smtplib: one reused connection per batch, every step under a timeout."""
+"""Sending over SMTP: one reused connection per batch, ESMTP PIPELINING when offered, every
+step under a timeout, every failure classified."""
 
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 
 from ..config import Settings
-from ..errors import DeliveryError, TemporaryDeliveryError
+from ..errors import DeliveryError, RelayUnavailable
 from ..messages import Envelope
 from .replies import error_from_exception, error_from_reply
 
 log = logging.getLogger(__name__)
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class SMTPTransport:
@@ -33,12 +37,15 @@ class SMTPConnection:
 
     It reconnects after MAIL_MAX_EMAILS messages, and once when a reused connection turns out
     to be closed before MAIL FROM (nothing was sent on it, so sending again cannot duplicate).
+    With PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one write: two round trips a message
+    instead of four.
     """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._smtp: smtplib.SMTP | None = None
         self._sent_on_connection = 0
+        self._content_sent = False
 
     def send(self, envelope: Envelope) -> None:
         limit = self._settings.mail_max_emails
@@ -66,34 +73,63 @@ class SMTPConnection:
         if utf8 and not smtp.has_extn("smtputf8"):
             raise error_from_reply(553, "the relay does not offer SMTPUTF8, needed for this address")
         smtp.command_encoding = "utf-8" if utf8 else "ascii"
-        stage = "MAIL"
+        self._content_sent = False
         try:
-            code, text = smtp.mail(envelope.sender, ["SMTPUTF8"] if utf8 else [])
-            if code != 250:
-                raise error_from_reply(code, text)
-            stage = "RCPT"
-            code, text = smtp.rcpt(envelope.recipient)
-            if code not in (250, 251):
-                raise error_from_reply(code, text)
-            stage = "DATA"
-            code, text = smtp.data(envelope.data)
-            if code != 250:
-                raise error_from_reply(code, text)
+            if smtp.has_extn("pipelining"):
+                self._pipelined(smtp, envelope, utf8)
+            else:
+                self._step_by_step(smtp, envelope, utf8)
         except DeliveryError:
             self._reset()
             raise
         except smtplib.SMTPServerDisconnected as exc:
             self._drop()
-            if reused and stage == "MAIL":
+            if reused and not self._content_sent:  # the relay had closed it: nothing was delivered
                 raise _StaleConnection from exc
-            raise error_from_exception(exc) from exc
-        except smtplib.SMTPResponseException as exc:  # data() raises when DATA is not answered 354
-            self._reset()
             raise error_from_exception(exc) from exc
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             raise error_from_exception(exc) from exc
         self._sent_on_connection += 1
+
+    def _step_by_step(self, smtp: smtplib.SMTP, envelope: Envelope, utf8: bool) -> None:
+        code, text = smtp.mail(envelope.sender, ["SMTPUTF8"] if utf8 else [])
+        if code != 250:
+            raise error_from_reply(code, text)
+        code, text = smtp.rcpt(envelope.recipient)
+        if code not in (250, 251):
+            raise error_from_reply(code, text)
+        code, text = smtp.docmd("DATA")
+        if code != 354:
+            raise error_from_reply(code, text)
+        self._send_content(smtp, envelope.data)
+
+    def _pipelined(self, smtp: smtplib.SMTP, envelope: Envelope, utf8: bool) -> None:
+        option = " SMTPUTF8" if utf8 else ""
+        smtp.send(
+            f"MAIL FROM:{smtplib.quoteaddr(envelope.sender)}{option}\r\n"
+            f"RCPT TO:{smtplib.quoteaddr(envelope.recipient)}\r\nDATA\r\n"
+        )
+        replies = [smtp.getreply() for _ in range(3)]  # every reply is read, whatever they say
+        (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = replies
+        if mail_code != 250:
+            raise error_from_reply(mail_code, mail_text)
+        if rcpt_code not in (250, 251):
+            raise error_from_reply(rcpt_code, rcpt_text)
+        if data_code != 354:
+            raise error_from_reply(data_code, data_text)
+        self._send_content(smtp, envelope.data)
+
+    def _send_content(self, smtp: smtplib.SMTP, data: bytes) -> None:
+        """The message, dot-stuffed and terminated, then the relay's verdict on it."""
+        content = _LEADING_DOT.sub(b"..", data)
+        if not content.endswith(b"\r\n"):
+            content += b"\r\n"
+        self._content_sent = True  # from here on, a lost connection may have delivered it
+        smtp.send(content + b".\r\n")
+        code, text = smtp.getreply()
+        if code != 250:
+            raise error_from_reply(code, text)
 
     def _open(self) -> smtplib.SMTP:
         settings = self._settings
@@ -111,7 +147,7 @@ class SMTPConnection:
             smtp.ehlo()
             if settings.mail_use_tls:
                 if not smtp.has_extn("starttls"):
-                    raise TemporaryDeliveryError(0, "STARTTLS is required but the relay does not offer it")
+                    raise RelayUnavailable(0, "STARTTLS is required but the relay does not offer it")
                 smtp.starttls(context=ssl.create_default_context())
                 smtp.ehlo()
             if settings.mail_username:
@@ -122,10 +158,11 @@ class SMTPConnection:
         except smtplib.SMTPAuthenticationError as exc:
             _close_quietly(smtp)
             # A refused login is the operator's to fix, not the recipient's fault: try again later.
-            raise TemporaryDeliveryError(exc.smtp_code, "relay refused the login") from exc
+            raise RelayUnavailable(exc.smtp_code, "relay refused the login") from exc
         except (OSError, smtplib.SMTPException) as exc:
             _close_quietly(smtp)
-            raise error_from_exception(exc) from exc
+            cause = error_from_exception(exc)
+            raise RelayUnavailable(cause.code, f"cannot open a session: {cause.text}") from exc
         self._smtp = smtp
         return smtp
 

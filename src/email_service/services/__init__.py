@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+import threading
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy import Engine
@@ -10,6 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings
 from ..delivery import make_transport
+from ..delivery.ratelimit import RateLimiter, make_rate_limiter
+from ..delivery.retry import RetryPolicy
 from ..delivery.transport import Transport
 from ..rendering import TemplateRenderer
 from ..storage.database import make_engine, make_session_factory
@@ -32,15 +36,22 @@ class Services:
     sessions: sessionmaker[Session]
     renderer: TemplateRenderer
     transport: Transport
+    retry_policy: RetryPolicy
+    rate_limiter: RateLimiter | None
     queue: TaskQueue | None = None
+    # Set when the process is asked to stop: running batches give back what they have not sent.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    rng: random.Random = field(default_factory=random.Random)
 
 
 def build_services(settings: Settings, transport: Transport | None = None) -> Services:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.smtp_concurrency + 2)
     return Services(
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
         renderer=TemplateRenderer(settings.templates_dir),
         transport=transport or make_transport(settings),
+        retry_policy=RetryPolicy.from_settings(settings),
+        rate_limiter=make_rate_limiter(settings),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from ..storage import repository
 from ..storage.models import utcnow
@@ -24,7 +25,9 @@ def start_job(services: Services, job_id: str) -> None:
         if job is None:
             log.warning("job %s to start does not exist", job_id)
             return
-        if not repository.mark_job_sending(session, job_id, utcnow()):
+        now = utcnow()
+        deadline = now + timedelta(seconds=services.settings.requeue_after)
+        if not repository.mark_job_sending(session, job_id, now, deadline):
             log.info("job %s already %s; not started again", job_id, job.status)
             return
         total = job.total

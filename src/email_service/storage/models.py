@@ -14,6 +14,7 @@ class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
     COMPLETED = "completed"
+    CANCELLED = "cancelled"
 
 
 class RecipientStatus(enum.StrEnum):
@@ -87,6 +88,8 @@ class Recipient(Base):
     __table_args__ = (
         Index("ix_recipients_job_position", "job_id", "position", unique=True),
         Index("ix_recipients_job_status", "job_id", "status"),
+        # The scheduler's sweep: rows whose lease (or retry time, or dispatch deadline) has passed.
+        Index("ix_recipients_status_lease", "status", "lease_until"),
     )
 
     id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
@@ -98,7 +101,10 @@ class Recipient(Base):
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     message_id: Mapped[str] = mapped_column(String(255))
+    # When the scheduler must look at the row again: the claim's lease while sending, the retry time
+    # while deferred, the dispatch deadline while pending. Null for a job not started yet.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from .models import TERMINAL_RECIPIENT_STATUSES, Job, JobStatus, Recipient, RecipientStatus
@@ -94,25 +94,38 @@ def list_recipients(
     return list(session.scalars(query))
 
 
-def mark_job_sending(session: Session, job_id: str, now: datetime) -> bool:
-    """Move a queued job to sending; False when it was not queued (already started or done)."""
+def mark_job_sending(session: Session, job_id: str, now: datetime, dispatch_deadline: datetime) -> bool:
+    """Move a queued job to sending and give its pending rows a dispatch deadline.
+
+    False when the job was not queued (already started, finished or cancelled). Past the
+    deadline, the scheduler queues the batches of rows still pending again (their task was lost).
+    """
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.SENDING, started_at=now)
+        .values(status=JobStatus.SENDING, started_at=now, finished_at=None)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    session.execute(
+        update(Recipient)
+        .where(Recipient.job_id == job_id, Recipient.status == RecipientStatus.PENDING)
+        .values(lease_until=dispatch_deadline)
+    )
+    return True
 
 
 def claim_batch(
     session: Session, job_id: str, first: int, last: int, *, now: datetime, lease_until: datetime
 ) -> list[Recipient]:
-    """Take the recipients at positions [first, last) that nobody owns: pending, or whose lease expired.
+    """Take the recipients at positions [first, last) that nobody owns and that are due:
+    pending, deferred whose retry time has come, or sending whose lease expired.
 
     One UPDATE ... RETURNING: concurrent claimers of the same range each get disjoint rows.
     """
     claimable = or_(
         Recipient.status == RecipientStatus.PENDING,
+        and_(Recipient.status == RecipientStatus.DEFERRED, Recipient.next_attempt_at <= now),
         and_(Recipient.status == RecipientStatus.SENDING, Recipient.lease_until < now),
     )
     result = session.execute(
@@ -130,36 +143,188 @@ def claim_batch(
     return sorted(result.scalars(), key=lambda r: r.position)
 
 
+def _owned(recipient_id: int) -> Any:
+    """Only a row still being sent may be given an outcome: a terminal status never changes."""
+    return and_(Recipient.id == recipient_id, Recipient.status == RecipientStatus.SENDING)
+
+
 def mark_sent(session: Session, recipient_id: int, now: datetime) -> None:
     session.execute(
         update(Recipient)
-        .where(Recipient.id == recipient_id, Recipient.status == RecipientStatus.SENDING)
-        .values(status=RecipientStatus.SENT, sent_at=now, lease_until=None, updated_at=now)
+        .where(_owned(recipient_id))
+        .values(status=RecipientStatus.SENT, sent_at=now, lease_until=None, next_attempt_at=None, updated_at=now)
     )
 
 
 def mark_failed(session: Session, recipient_id: int, *, code: int | None, reason: str, now: datetime) -> None:
     session.execute(
         update(Recipient)
-        .where(Recipient.id == recipient_id, Recipient.status == RecipientStatus.SENDING)
+        .where(_owned(recipient_id))
         .values(
             status=RecipientStatus.FAILED,
             last_error_code=code,
             last_error=reason[:2000],
             lease_until=None,
+            next_attempt_at=None,
             updated_at=now,
         )
     )
 
 
-def complete_job_if_done(session: Session, job_id: str, now: datetime) -> bool:
-    """Mark the job completed when no recipient is left to send; True only for the call that did it."""
+def mark_deferred(
+    session: Session, recipient_id: int, *, code: int | None, reason: str, retry_at: datetime, now: datetime
+) -> None:
+    """Try this recipient again at ``retry_at`` (the scheduler wakes it up then)."""
+    session.execute(
+        update(Recipient)
+        .where(_owned(recipient_id))
+        .values(
+            status=RecipientStatus.DEFERRED,
+            last_error_code=code,
+            last_error=reason[:2000],
+            next_attempt_at=retry_at,
+            lease_until=retry_at,
+            updated_at=now,
+        )
+    )
+
+
+def release(session: Session, recipient_ids: Sequence[int], *, wake_at: datetime, now: datetime) -> None:
+    """Give claimed rows back unsent (shutdown, lease running out, rate limit): pending again, and
+    the scheduler queues them at ``wake_at``. The claim does not count as an attempt."""
+    if recipient_ids:
+        session.execute(
+            update(Recipient)
+            .where(Recipient.id.in_(recipient_ids), Recipient.status == RecipientStatus.SENDING)
+            .values(
+                status=RecipientStatus.PENDING, attempts=Recipient.attempts - 1, lease_until=wake_at, updated_at=now
+            )
+        )
+
+
+def cancel_claimed(session: Session, recipient_ids: Sequence[int], now: datetime) -> None:
+    """Claimed rows of a job cancelled meanwhile: never sent."""
+    if recipient_ids:
+        session.execute(
+            update(Recipient)
+            .where(Recipient.id.in_(recipient_ids), Recipient.status == RecipientStatus.SENDING)
+            .values(status=RecipientStatus.CANCELLED, lease_until=None, updated_at=now)
+        )
+
+
+def job_status(session: Session, job_id: str) -> str | None:
+    return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def cancel_job(session: Session, job_id: str, now: datetime) -> bool:
+    """Cancel a job that is not finished: rows not yet handed to a worker become cancelled."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([JobStatus.QUEUED, JobStatus.SENDING]))
+        .values(status=JobStatus.CANCELLED)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    session.execute(
+        update(Recipient)
+        .where(Recipient.job_id == job_id, Recipient.status.in_([RecipientStatus.PENDING, RecipientStatus.DEFERRED]))
+        .values(status=RecipientStatus.CANCELLED, lease_until=None, next_attempt_at=None, updated_at=now)
+    )
+    return True
+
+
+def retry_failed(session: Session, job_id: str, now: datetime) -> int:
+    """Queue the failed recipients of a completed job again; how many go again (0: nothing done)."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or job.status != JobStatus.COMPLETED:
+        return 0
+    result = session.execute(
+        update(Recipient)
+        .where(Recipient.job_id == job_id, Recipient.status == RecipientStatus.FAILED)
+        .values(status=RecipientStatus.PENDING, lease_until=None, next_attempt_at=None, updated_at=now)
+    )
+    count = int(result.rowcount)  # type: ignore[attr-defined]
+    if count:
+        job.status = JobStatus.QUEUED
+        job.finished_at = None
+    return count
+
+
+def complete_job_if_done(session: Session, job_id: str, now: datetime) -> str | None:
+    """Finish the job when no recipient is left to send; its final status, only for the call that did it.
+
+    A sending job becomes completed; a cancelled one keeps its status and gets its finish time.
+    """
     unfinished = exists().where(
         Recipient.job_id == job_id, Recipient.status.not_in([s.value for s in TERMINAL_RECIPIENT_STATUSES])
     )
+    final_status = case((Job.status == JobStatus.CANCELLED, JobStatus.CANCELLED.value), else_=JobStatus.COMPLETED.value)
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status != JobStatus.COMPLETED, ~unfinished)
-        .values(status=JobStatus.COMPLETED, finished_at=now)
+        .where(
+            Job.id == job_id,
+            Job.status.in_([JobStatus.SENDING, JobStatus.CANCELLED]),
+            Job.finished_at.is_(None),
+            ~unfinished,
+        )
+        .values(
+            status=final_status,
+            finished_at=now,
+        )
+        .returning(Job.status)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return result.scalar_one_or_none()
+
+
+# ---- the scheduler's sweep
+
+
+def stalled_queued_jobs(session: Session, created_before: datetime) -> list[str]:
+    """Jobs still queued long after they were accepted: their start task was lost."""
+    return list(session.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED, Job.created_at < created_before)))
+
+
+def unfinished_job_ids(session: Session) -> list[str]:
+    """Jobs started or cancelled and not finished yet."""
+    return list(
+        session.scalars(
+            select(Job.id).where(Job.status.in_([JobStatus.SENDING, JobStatus.CANCELLED]), Job.finished_at.is_(None))
+        )
+    )
+
+
+def take_due_batches(
+    session: Session, *, now: datetime, batch_size: int, dispatch_deadline: datetime, limit: int = 50_000
+) -> list[tuple[str, int, int]]:
+    """The batches with rows whose wake-up time has passed, each given a new dispatch deadline.
+
+    Such rows are deferred rows due for a retry, pending rows whose task was lost, and sending rows
+    whose worker died (they go back to pending). The caller queues one task per batch returned.
+    """
+    rows = session.execute(
+        select(Recipient.job_id, Recipient.position)
+        .where(
+            Recipient.status.in_([RecipientStatus.PENDING, RecipientStatus.DEFERRED, RecipientStatus.SENDING]),
+            Recipient.lease_until < now,
+        )
+        .limit(limit)
+    ).all()
+    batches = sorted({(job_id, position // batch_size) for job_id, position in rows})
+    for job_id, index in batches:
+        first, last = index * batch_size, (index + 1) * batch_size
+        in_batch = and_(Recipient.job_id == job_id, Recipient.position >= first, Recipient.position < last)
+        session.execute(
+            update(Recipient)
+            .where(in_batch, Recipient.status == RecipientStatus.SENDING, Recipient.lease_until < now)
+            .values(status=RecipientStatus.PENDING, updated_at=now)
+        )
+        session.execute(
+            update(Recipient)
+            .where(
+                in_batch,
+                Recipient.status.in_([RecipientStatus.PENDING, RecipientStatus.DEFERRED]),
+                Recipient.lease_until < now,
+            )
+            .values(lease_until=dispatch_deadline)
+        )
+    return [(job_id, index * batch_size, (index + 1) * batch_size) for job_id, index in batches]

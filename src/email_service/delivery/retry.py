@@ -1,0 +1,41 @@
+"""When a deferred recipient is tried again: exponential backoff with jitter, within a lifetime."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ..config import Settings
+from ..errors import DeliveryError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    first_delay: float
+    max_delay: float
+    lifetime: float
+    throttle_delay: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            settings.retry_first_delay, settings.retry_max_delay, settings.retry_lifetime, settings.throttle_delay
+        )
+
+    def retry_at(
+        self, error: DeliveryError, attempts: int, accepted_at: datetime, now: datetime, rng: random.Random
+    ) -> datetime | None:
+        """When to try again after ``attempts`` attempts; None when the lifetime is over.
+
+        The delay doubles at each attempt up to the cap; "equal jitter" (half fixed, half random)
+        keeps retries of a whole batch from arriving at the relay together. A throttled recipient
+        starts from the shorter throttle delay: the relay asked us to slow down, not to wait hours.
+        """
+        base = self.throttle_delay if error.is_throttle else self.first_delay
+        delay = min(self.max_delay, base * 2 ** max(0, attempts - 1))
+        delay = delay / 2 + rng.uniform(0, delay / 2)
+        retry_at = now + timedelta(seconds=delay)
+        if retry_at > accepted_at + timedelta(seconds=self.lifetime):
+            return None
+        return retry_at
