@@ -64,44 +64,101 @@ class ApiServer:
                 return items
 
 
-class WorkerProcess:
-    """``email-service worker`` (a supervisor and its Celery worker processes) started by a test,
-    configured only by its environment."""
+class ServiceProcess:
+    """An ``email-service`` command run by a test as a child process, configured by its environment.
 
-    def __init__(self, env: dict[str, str], log_path: Path, processes: int = 1) -> None:
+    It gets its own process group, so a test can kill it with all its children at once.
+    """
+
+    ready_marker = b""
+    ready_count = 0
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
-        self.processes = processes
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "email_service", "worker", "--processes", str(processes)],
+            [sys.executable, "-m", "email_service", *args],
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
-    def wait_ready(self, timeout: float = 60) -> WorkerProcess:
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout: float = 60) -> ServiceProcess:
         deadline = time.monotonic() + timeout
-        while self.log_path.read_bytes().count(b" ready.") < self.processes:
+        while self.log_path.read_bytes().count(self.ready_marker) < self.ready_count:
             if self.process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.log()}")
+                raise AssertionError(f"{self.process.args} exited early:\n{self.log()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()}")
+                raise AssertionError(f"{self.process.args} not ready after {timeout}s:\n{self.log()}")
             time.sleep(0.1)
         return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def kill_all(self) -> None:
+        """kill -9 the process and every child it started."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+
+class WorkerProcess(ServiceProcess):
+    """``email-service worker``: a supervisor and its Celery worker processes."""
+
+    ready_marker = b" ready."
+
+    def __init__(self, env: dict[str, str], log_path: Path, processes: int = 1) -> None:
+        super().__init__(["worker", "--processes", str(processes)], env, log_path)
+        self.ready_count = processes
+
+    def children(self) -> set[int]:
+        """Pids of the Celery worker processes under the supervisor."""
+        return child_pids(self.pid)
+
+
+class SchedulerProcess(ServiceProcess):
+    ready_marker = b"scheduler sweeping"
+    ready_count = 1
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(["scheduler"], env, log_path)
+
+
+def child_pids(pid: int) -> set[int]:
+    """Live children of process ``pid``, read from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def settings_from(env: dict[str, str]) -> Settings:

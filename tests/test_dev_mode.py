@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from .smtp_sink import free_port
+from .stack import child_pids, is_alive
 
 TUTORIAL_BODY = {
     "recipients": ["will@example.com", "eleven@example.com", "dustin@example.com"],
@@ -22,27 +23,6 @@ TUTORIAL_BODY = {
     "content": "Run for your life",
     "template": "default",
 }
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_dev_sends_the_tutorial_request_into_the_maildir_and_stops_cleanly(tmp_path: Path):
@@ -91,11 +71,11 @@ def test_dev_sends_the_tutorial_request_into_the_maildir_and_stops_cleanly(tmp_p
         assert all(m.get_content().startswith("Run for your life") for m in messages)
         output = (tmp_path / "dev.log").read_text()
         assert f"{base}/api/" in output and str(tmp_path / "var" / "mail") in output
-        children = _children(dev.pid)
+        children = child_pids(dev.pid)
         assert len(children) == 4  # catcher, worker, scheduler, api
     finally:
         dev.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         code = dev.wait(timeout=30)
         log.close()
     assert code == 0
-    assert not [pid for pid in children if _alive(pid)]
+    assert not [pid for pid in children if is_alive(pid)]

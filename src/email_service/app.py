@@ -55,7 +55,7 @@ def create_api(services: Services, celery_app: object | None = None) -> OpenAPI:
     def _parse_json_strictly() -> None:
         # flask-openapi3 parses bodies leniently (malformed JSON becomes null and a 422);
         # parsing here first makes malformed JSON a 400 and a non-JSON body a 415.
-        if request.method in ("POST", "PUT", "PATCH") and request.path.startswith("/api/"):
+        if request.method in ("POST", "PUT", "PATCH") and request.content_length:
             request.get_json()
 
     @app.get("/healthz")
