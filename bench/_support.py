@@ -30,6 +30,7 @@ import httpx
 import psycopg
 import redis
 
+import email_service
 from email_service.config import Settings
 
 PYTHON = sys.executable  # run as .venv/bin/python, so children get the project's virtualenv
@@ -74,7 +75,8 @@ def exit_cleanly_on_sigterm() -> None:
 
 def print_machine() -> None:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"{started}; {os.cpu_count()} cores; Python {platform.python_version()}; {platform.platform()}", flush=True)
+    print(f"{started}; {os.cpu_count()} cores; Python {platform.python_version()}; {platform.platform()}")
+    print(f"email_service from {Path(email_service.__file__).parent}", flush=True)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

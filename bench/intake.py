@@ -55,7 +55,8 @@ def main() -> None:
         print(f"== {CONFIG_LABELS[config]}: starting the API ({args.api_workers} gunicorn workers)", flush=True)
         with deployment(config, "intake") as deployed, httpx.Client(timeout=300) as client:
             deployed.start_api(args.api_workers)
-            # Each gunicorn worker compiles the template and opens its pool on its first request.
+            # Several requests, so that each gunicorn worker (whichever accepts) has compiled the template
+            # and opened its database pool before the clock runs.
             for _ in range(args.warmup):
                 post_job(client, deployed.base_url, bodies.get(1) or job_body(make_addresses(1)), 1)
             for size, reps in zip(args.sizes, args.reps, strict=True):

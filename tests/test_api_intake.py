@@ -74,6 +74,11 @@ BAD_REQUESTS = {
         422,
         [("recipients", None), ("subject", None)],
     ),
+    "recipients of the wrong type": (
+        {**VALID, "recipients": ["a@example.com", 123, {"email": 5}, {"email": "b@example.com", "cc": "x"}]},
+        422,
+        [("recipients[1]", 1), ("recipients[2].email", 2), ("recipients[3].cc", 3)],
+    ),
     "missing field": ({k: v for k, v in VALID.items() if k != "content"}, 422, [("content", None)]),
     "unknown field": ({**VALID, "bcc": ["x@example.com"]}, 422, [("bcc", None)]),
     "too many recipients": (

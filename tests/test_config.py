@@ -43,7 +43,6 @@ def test_tutorial_names_are_read_from_the_environment(monkeypatch: pytest.Monkey
     )
     assert settings.mail_password.get_secret_value() == "secret" and "secret" not in repr(settings)
     assert settings.mail_max_emails == 50 and settings.mail_suppress_send
-    assert settings.sender_domain == "example.org"
     assert settings.celery_broker_url == "redis://localhost:6379/3"
     assert (settings.log_size, settings.log_count, settings.log_encoding, settings.log_level) == (
         1000,

@@ -16,18 +16,18 @@ from email_service.messages import build_message
 from email_service.rendering import RenderedEmail, TemplateRenderer
 
 DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-JOB = JobContent(template="default", sender="Service <service@example.org>", subject="Démogorgon 🎃", content="")
+SENDER = "Service <service@example.org>"
 
 
 def _compose(content: str, **kwargs) -> email.message.EmailMessage:
-    job = JobContent(template=JOB.template, sender=JOB.sender, subject=JOB.subject, content=content)
+    job = JobContent(job_id="job", template="default", sender=SENDER, subject="Démogorgon 🎃", content=content)
     envelope = compose(
         TemplateRenderer(),
         job,
         address="will@example.com",
         name=kwargs.get("name"),
         variables=None,
-        message_id="<job.0@example.org>",
+        position=0,
         date=DATE,
     )
     assert envelope.sender == "service@example.org" and envelope.recipient == "will@example.com"

@@ -3,6 +3,7 @@ a terminal status never changes, and a job completes exactly once."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -44,16 +45,7 @@ def _new_job(sessions: sessionmaker[Session], total: int) -> str:
         created_at=utcnow(),
     )
     rows = [
-        {
-            "job_id": job_id,
-            "position": i,
-            "address": f"r{i}@example.com",
-            "name": None,
-            "variables": {"i": i} if i % 2 else None,
-            "status": RecipientStatus.PENDING,
-            "attempts": 0,
-            "message_id": f"<{job_id}.{i}@example.org>",
-        }
+        (job_id, i, f"r{i}@example.com", None, json.dumps({"i": i}) if i % 2 else None, RecipientStatus.PENDING, 0)
         for i in range(total)
     ]
     with sessions.begin() as session:

@@ -7,7 +7,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
-from .messages import Envelope, build_message
+from .messages import Envelope, build_message, message_id_for
 from .rendering import TemplateRenderer
 
 
@@ -15,6 +15,7 @@ from .rendering import TemplateRenderer
 class JobContent:
     """What every recipient of a job shares."""
 
+    job_id: str
     template: str
     sender: str
     subject: str
@@ -28,7 +29,7 @@ def compose(
     address: str,
     name: str | None,
     variables: dict[str, Any] | None,
-    message_id: str,
+    position: int,
     date: datetime,
 ) -> Envelope:
     """Render the job's template for one recipient and build the message; raises TemplateError."""
@@ -49,6 +50,6 @@ def compose(
         recipient=address,
         recipient_name=name,
         subject=job.subject,
-        message_id=message_id,
+        message_id=message_id_for(job.job_id, position, job.sender),
         date=date,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from email.utils import parseaddr
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
@@ -100,8 +99,3 @@ class Settings(BaseSettings):
     def broker_folder(self) -> Path:
         """Where the filesystem broker keeps its messages."""
         return (self.data_dir / "broker").resolve()
-
-    @property
-    def sender_domain(self) -> str:
-        """Domain used in the Message-IDs the service creates."""
-        return parseaddr(self.mail_default_sender)[1].rpartition("@")[2] or "localhost"

@@ -31,6 +31,13 @@ class Envelope:
     data: bytes
 
 
+def message_id_for(job_id: str, position: int, sender: str) -> str:
+    """The Message-ID of a job's message to the recipient at ``position``, the same on every attempt:
+    derived from what never changes, so it is fixed when the job is accepted."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    return f"<{job_id}.{position}@{domain}>"
+
+
 def transport_address(address: str) -> str:
     """The address as relays expect it: an internationalized domain in its ASCII (IDNA) form."""
     local, _, domain = address.rpartition("@")

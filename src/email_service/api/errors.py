@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ..errors import RequestError
+from .schemas import RECIPIENT_FORMS
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def _field_name(loc: tuple[Any, ...]) -> tuple[str, int | None]:
             name += f"[{part}]"
             if index is None and name.startswith("recipients["):
                 index = part
-        else:
+        elif part not in RECIPIENT_FORMS:  # the union's tag says nothing to the caller
             name += f".{part}" if name else str(part)
     return name or "body", index
 

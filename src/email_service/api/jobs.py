@@ -10,6 +10,7 @@ from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 
 from ..errors import Conflict, NotFound
+from ..messages import message_id_for
 from ..services import Services, intake
 from ..storage import repository
 from ..storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient, utcnow
@@ -107,7 +108,8 @@ def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
             session, job.id, status=query.status, after=query.after, limit=query.limit
         )
     next_after = recipients[-1].position if len(recipients) == query.limit else None
-    return RecipientList(items=[_recipient_view(r) for r in recipients], next_after=next_after).model_dump(mode="json")
+    views = [_recipient_view(r, job.sender) for r in recipients]
+    return RecipientList(items=views, next_after=next_after).model_dump(mode="json")
 
 
 @blueprint.post(
@@ -182,14 +184,14 @@ def _job_view(job: Job, counts: dict[str, int]) -> JobView:
     )
 
 
-def _recipient_view(recipient: Recipient) -> dict[str, Any]:
+def _recipient_view(recipient: Recipient, sender: str) -> dict[str, Any]:
     return {
         "position": recipient.position,
         "email": recipient.address,
         "name": recipient.name,
         "status": recipient.status,
         "attempts": recipient.attempts,
-        "message_id": recipient.message_id,
+        "message_id": message_id_for(recipient.job_id, recipient.position, sender),
         "error_code": recipient.last_error_code,
         "error": recipient.last_error,
         "sent_at": recipient.sent_at,

@@ -40,7 +40,9 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
         claimed = repository.claim_batch(
             session, job_id, first, last, now=now, lease_until=now + timedelta(seconds=settings.lease_seconds)
         )
-        content = JobContent(template=job.template, sender=job.sender, subject=job.subject, content=job.content)
+        content = JobContent(
+            job_id=job.id, template=job.template, sender=job.sender, subject=job.subject, content=job.content
+        )
         accepted_at = job.created_at
     if claimed:
         _BatchRun(services, job_id, content, accepted_at, claimed).run()
@@ -96,7 +98,7 @@ class _BatchRun:
                 address=recipient.address,
                 name=recipient.name,
                 variables=recipient.variables,
-                message_id=recipient.message_id,
+                position=recipient.position,
                 date=utcnow(),
             )
         except TemplateError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -15,12 +16,15 @@ from ..header_values import describe_control_character
 from ..rendering import is_valid_template_name
 from ..storage import repository
 from ..storage.models import Job, JobStatus, RecipientStatus, utcnow
+from ..storage.repository import NewRecipient
 from . import Services
 
 log = logging.getLogger(__name__)
 
 
 class RecipientRequest(Protocol):
+    """A recipient given with a name or variables; a plain string is an address alone."""
+
     email: str
     name: str | None
     variables: dict[str, Any] | None
@@ -34,7 +38,7 @@ class AcceptedJob:
 
 
 def accept_job(
-    services: Services, *, recipients: Sequence[RecipientRequest], subject: str, content: str, template: str
+    services: Services, *, recipients: Sequence[str | RecipientRequest], subject: str, content: str, template: str
 ) -> AcceptedJob:
     """Validate a bulk send and store it; ValidationFailed lists every problem and stores nothing."""
     settings = services.settings
@@ -53,39 +57,30 @@ def accept_job(
         raise ValidationFailed("the job is too large", problems)
 
     job_id = str(uuid.uuid4())
-    now = utcnow()
-    rows: list[dict[str, Any]] = []
+    rows: list[NewRecipient] = []
     seen: set[str] = set()
     for index, recipient in enumerate(recipients):
+        email, name, variables = (
+            (recipient, None, None)
+            if isinstance(recipient, str)
+            else (recipient.email, recipient.name, recipient.variables)
+        )
         try:
-            address = normalize_address(recipient.email)
+            address = normalize_address(email)
         except InvalidAddress as exc:
             problems.append(_problem(f"recipients[{index}]", str(exc), index=index))
             continue
-        if recipient.name is not None:
-            reason = describe_control_character(recipient.name)
-            if reason:
-                problems.append(_problem(f"recipients[{index}].name", reason, index=index))
-                continue
+        if name is not None and (reason := describe_control_character(name)):
+            problems.append(_problem(f"recipients[{index}].name", reason, index=index))
+            continue
         key = dedup_key(address)
         if key in seen:
             continue
         seen.add(key)
-        position = len(rows)
-        rows.append(
-            {
-                "job_id": job_id,
-                "position": position,
-                "address": address,
-                "name": recipient.name,
-                "variables": recipient.variables,
-                "status": RecipientStatus.PENDING,
-                "attempts": 0,
-                "message_id": f"<{job_id}.{position}@{settings.sender_domain}>",
-            }
-        )
-    if not problems:
-        problems += _preview_problems(services, rows[0], subject, content, template)
+        if not rows and not problems:
+            problems += _preview_problems(services, job_id, address, name, variables, subject, content, template)
+        encoded = json.dumps(variables) if variables is not None else None
+        rows.append((job_id, len(rows), address, name, encoded, RecipientStatus.PENDING.value, 0))
     if problems:
         raise ValidationFailed(f"{len(problems)} problem(s) in the request; nothing was queued", problems)
 
@@ -97,7 +92,7 @@ def accept_job(
         template=template,
         sender=settings.mail_default_sender,
         total=len(rows),
-        created_at=now,
+        created_at=utcnow(),
     )
     with services.sessions.begin() as session:
         repository.insert_job(session, job, rows)
@@ -106,20 +101,23 @@ def accept_job(
 
 
 def _preview_problems(
-    services: Services, first: dict[str, Any], subject: str, content: str, template: str
+    services: Services,
+    job_id: str,
+    address: str,
+    name: str | None,
+    variables: dict[str, Any] | None,
+    subject: str,
+    content: str,
+    template: str,
 ) -> list[dict[str, Any]]:
     """Compose the first recipient's message, so a broken template is refused at intake."""
-    job = JobContent(template=template, sender=services.settings.mail_default_sender, subject=subject, content=content)
+    if not services.renderer.exists(template):
+        return []  # already reported
+    job = JobContent(
+        job_id=job_id, template=template, sender=services.settings.mail_default_sender, subject=subject, content=content
+    )
     try:
-        compose(
-            services.renderer,
-            job,
-            address=first["address"],
-            name=first["name"],
-            variables=first["variables"],
-            message_id=first["message_id"],
-            date=utcnow(),
-        )
+        compose(services.renderer, job, address=address, name=name, variables=variables, position=0, date=utcnow())
     except TemplateError as exc:
         return [_problem("template", str(exc))]
     return []

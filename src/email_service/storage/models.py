@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, TypeDecorator, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -84,25 +84,31 @@ class Job(Base):
 
 
 class Recipient(Base):
+    """One recipient of a job. No foreign key to jobs: see the 0001 migration for why."""
+
     __tablename__ = "recipients"
     __table_args__ = (
         Index("ix_recipients_job_position", "job_id", "position", unique=True),
-        Index("ix_recipients_job_status", "job_id", "status"),
         # The scheduler's sweep: rows whose lease (or retry time, or dispatch deadline) has passed.
-        Index("ix_recipients_status_lease", "status", "lease_until"),
+        Index(
+            "ix_recipients_status_lease",
+            "status",
+            "lease_until",
+            postgresql_where=text("lease_until IS NOT NULL"),
+            sqlite_where=text("lease_until IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"))
+    job_id: Mapped[str] = mapped_column(String(36))
     position: Mapped[int] = mapped_column(Integer)
     address: Mapped[str] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(256))
     variables: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    message_id: Mapped[str] = mapped_column(String(255))
     # When the scheduler must look at the row again: the claim's lease while sending, the retry time
-    # while deferred, the dispatch deadline while pending. Null for a job not started yet.
+    # while deferred, the dispatch deadline while pending. Null for a job not started yet, and once final.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error_code: Mapped[int | None] = mapped_column(Integer)
