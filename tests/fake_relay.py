@@ -40,6 +40,7 @@ class Accepted:
     recipients: list[str]
     message_id: str
     data: bytes | None
+    at: float  # time.monotonic() when accepted
 
 
 class FakeRelay:
@@ -78,6 +79,10 @@ class FakeRelay:
     def message_ids(self) -> Counter[str]:
         with self._lock:
             return Counter(item.message_id for item in self.accepted)
+
+    def arrival_times(self) -> list[float]:
+        with self._lock:
+            return [item.at for item in self.accepted]
 
     def count(self) -> int:
         with self._lock:
@@ -124,8 +129,10 @@ class FakeRelay:
             if verb in (b"EHLO", b"HELO"):
                 extensions = ["PIPELINING"] if self.behaviour.pipelining else []
                 extensions += ["8BITMIME", "SMTPUTF8", "SIZE 52428800"]
-                self._reply(writer, "\r\n".join(f"250-{e}" for e in ["fake-relay", *extensions[:-1]])
-                            + f"\r\n250 {extensions[-1]}")
+                self._reply(
+                    writer,
+                    "\r\n".join(f"250-{e}" for e in ["fake-relay", *extensions[:-1]]) + f"\r\n250 {extensions[-1]}",
+                )
             elif verb == b"MAIL":
                 sender, recipients = _address(argument), []
                 self._reply(writer, "250 2.1.0 OK")
@@ -192,8 +199,13 @@ class FakeRelay:
 
     def _record(self, sender: str, recipients: list[str], data: bytes) -> None:
         match = _MESSAGE_ID.search(data)
-        item = Accepted(sender, recipients, match.group(1).decode() if match else "",
-                        data if self.behaviour.keep_data else None)
+        item = Accepted(
+            sender,
+            recipients,
+            match.group(1).decode() if match else "",
+            data if self.behaviour.keep_data else None,
+            time.monotonic(),
+        )
         with self._lock:
             self.accepted.append(item)
 

@@ -133,8 +133,19 @@ def test_one_worker_process_killed_is_restarted_and_loses_nobody(
 def private_redis(tmp_path: Path) -> Iterator[tuple[str, callable]]:
     """A Redis server of our own that a test may kill and restart empty (the shared one stays up)."""
     port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(tmp_path)]
+    command = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
     server = {"process": subprocess.Popen(command, stdout=subprocess.DEVNULL)}
     url = f"redis://127.0.0.1:{port}/0"
 
@@ -300,6 +311,22 @@ def test_a_throttling_relay_slows_the_sender_and_fails_nobody(stack: Stack, rela
     _check_nothing_lost(relay, stack.message_ids(job_id), 0)
     # Throttled replies stay a fraction of the traffic: the sender backs off instead of hammering.
     assert relay.replies["454"] < 200
+
+
+def test_send_rate_is_shared_by_every_worker_process(
+    postgres_url: str, redis_prefix: str, relay: FakeRelay, tmp_path: Path
+):
+    env = _env(postgres_url, REDIS_URL, relay, redis_prefix, SEND_RATE="20", SEND_BURST="1")
+    stack = Stack(env, tmp_path, processes=2)
+    try:
+        job = stack.api.wait_until_completed(stack.post(60), timeout=60)
+        assert job["counts"]["sent"] == 60
+        times = relay.arrival_times()
+        # 2 processes x 4 connections could send 60 messages in a blink; the shared bucket spreads
+        # them at 20/s. (A lower bound: a slow machine only makes it longer.)
+        assert times[-1] - times[0] >= 59 / 20 * 0.9
+    finally:
+        stack.stop()
 
 
 # ---- job control

@@ -1,0 +1,91 @@
+"""Rate limits: shared token buckets and quotas in Redis, the same limits in one process without it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from email_service.config import Settings
+from email_service.delivery.ratelimit import (
+    Bucket,
+    Limits,
+    LocalRateLimiter,
+    Quota,
+    RedisRateLimiter,
+    make_rate_limiter,
+    parse_domain_rates,
+)
+
+from .conftest import REDIS_URL
+
+
+def test_domain_rates_are_parsed_per_second():
+    assert parse_domain_rates("gmail.com=20/s, Yahoo.com=600/m,outlook.com=3600/h") == {
+        "gmail.com": 20.0,
+        "yahoo.com": 10.0,
+        "outlook.com": 1.0,
+    }
+    with pytest.raises(ValueError, match="DOMAIN_RATES"):
+        parse_domain_rates("gmail.com:20")
+
+
+def test_no_limit_means_no_limiter_and_redis_is_used_when_the_broker_is_redis():
+    assert make_rate_limiter(Settings()) is None
+    assert isinstance(make_rate_limiter(Settings(send_rate=10)), LocalRateLimiter)
+    assert isinstance(make_rate_limiter(Settings(send_rate=10, celery_broker_url=REDIS_URL)), RedisRateLimiter)
+
+
+@pytest.fixture
+def redis_limiters(redis_prefix: str) -> Iterator[callable]:
+    client = redis.Redis.from_url(REDIS_URL)
+    prefix = f"{redis_prefix}{uuid.uuid4().hex[:8]}:"
+
+    def make(limits: Limits) -> RedisRateLimiter:
+        return RedisRateLimiter(client, limits, prefix=prefix)
+
+    yield make
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+
+
+def _takes(limiter, domain: str, count: int) -> int:
+    return sum(limiter.acquire(domain) == 0 for _ in range(count))
+
+
+@pytest.mark.parametrize("kind", ["redis", "local"])
+def test_a_bucket_allows_its_burst_then_makes_callers_wait(kind: str, redis_limiters):
+    limits = Limits(global_bucket=Bucket("global", rate=10, burst=5), domain_rates={}, quotas=[])
+    limiter = redis_limiters(limits) if kind == "redis" else LocalRateLimiter(limits)
+    assert _takes(limiter, "example.com", 8) == 5
+    wait = limiter.acquire("example.com")
+    assert 0 < wait <= 0.1 + 1e-6
+    time.sleep(wait + 0.01)
+    assert limiter.acquire("example.com") == 0
+
+
+def test_the_redis_bucket_is_shared_by_every_worker(redis_limiters):
+    limits = Limits(global_bucket=Bucket("global", rate=1, burst=6), domain_rates={}, quotas=[])
+    first, second = redis_limiters(limits), redis_limiters(limits)
+    assert _takes(first, "a.com", 4) + _takes(second, "b.com", 4) == 6
+
+
+@pytest.mark.parametrize("kind", ["redis", "local"])
+def test_a_domain_rate_holds_back_only_its_domain(kind: str, redis_limiters):
+    limits = Limits(global_bucket=None, domain_rates={"gmail.com": 2.0}, quotas=[])
+    limiter = redis_limiters(limits) if kind == "redis" else LocalRateLimiter(limits)
+    assert _takes(limiter, "gmail.com", 5) == 2
+    assert _takes(limiter, "example.com", 5) == 5
+
+
+@pytest.mark.parametrize("kind", ["redis", "local"])
+def test_a_quota_stops_until_the_next_window(kind: str, redis_limiters):
+    limits = Limits(global_bucket=None, domain_rates={}, quotas=[Quota("hour", 3, 3600)])
+    limiter = redis_limiters(limits) if kind == "redis" else LocalRateLimiter(limits)
+    assert _takes(limiter, "example.com", 5) == 3
+    wait = limiter.acquire("example.com")
+    assert 0 < wait <= 3600
+    assert wait == pytest.approx(3600 - time.time() % 3600, abs=2)
