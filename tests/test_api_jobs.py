@@ -84,3 +84,22 @@ def test_openapi_document_describes_the_api_with_examples(client: FlaskClient):
     assert all(field.get("description") for field in body["properties"].values())
     assert client.get("/api/").headers["Location"].endswith("/api/swagger")
     assert b"swagger" in client.get("/api/swagger").data.lower()
+
+
+def test_a_queued_job_can_be_cancelled_once_and_ends_at_once(client: FlaskClient):
+    job_id = _post(client, 4)
+    answer = client.post(f"/api/email/{job_id}/cancel")
+    job = answer.get_json()
+    assert answer.status_code == 200
+    assert (job["status"], job["counts"]["cancelled"], job["current"]) == ("cancelled", 4, 4)
+    assert job["finished_at"] is not None
+    again = client.post(f"/api/email/{job_id}/cancel")
+    assert again.status_code == 409 and again.get_json()["error"] == "conflict"
+
+
+def test_only_a_completed_job_with_failures_can_be_retried(client: FlaskClient):
+    job_id = _post(client, 2)
+    answer = client.post(f"/api/email/{job_id}/retry")
+    assert answer.status_code == 409 and "queued" in answer.get_json()["message"]
+    assert client.post("/api/email/nope/retry").status_code == 404
+    assert client.post("/api/email/nope/cancel").status_code == 404

@@ -129,6 +129,28 @@ def test_one_worker_process_killed_is_restarted_and_loses_nobody(
         stack.stop()
 
 
+def test_sigterm_finishes_the_message_in_flight_and_gives_back_the_rest(
+    postgres_url: str, redis_prefix: str, relay: FakeRelay, tmp_path: Path
+):
+    relay.behaviour.rtt = 0.05  # one batch of 300 on one connection: ~30 s to send it all
+    stack = Stack(_env(postgres_url, REDIS_URL, relay, redis_prefix, BATCH_SIZE="300"), tmp_path)
+    try:
+        job_id = stack.post(300)
+        _wait_for_relay(relay, 10)
+        stack.worker.stop()  # SIGTERM: a warm shutdown
+        sent_before_restart = relay.count()
+        statuses = {r["status"] for r in stack.api.recipients(job_id)}
+        assert sent_before_restart < 150, "the worker did not wait for its whole batch"
+        assert statuses == {"sent", "pending"}, "nothing left claimed by the stopped worker"
+        relay.behaviour.rtt = 0.0
+        stack.worker = WorkerProcess(stack.env, tmp_path / "worker2.log").wait_ready()
+        job = stack.api.wait_until_completed(job_id, timeout=60)
+        assert job["counts"]["sent"] == 300
+        _check_nothing_lost(relay, stack.message_ids(job_id), 0)
+    finally:
+        stack.stop()
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[tuple[str, callable]]:
     """A Redis server of our own that a test may kill and restart empty (the shared one stays up)."""

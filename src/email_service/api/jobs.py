@@ -9,11 +9,11 @@ from flask import current_app, url_for
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 
-from ..errors import Conflict, NotFound
+from ..errors import NotFound
 from ..messages import message_id_for
-from ..services import Services, intake
+from ..services import Services, control, intake
 from ..storage import repository
-from ..storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient, utcnow
+from ..storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient
 from .schemas import (
     ErrorBody,
     JobAccepted,
@@ -123,11 +123,7 @@ def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
 )
 def cancel_job(path: JobPath) -> Any:
     services = _services()
-    with services.sessions.begin() as session:
-        job = _find_job(session, path.id)
-        if not repository.cancel_job(session, job.id, utcnow()):
-            raise Conflict(f"job {job.id} is {job.status}: only a queued or sending job can be cancelled")
-    log.info("job %s cancelled", path.id)
+    control.cancel(services, path.id)
     return _current_view(services, path.id)
 
 
@@ -142,14 +138,7 @@ def cancel_job(path: JobPath) -> Any:
 )
 def retry_job(path: JobPath) -> Any:
     services = _services()
-    with services.sessions.begin() as session:
-        job = _find_job(session, path.id)
-        count = repository.retry_failed(session, job.id, utcnow())
-        if not count:
-            raise Conflict(f"job {job.id} is {job.status}: only a completed job with failed recipients can be retried")
-    assert services.queue is not None
-    services.queue.start_job(path.id)
-    log.info("job %s: %d failed recipient(s) queued again", path.id, count)
+    control.retry_failed(services, path.id)
     return _current_view(services, path.id), 202
 
 

@@ -108,16 +108,24 @@ def claim_batch(
     """Take the recipients at positions [first, last) that nobody owns and that are due:
     pending, deferred whose retry time has come, or sending whose lease expired.
 
-    One UPDATE ... RETURNING: concurrent claimers of the same range each get disjoint rows.
+    Concurrent claimers of the same range get disjoint rows: on PostgreSQL the rows are picked
+    ``FOR UPDATE SKIP LOCKED`` (a second claimer skips them instead of waiting), on SQLite the
+    transaction holds the database's write lock (BEGIN IMMEDIATE).
     """
     claimable = or_(
         Recipient.status == RecipientStatus.PENDING,
         and_(Recipient.status == RecipientStatus.DEFERRED, Recipient.next_attempt_at <= now),
         and_(Recipient.status == RecipientStatus.SENDING, Recipient.lease_until < now),
     )
+    picked = (
+        select(Recipient.id)
+        .where(Recipient.job_id == job_id, Recipient.position >= first, Recipient.position < last, claimable)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
     result = session.execute(
         update(Recipient)
-        .where(Recipient.job_id == job_id, Recipient.position >= first, Recipient.position < last, claimable)
+        .where(Recipient.id.in_(picked), claimable)
         .values(
             status=RecipientStatus.SENDING,
             lease_until=lease_until,
