@@ -9,6 +9,7 @@ everything the deployment created, also after an error or Ctrl-C.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -34,12 +35,19 @@ import email_service
 from email_service.config import Settings
 
 PYTHON = sys.executable  # run as .venv/bin/python, so children get the project's virtualenv
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The benchmarks use the test suite's SMTP relay (tests/fake_relay.py) as it is, imported as tests.fake_relay.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_URL_TEMPLATE = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CONFIGS = ("embedded", "postgres-redis")
 CONFIG_LABELS = {"embedded": "SQLite + filesystem broker", "postgres-redis": "PostgreSQL + Redis"}
-STOP_GRACE_SECONDS = 20
+# Longer than the worker supervisor's own 30 s grace, so its warm shutdown is never cut short.
+STOP_GRACE_SECONDS = 40
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def free_port() -> int:
@@ -76,7 +84,24 @@ def exit_cleanly_on_sigterm() -> None:
 def print_machine() -> None:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"{started}; {os.cpu_count()} cores; Python {platform.python_version()}; {platform.platform()}")
-    print(f"email_service from {Path(email_service.__file__).parent}", flush=True)
+    print(f"email_service from {Path(email_service.__file__).parent} ({_code_version()})")
+    print(f"load average before the run: {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
+
+
+def _code_version() -> str:
+    """The commit of the code measured, and whether the package has uncommitted edits."""
+    root = Path(email_service.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        edits = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "."], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    state = f"{len(edits.splitlines())} file(s) with uncommitted edits" if edits else "no uncommitted edits"
+    return f"commit {commit}, {state}"
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -117,6 +142,7 @@ class Child:
     def __init__(self, name: str, args: Sequence[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
+        self._stopped = False
         self._log = log_path.open("wb")
         # Own session, so a terminal's Ctrl-C reaches only the benchmark, which then stops us in order.
         self.process = subprocess.Popen(
@@ -137,9 +163,16 @@ class Child:
         self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def log_count(self, marker: str) -> int:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace").count(marker)
+
     def stop(self) -> None:
         # SIGTERM lets gunicorn and Celery stop their own children; the group kill is a last resort
         # for those children only (the group is the one this child's own session created).
+        if self._stopped:  # stopped early by the script, then again by the exit stack
+            return
+        self._stopped = True
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -155,13 +188,16 @@ class Child:
 
 
 class Deployment:
-    """One configuration of the service; start its API and workers, then read ``base_url``."""
+    """One configuration of the service; start its API, workers and scheduler, then read ``base_url``."""
 
-    def __init__(self, config: str, env: dict[str, str], workdir: Path, stack: contextlib.ExitStack) -> None:
+    def __init__(
+        self, config: str, env: dict[str, str], workdir: Path, stack: contextlib.ExitStack, database: str | None
+    ) -> None:
         self.config = config
         self.label = CONFIG_LABELS[config]
         self.env = env
         self.workdir = workdir
+        self.database = database  # the PostgreSQL database's name, None on SQLite
         self._stack = stack
         self.base_url = ""
 
@@ -170,8 +206,14 @@ class Deployment:
         if result.returncode != 0:
             raise RuntimeError(f"email-service {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
 
-    def start(self, name: str, *args: str) -> Child:
-        child = Child(name, [PYTHON, "-m", "email_service", *args], self.env, self.workdir / f"{name}.log")
+    def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> Child:
+        """Start ``email-service <args>``; ``extra_env`` adds settings for this process only."""
+        log_path = self.workdir / f"{name}.log"
+        for n in itertools.count(2):  # a process started again under the same name keeps the old log
+            if not log_path.exists():
+                break
+            log_path = self.workdir / f"{name}-{n}.log"
+        child = Child(name, [PYTHON, "-m", "email_service", *args], {**self.env, **(extra_env or {})}, log_path)
         self._stack.callback(child.stop)
         return child
 
@@ -182,8 +224,83 @@ class Deployment:
         wait_until(lambda: _answers(f"{self.base_url}/healthz"), timeout=60, what="the API", alive=api.check_alive)
         return api
 
-    def start_worker(self, concurrency: int = 2) -> Child:
-        return self.start("worker", "worker", "--concurrency", str(concurrency))
+    def start_worker(self, processes: int | None = None, extra_env: dict[str, str] | None = None) -> Child:
+        """``email-service worker``: a supervisor and its Celery worker processes (WORKER_PROCESSES
+        by default), each with SMTP_CONCURRENCY threads; returns once every one says it is ready."""
+        args = ["worker"] if processes is None else ["worker", "--processes", str(processes)]
+        worker = self.start("worker", *args, extra_env=extra_env)
+        configured = {**self.env, **(extra_env or {})}.get("WORKER_PROCESSES")
+        default = Settings.model_fields["worker_processes"].get_default(call_default_factory=True)
+        expected = processes or int(configured or default)
+        wait_until(
+            lambda: worker.log_count(" ready.") >= expected,
+            timeout=90,
+            what=f"{expected} worker process(es) to be ready",
+            interval=0.1,
+            alive=worker.check_alive,
+        )
+        return worker
+
+    def start_scheduler(self, extra_env: dict[str, str] | None = None) -> Child:
+        """``email-service scheduler``, which queues again deferred and lost work; it runs beside the workers."""
+        scheduler = self.start("scheduler", "scheduler", extra_env=extra_env)
+        wait_until(
+            lambda: scheduler.log_count("scheduler sweeping") > 0,
+            timeout=60,
+            what="the scheduler",
+            interval=0.1,
+            alive=scheduler.check_alive,
+        )
+        return scheduler
+
+
+# ---- processes seen through /proc (Linux)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (which may hold spaces): state is [0], ppid [1]."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def cpu_seconds(pids: Sequence[int]) -> dict[int, float]:
+    """utime + stime of each process still alive (a vanished one is left out)."""
+    seconds = {}
+    for pid in pids:
+        if fields := _stat(pid):
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError):
+        return None
+
+
+def machine_cpu() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine since boot, all cores together (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user.
+    total = sum(values[:8])
+    return (total - values[3] - values[4]) / CLOCK_TICKS, total / CLOCK_TICKS
 
 
 def _answers(url: str) -> bool:
@@ -200,10 +317,10 @@ def deployment(config: str, kind: str, extra_env: dict[str, str] | None = None) 
         workdir = Path(tempfile.mkdtemp(prefix=f"bench_{kind}_"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         env = {**base_environment(), "DATA_DIR": str(workdir / "data"), **(extra_env or {})}
+        token = unique_token(kind)
         if config == "embedded":
             env["CELERY_BROKER_URL"] = "filesystem://"
         elif config == "postgres-redis":
-            token = unique_token(kind)
             stack.enter_context(_postgres_database(token))
             stack.enter_context(_redis_namespace(f"{token}:"))
             env.update(
@@ -215,7 +332,7 @@ def deployment(config: str, kind: str, extra_env: dict[str, str] | None = None) 
         else:
             raise ValueError(f"unknown configuration {config!r}; choose from {CONFIGS}")
         (workdir / "data").mkdir()
-        deployed = Deployment(config, env, workdir, stack)
+        deployed = Deployment(config, env, workdir, stack, token if config == "postgres-redis" else None)
         deployed.run_cli("db", "upgrade")
         yield deployed  # children registered on the stack stop before the database and keys go
 

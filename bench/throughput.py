@@ -2,14 +2,15 @@
 
 The sink is an aiosmtpd server in this process that only counts what it receives. Baseline:
 one smtplib connection sending prebuilt messages one by one, the fastest a single Python
-client can hand messages to that sink. Service: the API under gunicorn and one real worker
-(``email-service worker --concurrency 2``); the clock runs from the POST of one job until
-GET /api/email/<id> says "completed", and the sink must then hold exactly one message per
-recipient. Worker and API are warmed up by a small job first; each repetition is a new job
-in the same deployment.
+client can hand messages to that sink. Service: the API under gunicorn, the workers
+(``email-service worker``: WORKER_PROCESSES processes of SMTP_CONCURRENCY threads, the service's
+defaults unless told otherwise) and the scheduler beside them; the clock runs from the POST of one
+job until GET /api/email/<id> says "completed", and the sink must then hold exactly one message per
+recipient. Workers and API are warmed up by a small job first; each repetition is a new job in
+the same deployment.
 
     .venv/bin/python bench/throughput.py
-    .venv/bin/python bench/throughput.py --recipients 500 --reps 1 --configs postgres-redis
+    .venv/bin/python bench/throughput.py --recipients 500 --reps 1 --configs postgres-redis --processes 1
 """
 
 from __future__ import annotations
@@ -75,8 +76,11 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=2_000, help="messages per run")
     parser.add_argument("--reps", type=int, default=3, help="runs of the baseline and jobs per configuration")
     parser.add_argument("--configs", nargs="*", choices=CONFIGS, default=["postgres-redis", "embedded"])
-    parser.add_argument("--concurrency", type=int, default=2, help="worker pool processes")
-    parser.add_argument("--batch-size", type=int, default=100, help="BATCH_SIZE of the service")
+    parser.add_argument("--processes", type=int, default=None, help="worker processes (default: WORKER_PROCESSES)")
+    parser.add_argument(
+        "--smtp-concurrency", type=int, default=None, help="SMTP connections per worker process (default: 20)"
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="BATCH_SIZE of the service (default: 100)")
     parser.add_argument("--warmup", type=int, default=20, help="recipients of the untimed warm-up job")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between GET /api/email/<id>")
     parser.add_argument("--timeout", type=float, default=300, help="seconds allowed for one job")
@@ -134,16 +138,21 @@ def baseline(handler: CountingHandler, port: int, count: int, reps: int) -> list
 
 def service_runs(handler: CountingHandler, port: int, config: str, args: argparse.Namespace) -> list[float]:
     count = args.recipients
-    smtp_env = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(port), "BATCH_SIZE": str(args.batch_size)}
-    print(f"== service: {CONFIG_LABELS[config]}, worker --concurrency {args.concurrency}", flush=True)
+    env = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(port)}
+    # Only the settings asked for are set: the rest are the service's own defaults.
+    for name, value in (("SMTP_CONCURRENCY", args.smtp_concurrency), ("BATCH_SIZE", args.batch_size)):
+        if value is not None:
+            env[name] = str(value)
+    print(f"== service: {CONFIG_LABELS[config]}, {_worker_description(args)}", flush=True)
     seconds = []
-    with deployment(config, "throughput", smtp_env) as deployed, httpx.Client(timeout=60) as client:
+    with deployment(config, "throughput", env) as deployed, httpx.Client(timeout=60) as client:
         api = deployed.start_api()
-        worker = deployed.start_worker(args.concurrency)
+        worker = deployed.start_worker(args.processes)
+        scheduler = deployed.start_scheduler()
 
         def alive() -> None:
-            api.check_alive()
-            worker.check_alive()
+            for child in (api, worker, scheduler):
+                child.check_alive()
 
         # The warm-up job also proves the worker is consuming: its end means the pool is ready.
         warmup_id = post_job(client, deployed.base_url, job_body(make_addresses(args.warmup)), args.warmup)
@@ -166,6 +175,13 @@ def service_runs(handler: CountingHandler, port: int, config: str, args: argpars
                 flush=True,
             )
     return seconds
+
+
+def _worker_description(args: argparse.Namespace) -> str:
+    processes = f"--processes {args.processes}" if args.processes else "default processes (one per core)"
+    threads = args.smtp_concurrency or "20 (default)"
+    batch = args.batch_size or "100 (default)"
+    return f"worker {processes}, SMTP_CONCURRENCY {threads}, BATCH_SIZE {batch}, scheduler beside"
 
 
 def _wait_completed(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from email_service.composer import JobContent, compose
 from email_service.errors import TemplateError
-from email_service.messages import build_message
+from email_service.messages import MessageBuilder, build_message
 from email_service.rendering import RenderedEmail, TemplateRenderer
 
 DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -99,3 +99,38 @@ def test_internationalized_addresses_use_idna_domains_and_utf8_only_when_needed(
     utf8_local = _build(recipient="jörg@bücher.de")
     assert utf8_local.recipient == "jörg@xn--bcher-kva.de"
     assert "To: jörg@xn--bcher-kva.de\r\n".encode() in utf8_local.data
+
+
+def test_a_batch_builder_shares_subject_and_body_but_not_the_recipient_headers():
+    builder = MessageBuilder()
+    rendered = RenderedEmail(headers=(("X-Campaign", "spring"),), body="Héllo wörld " * 200, subtype="plain")
+    names = [None, "Zoë", 'Jo "J" Doe', None]
+    for i, name in enumerate(names):
+        data = builder.build(
+            rendered,
+            sender=SENDER,
+            recipient=f"r{i}@example.com",
+            recipient_name=name,
+            subject="Sübject",
+            message_id=f"<{i}@example.org>",
+            date=DATE,
+        ).data
+        message = email.message_from_bytes(data, policy=policy.default)
+        assert sorted(message.keys()) == sorted(
+            [
+                "Date",
+                "To",
+                "Message-ID",
+                "From",
+                "Subject",
+                "X-Campaign",
+                "Content-Type",
+                "Content-Transfer-Encoding",
+                "MIME-Version",
+            ]
+        )
+        assert message["To"].addresses[0].addr_spec == f"r{i}@example.com"
+        assert message["To"].addresses[0].display_name == (name or "")
+        assert (message["Message-ID"], message["Subject"], message["From"]) == (f"<{i}@example.org>", "Sübject", SENDER)
+        assert message.get_content().replace("\r\n", "\n") == "Héllo wörld " * 200 + "\n"
+    assert len(builder._shared) == 1, "one shared part for the whole batch"

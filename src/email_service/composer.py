@@ -7,7 +7,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
-from .messages import Envelope, build_message, message_id_for
+from .messages import Envelope, MessageBuilder, message_id_for
 from .rendering import TemplateRenderer
 
 
@@ -31,8 +31,12 @@ def compose(
     variables: dict[str, Any] | None,
     position: int,
     date: datetime,
+    builder: MessageBuilder | None = None,
 ) -> Envelope:
-    """Render the job's template for one recipient and build the message; raises TemplateError."""
+    """Render the job's template for one recipient and build the message; raises TemplateError.
+
+    A batch passes one ``builder`` for all its messages, so what they share is encoded once.
+    """
     context = {
         **(variables or {}),
         # The tutorial's names always win over a recipient's own variables.
@@ -44,7 +48,7 @@ def compose(
         "date": format_datetime(date),
     }
     rendered = renderer.render(job.template, context)
-    return build_message(
+    return (builder or MessageBuilder(cache_size=1)).build(
         rendered,
         sender=job.sender,
         recipient=address,

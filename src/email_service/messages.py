@@ -7,7 +7,9 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime, parseaddr
+from typing import Any
 
 import idna
 
@@ -54,34 +56,75 @@ def format_recipient(address: str, name: str | None) -> str:
     return str(Address(display_name=name, username=local, domain=domain))
 
 
-def build_message(
-    rendered: RenderedEmail,
-    *,
-    sender: str,
-    recipient: str,
-    recipient_name: str | None,
-    subject: str,
-    message_id: str,
-    date: datetime,
-) -> Envelope:
-    """One message for one recipient; header values were checked at intake and are checked again here."""
-    _check_header("To", recipient_name or "")
-    recipient = transport_address(recipient)
-    message = EmailMessage(policy=SMTP_POLICY if recipient.isascii() else SMTPUTF8_POLICY)
-    to_value = format_recipient(recipient, recipient_name)
-    headers = [
-        ("Date", format_datetime(date)),
-        ("From", sender),
-        ("To", to_value),
-        ("Subject", rendered.header("Subject") or subject),
-        ("Message-ID", message_id),
-    ]
-    headers += [(k, v) for k, v in rendered.headers if k.lower() != "subject"]
+class MessageBuilder:
+    """Builds the messages of a batch, encoding what its recipients share only once.
+
+    Building a message with EmailMessage costs ~0.8 ms, mostly parsing and folding headers and
+    encoding the body; of that, only Date, To and Message-ID differ between two recipients whose
+    rendered template is the same. Those three lines are made per message; the rest (From,
+    Subject, the template's headers, the encoded body) once per distinct rendering.
+    """
+
+    def __init__(self, cache_size: int = 16) -> None:
+        self._shared: dict[tuple[object, ...], bytes] = {}
+        self._cache_size = cache_size
+
+    def build(
+        self,
+        rendered: RenderedEmail,
+        *,
+        sender: str,
+        recipient: str,
+        recipient_name: str | None,
+        subject: str,
+        message_id: str,
+        date: datetime,
+    ) -> Envelope:
+        """One message for one recipient; every header value is checked for control characters."""
+        _check_header("To", recipient_name or "")
+        _check_header("Message-ID", message_id)
+        recipient = transport_address(recipient)
+        policy = SMTP_POLICY if recipient.isascii() else SMTPUTF8_POLICY
+        if recipient_name or not recipient.isascii():
+            to_line = _encode_headers(policy, [("To", format_recipient(recipient, recipient_name))])
+        else:
+            to_line = f"To: {recipient}\r\n".encode("ascii")  # a validated address needs no encoding
+        own_lines = f"Date: {format_datetime(date)}\r\n".encode("ascii") + to_line
+        own_lines += f"Message-ID: {message_id}\r\n".encode("ascii")
+        return Envelope(
+            sender=parseaddr(sender)[1],
+            recipient=recipient,
+            data=own_lines + self._shared_part(rendered, sender, subject, policy),
+        )
+
+    def _shared_part(self, rendered: RenderedEmail, sender: str, subject: str, policy: Policy) -> bytes:
+        key = (rendered, sender, subject, policy is SMTP_POLICY)
+        shared = self._shared.get(key)
+        if shared is None:
+            headers = [("From", sender), ("Subject", rendered.header("Subject") or subject)]
+            headers += [(k, v) for k, v in rendered.headers if k.lower() != "subject"]
+            for name, value in headers:
+                _check_header(name, value)
+            body = EmailMessage(policy=policy)
+            body.set_content(rendered.body, subtype=rendered.subtype, charset="utf-8")
+            shared = _encode_headers(policy, headers) + body.as_bytes()
+            if len(self._shared) >= self._cache_size:
+                self._shared.pop(next(iter(self._shared)))
+            self._shared[key] = shared
+        return shared
+
+
+def build_message(rendered: RenderedEmail, **fields: Any) -> Envelope:
+    """One message on its own (see MessageBuilder for the arguments)."""
+    return MessageBuilder(cache_size=1).build(rendered, **fields)
+
+
+def _encode_headers(policy: Policy, headers: list[tuple[str, str]]) -> bytes:
+    """Header lines as the policy folds and encodes them (RFC 2047 for non-ASCII text)."""
+    message = EmailMessage(policy=policy)
     for name, value in headers:
-        _check_header(name, value)
         message[name] = value
-    message.set_content(rendered.body, subtype=rendered.subtype, charset="utf-8")
-    return Envelope(sender=parseaddr(sender)[1], recipient=recipient, data=message.as_bytes())
+    return message.as_bytes()[: -len(b"\r\n")]  # without the blank line that ends a header block
 
 
 def _check_header(name: str, value: str) -> None:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from ..composer import JobContent, compose
 from ..delivery.transport import Connection
 from ..errors import DeliveryError, RelayUnavailable, TemplateError
+from ..messages import MessageBuilder
 from ..storage import repository
 from ..storage.models import JobStatus, Recipient, utcnow
 from . import Services
@@ -65,6 +66,7 @@ class _BatchRun:
         # Stop early enough that the last message in flight ends before the lease does.
         self.deadline = time.monotonic() + settings.lease_seconds - 2 * settings.mail_timeout - 1
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+        self.builder = MessageBuilder()
 
     def run(self) -> None:
         connection = self.services.transport.connect()
@@ -100,6 +102,7 @@ class _BatchRun:
                 variables=recipient.variables,
                 position=recipient.position,
                 date=utcnow(),
+                builder=self.builder,
             )
         except TemplateError as exc:
             self._fail(recipient, None, f"template: {exc}")
@@ -158,6 +161,7 @@ class _BatchRun:
         if time.monotonic() < self.next_cancel_check:
             return False
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+        self.builder = MessageBuilder()
         with self.services.sessions() as session:
             return repository.job_status(session, self.job_id) == JobStatus.CANCELLED
 
