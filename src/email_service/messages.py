@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address
@@ -36,8 +37,14 @@ class Envelope:
 def message_id_for(job_id: str, position: int, sender: str) -> str:
     """The Message-ID of a job's message to the recipient at ``position``, the same on every attempt:
     derived from what never changes, so it is fixed when the job is accepted."""
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    domain = envelope_sender(sender).rpartition("@")[2] or "localhost"
     return f"<{job_id}.{position}@{domain}>"
+
+
+@lru_cache(maxsize=256)
+def envelope_sender(sender: str) -> str:
+    """The bare address of a From value such as ``Name <addr@example.org>`` (MAIL FROM takes it)."""
+    return parseaddr(sender)[1]
 
 
 def transport_address(address: str) -> str:
@@ -92,7 +99,7 @@ class MessageBuilder:
         own_lines = f"Date: {format_datetime(date)}\r\n".encode("ascii") + to_line
         own_lines += f"Message-ID: {message_id}\r\n".encode("ascii")
         return Envelope(
-            sender=parseaddr(sender)[1],
+            sender=envelope_sender(sender),
             recipient=recipient,
             data=own_lines + self._shared_part(rendered, sender, subject, policy),
         )

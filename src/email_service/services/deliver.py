@@ -17,6 +17,7 @@ from ..delivery.transport import Connection
 from ..errors import DeliveryError, RelayUnavailable, TemplateError
 from ..messages import MessageBuilder
 from ..storage import repository
+from ..storage.database import autocommit_connection
 from ..storage.models import JobStatus, Recipient, utcnow
 from . import Services
 
@@ -70,6 +71,7 @@ class _BatchRun:
 
     def run(self) -> None:
         connection = self.services.transport.connect()
+        self.outcomes = autocommit_connection(self.services.engine)
         try:
             for index, recipient in enumerate(self.claimed):
                 rest = self.claimed[index:]
@@ -91,6 +93,7 @@ class _BatchRun:
                     return
         finally:
             connection.close()
+            self.outcomes.close()
 
     def _send(self, connection: Connection, recipient: Recipient) -> None:
         try:
@@ -116,7 +119,7 @@ class _BatchRun:
             if exc.is_throttle:
                 time.sleep(self.services.settings.throttle_delay)  # this connection slows down
             return
-        self._with_session(repository.mark_sent, recipient.id, utcnow())
+        repository.mark_sent(self.outcomes, recipient.id, utcnow())
 
     def _wait_for_rate(self, recipient: Recipient) -> bool:
         """Wait for the rate limits; False when the wait is long and the recipient was given back."""
@@ -154,7 +157,7 @@ class _BatchRun:
         log.info("job %s recipient %d deferred until %s: %s", self.job_id, recipient.id, retry_at.isoformat(), error)
 
     def _fail(self, recipient: Recipient, code: int | None, reason: str) -> None:
-        self._with_session(repository.mark_failed, recipient.id, code=code, reason=reason, now=utcnow())
+        repository.mark_failed(self.outcomes, recipient.id, code=code, reason=reason, now=utcnow())
         log.warning("job %s recipient %d failed: %s", self.job_id, recipient.id, reason)
 
     def _cancelled(self) -> bool:

@@ -1,5 +1,8 @@
 """Queries and state changes on jobs and recipients; callers own the session and its transaction.
 
+The outcome writers (mark_sent, mark_failed, mark_deferred) also take an autocommit Connection:
+the deliver service writes each outcome as one statement that commits on its own.
+
 Every recipient state change is a guarded UPDATE, so a terminal status never changes and two
 workers can never both own the same recipient.
 """
@@ -10,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .models import TERMINAL_RECIPIENT_STATUSES, Job, JobStatus, Recipient, RecipientStatus
@@ -138,50 +141,61 @@ def claim_batch(
     return sorted(result.scalars(), key=lambda r: r.position)
 
 
-def _owned(recipient_id: int) -> Any:
-    """Only a row still being sent may be given an outcome: a terminal status never changes."""
-    return and_(Recipient.id == recipient_id, Recipient.status == RecipientStatus.SENDING)
+# The outcome statements run once per message: built once here, with bound parameters, they cost
+# a fraction of building them on each call. Only a row still being sent may be given an outcome,
+# so a terminal status never changes.
+_OUTCOME = (
+    update(Recipient)
+    .where(Recipient.id == bindparam("recipient_id"), Recipient.status == RecipientStatus.SENDING)
+    .execution_options(synchronize_session=False)
+)
+_MARK_SENT = _OUTCOME.values(
+    status=RecipientStatus.SENT,
+    sent_at=bindparam("now"),
+    lease_until=None,
+    next_attempt_at=None,
+    updated_at=bindparam("now"),
+)
+_MARK_FAILED = _OUTCOME.values(
+    status=RecipientStatus.FAILED,
+    last_error_code=bindparam("code"),
+    last_error=bindparam("reason"),
+    lease_until=None,
+    next_attempt_at=None,
+    updated_at=bindparam("now"),
+)
+_MARK_DEFERRED = _OUTCOME.values(
+    status=RecipientStatus.DEFERRED,
+    last_error_code=bindparam("code"),
+    last_error=bindparam("reason"),
+    next_attempt_at=bindparam("retry_at"),
+    lease_until=bindparam("retry_at"),
+    updated_at=bindparam("now"),
+)
 
 
-def mark_sent(session: Session, recipient_id: int, now: datetime) -> None:
-    session.execute(
-        update(Recipient)
-        .where(_owned(recipient_id))
-        .values(status=RecipientStatus.SENT, sent_at=now, lease_until=None, next_attempt_at=None, updated_at=now)
-    )
+def mark_sent(session: Session | Connection, recipient_id: int, now: datetime) -> None:
+    session.execute(_MARK_SENT, {"recipient_id": recipient_id, "now": now})
 
 
-def mark_failed(session: Session, recipient_id: int, *, code: int | None, reason: str, now: datetime) -> None:
-    session.execute(
-        update(Recipient)
-        .where(_owned(recipient_id))
-        .values(
-            status=RecipientStatus.FAILED,
-            last_error_code=code,
-            last_error=reason[:2000],
-            lease_until=None,
-            next_attempt_at=None,
-            updated_at=now,
-        )
-    )
+def mark_failed(
+    session: Session | Connection, recipient_id: int, *, code: int | None, reason: str, now: datetime
+) -> None:
+    session.execute(_MARK_FAILED, {"recipient_id": recipient_id, "code": code, "reason": reason[:2000], "now": now})
 
 
 def mark_deferred(
-    session: Session, recipient_id: int, *, code: int | None, reason: str, retry_at: datetime, now: datetime
+    session: Session | Connection,
+    recipient_id: int,
+    *,
+    code: int | None,
+    reason: str,
+    retry_at: datetime,
+    now: datetime,
 ) -> None:
     """Try this recipient again at ``retry_at`` (the scheduler wakes it up then)."""
-    session.execute(
-        update(Recipient)
-        .where(_owned(recipient_id))
-        .values(
-            status=RecipientStatus.DEFERRED,
-            last_error_code=code,
-            last_error=reason[:2000],
-            next_attempt_at=retry_at,
-            lease_until=retry_at,
-            updated_at=now,
-        )
-    )
+    params = {"recipient_id": recipient_id, "code": code, "reason": reason[:2000], "retry_at": retry_at, "now": now}
+    session.execute(_MARK_DEFERRED, params)
 
 
 def release(session: Session, recipient_ids: Sequence[int], *, wake_at: datetime, now: datetime) -> None:
