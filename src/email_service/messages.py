@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 from typing import Any
 
 import idna
