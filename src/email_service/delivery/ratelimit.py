@@ -178,6 +178,6 @@ class LocalRateLimiter:
                 return wait
             for name, tokens in levels.items():
                 self._tokens[name] = (tokens - 1, now)
-            for key in windows.values():
-                self._used[key] = self._used.get(key, 0) + 1
+            # Keep only the current windows' counts: the past ones no longer matter.
+            self._used = {key: self._used.get(key, 0) + 1 for key in windows.values()}
             return 0.0
