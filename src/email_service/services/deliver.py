@@ -47,7 +47,7 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
         )
         accepted_at = job.created_at
     if claimed:
-        _BatchRun(services, job_id, content, accepted_at, claimed).run()
+        _BatchRun(services, content, accepted_at, claimed).run()
     with services.sessions.begin() as session:
         final_status = repository.complete_job_if_done(session, job_id, utcnow())
     if final_status:
@@ -55,11 +55,13 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
 
 
 class _BatchRun:
+    """One batch being sent over one relay connection; outcomes go through one autocommit connection."""
+
     def __init__(
-        self, services: Services, job_id: str, content: JobContent, accepted_at: datetime, claimed: list[Recipient]
+        self, services: Services, content: JobContent, accepted_at: datetime, claimed: list[Recipient]
     ) -> None:
         self.services = services
-        self.job_id = job_id
+        self.job_id = content.job_id
         self.content = content
         self.accepted_at = accepted_at
         self.claimed = claimed
@@ -68,19 +70,18 @@ class _BatchRun:
         self.deadline = time.monotonic() + settings.lease_seconds - 2 * settings.mail_timeout - 1
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
         self.builder = MessageBuilder()
+        self.outcomes = autocommit_connection(services.engine)
 
     def run(self) -> None:
         connection = self.services.transport.connect()
-        self.outcomes = autocommit_connection(self.services.engine)
         try:
             for index, recipient in enumerate(self.claimed):
-                rest = self.claimed[index:]
                 if self._cancelled():
-                    self._with_session(repository.cancel_claimed, [r.id for r in rest], utcnow())
+                    repository.cancel_claimed(self.outcomes, self._ids_from(index), utcnow())
                     return
                 if self.services.stopping.is_set() or time.monotonic() > self.deadline:
                     now = utcnow()
-                    self._with_session(repository.release, [r.id for r in rest], wake_at=now, now=now)
+                    repository.release(self.outcomes, self._ids_from(index), wake_at=now, now=now)
                     return
                 if not self._wait_for_rate(recipient):
                     continue
@@ -88,12 +89,15 @@ class _BatchRun:
                     self._send(connection, recipient)
                 except RelayUnavailable as exc:
                     # No session can be had: every remaining recipient waits, none is tried in vain.
-                    for waiting in rest:
+                    for waiting in self.claimed[index:]:
                         self._record_failure(waiting, exc)
                     return
         finally:
             connection.close()
             self.outcomes.close()
+
+    def _ids_from(self, index: int) -> list[int]:
+        return [r.id for r in self.claimed[index:]]
 
     def _send(self, connection: Connection, recipient: Recipient) -> None:
         try:
@@ -130,7 +134,7 @@ class _BatchRun:
         while (wait := limiter.acquire(domain)) > 0:
             if wait > LONGEST_INLINE_WAIT:
                 now = utcnow()
-                self._with_session(repository.release, [recipient.id], wake_at=now + timedelta(seconds=wait), now=now)
+                repository.release(self.outcomes, [recipient.id], wake_at=now + timedelta(seconds=wait), now=now)
                 return False
             time.sleep(wait)
         return True
@@ -146,8 +150,8 @@ class _BatchRun:
         if retry_at is None:
             self._fail(recipient, error.code or None, f"expired: retries stopped after the lifetime; last: {error}")
             return
-        self._with_session(
-            repository.mark_deferred,
+        repository.mark_deferred(
+            self.outcomes,
             recipient.id,
             code=error.code or None,
             reason=str(error),
@@ -167,7 +171,3 @@ class _BatchRun:
         self.builder = MessageBuilder()
         with self.services.sessions() as session:
             return repository.job_status(session, self.job_id) == JobStatus.CANCELLED
-
-    def _with_session(self, operation, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        with self.services.sessions.begin() as session:
-            operation(session, *args, **kwargs)

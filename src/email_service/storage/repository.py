@@ -198,7 +198,7 @@ def mark_deferred(
     session.execute(_MARK_DEFERRED, params)
 
 
-def release(session: Session, recipient_ids: Sequence[int], *, wake_at: datetime, now: datetime) -> None:
+def release(session: Session | Connection, recipient_ids: Sequence[int], *, wake_at: datetime, now: datetime) -> None:
     """Give claimed rows back unsent (shutdown, lease running out, rate limit): pending again, and
     the scheduler queues them at ``wake_at``. The claim does not count as an attempt."""
     if recipient_ids:
@@ -211,7 +211,7 @@ def release(session: Session, recipient_ids: Sequence[int], *, wake_at: datetime
         )
 
 
-def cancel_claimed(session: Session, recipient_ids: Sequence[int], now: datetime) -> None:
+def cancel_claimed(session: Session | Connection, recipient_ids: Sequence[int], now: datetime) -> None:
     """Claimed rows of a job cancelled meanwhile: never sent."""
     if recipient_ids:
         session.execute(
