@@ -25,6 +25,8 @@ class Behaviour:
 
     rtt: float = 0.0  # seconds added before each reply, like a distant relay
     greeting: str = "220 fake-relay ESMTP"
+    ehlo_reply: str | None = None  # e.g. "502 5.5.2 Command not recognized": HELO still works
+    mail_reply: str = "250 2.1.0 OK"
     pipelining: bool = True
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # address -> reply at RCPT
     data_reply: str = "250 2.0.0 OK"
@@ -55,6 +57,7 @@ class FakeRelay:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.AbstractServer | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
         self._bucket = (0.0, time.monotonic())
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -68,8 +71,10 @@ class FakeRelay:
 
     def stop(self) -> None:
         self._call(self._close())
+        self._call(self._end_sessions())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     def refuse_connections(self, seconds: float) -> None:
         """Stop listening (connections are refused) for ``seconds``, then listen again."""
@@ -103,7 +108,17 @@ class FakeRelay:
             self._server.close()
             self._server = None
 
+    async def _end_sessions(self) -> None:
+        tasks = [task for task in self._sessions if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
         with self._lock:
             self.connections += 1
         behaviour = self.behaviour
@@ -126,7 +141,11 @@ class FakeRelay:
         while line := await reader.readline():
             verb = line[:4].upper()
             argument = line[4:].strip().decode("utf-8", "replace")
-            if verb in (b"EHLO", b"HELO"):
+            if verb == b"EHLO" and self.behaviour.ehlo_reply:
+                self._reply(writer, self.behaviour.ehlo_reply)
+            elif verb == b"HELO":
+                self._reply(writer, "250 fake-relay")
+            elif verb == b"EHLO":
                 extensions = ["PIPELINING"] if self.behaviour.pipelining else []
                 extensions += ["8BITMIME", "SMTPUTF8", "SIZE 52428800"]
                 self._reply(
@@ -134,8 +153,11 @@ class FakeRelay:
                     "\r\n".join(f"250-{e}" for e in ["fake-relay", *extensions[:-1]]) + f"\r\n250 {extensions[-1]}",
                 )
             elif verb == b"MAIL":
-                sender, recipients = _address(argument), []
-                self._reply(writer, "250 2.1.0 OK")
+                accepted = self.behaviour.mail_reply.startswith("250")
+                sender, recipients = (_address(argument) if accepted else ""), []
+                self._reply(writer, self.behaviour.mail_reply)
+            elif verb == b"RCPT" and not sender:
+                self._reply(writer, "503 5.5.1 Need MAIL first")
             elif verb == b"RCPT":
                 address = _address(argument)
                 reply = self.behaviour.rcpt_replies.get(address, "250 2.1.5 OK")
@@ -147,7 +169,11 @@ class FakeRelay:
                     self._reply(writer, "554 5.5.1 No valid recipients")
                     continue
                 self._reply(writer, "354 End data with <CR><LF>.<CR><LF>")
-                data = await reader.readuntil(b"\r\n.\r\n")
+                data = b""
+                while (line := await reader.readline()) != b".\r\n":  # CRLF.CRLF ends the data
+                    if not line:
+                        return
+                    data += line
                 if self._take_drop():
                     self._record(sender, recipients, data)  # it arrived; the client cannot know
                     return

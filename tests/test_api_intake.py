@@ -25,6 +25,8 @@ def intake(postgres_url: str, redis_prefix: str, tmp_path_factory) -> Iterator[t
     sink = SMTPSink().start()
     templates = Path(tmp_path_factory.mktemp("templates"))
     (templates / "broken.eml").write_text("Subject: {{ subject }}\n\n{{ missing_variable }}\n")
+    (templates / "syntax.eml").write_text("Subject: {{ subject }}\n\n{% if %}\n")
+    (templates / "ref.eml").write_text("Subject: {{ subject }}\nX-Ref: {{ ref }}\n\nBody\n")
     queue = f"email-service-test-{uuid.uuid4().hex[:12]}"
     env = {
         "DATABASE_URL": postgres_url,
@@ -68,6 +70,12 @@ BAD_REQUESTS = {
     "template path traversal": ({**VALID, "template": "../../etc/passwd"}, 422, [("template", None)]),
     "unknown template": ({**VALID, "template": "nope"}, 422, [("template", None)]),
     "template that does not render": ({**VALID, "template": "broken"}, 422, [("template", None)]),
+    "template with a syntax error": ({**VALID, "template": "syntax"}, 422, [("template", None)]),
+    "a variable adding a header": (
+        {**VALID, "template": "ref", "recipients": [{"email": "a@example.com", "variables": {"ref": "1\nBcc: x@y.z"}}]},
+        422,
+        [("template", None)],
+    ),
     "empty recipients": ({**VALID, "recipients": []}, 422, [("recipients", None)]),
     "wrong types": (
         {**VALID, "recipients": "will@example.com", "subject": 12},

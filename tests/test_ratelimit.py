@@ -17,8 +17,8 @@ from email_service.delivery.ratelimit import (
     Quota,
     RedisRateLimiter,
     make_rate_limiter,
-    parse_domain_rates,
 )
+from email_service.rate_spec import parse_domain_rates
 
 from .conftest import REDIS_URL
 

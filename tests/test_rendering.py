@@ -82,3 +82,46 @@ def test_unsafe_or_malformed_eml_is_refused(text: str, message: str):
 def test_service_headers_from_a_template_are_ignored_and_x_headers_kept():
     rendered = parse_eml("To: someone@else.com\nFrom: spoof@x.com\nX-Campaign: spring\n  sale\n\nbody")
     assert rendered.headers == (("X-Campaign", "spring sale"),)
+
+
+@pytest.mark.parametrize(
+    "value", ["1\nReply-To: attacker@example.net", "a\n\nbody forged early", "x\r\nBcc: y@example.net", "\u2028"]
+)
+def test_a_variable_cannot_add_header_lines(tmp_path: Path, value: str):
+    (tmp_path / "ref.eml").write_text("Subject: {{ subject }}\nX-Ref: {{ ref }}\n\nBody {{ ref }}\n")
+    with pytest.raises(TemplateError, match="a value in a header has a"):
+        TemplateRenderer(tmp_path).render("ref", {**CONTEXT, "ref": value})
+
+
+def test_the_same_value_is_fine_in_the_body(tmp_path: Path):
+    (tmp_path / "ref.eml").write_text("Subject: {{ subject }}\n\nBody {{ ref }}\n")
+    rendered = TemplateRenderer(tmp_path).render("ref", {**CONTEXT, "ref": "1\nReply-To: a@example.net"})
+    assert rendered.headers == (("Subject", "Demogorgon"),)
+    assert rendered.body == "Body 1\nReply-To: a@example.net\n"
+
+
+def test_html_bodies_are_autoescaped_and_text_bodies_are_not(tmp_path: Path):
+    (tmp_path / "page.eml").write_text("Content-Type: text/html; charset=utf-8\n\n<p>{{ content }}</p>\n")
+    (tmp_path / "plain.eml").write_text("Subject: s\n\n{{ content }}\n")
+    context = {**CONTEXT, "content": "<script>alert(1)</script> & co"}
+    assert TemplateRenderer(tmp_path).render("page", context).body == (
+        "<p>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</p>\n"
+    )
+    assert TemplateRenderer(tmp_path).render("plain", context).body == "<script>alert(1)</script> & co\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("Subject: x\n\n{% if %}\n", r"syntax error \(line 3\)"),
+        ("Subject: {{ x\n\nbody\n", r"syntax error \(line 1\)"),
+        ("Subject: x\n\nline\n{{ count + 1 }}\n", r"does not render \(line 4\)"),
+        ("Subject: x\n\n{{ 1 / 0 }}\n", "division by zero"),
+    ],
+)
+def test_syntax_and_runtime_errors_are_template_errors_with_their_line(tmp_path: Path, source: str, message: str):
+    (tmp_path / "broken.eml").write_text(source)
+    renderer = TemplateRenderer(tmp_path)
+    assert renderer.exists("broken")
+    with pytest.raises(TemplateError, match=message):
+        renderer.render("broken", {**CONTEXT, "count": "x"})

@@ -11,9 +11,10 @@ import pytest
 
 from email_service.config import Settings
 from email_service.delivery.smtp import SMTPTransport
-from email_service.errors import PermanentDeliveryError, TemporaryDeliveryError
+from email_service.errors import PermanentDeliveryError, RelayUnavailable, TemporaryDeliveryError
 from email_service.messages import Envelope
 
+from .fake_relay import Behaviour, FakeRelay
 from .smtp_sink import SMTPSink, free_port
 
 
@@ -132,3 +133,49 @@ def test_a_non_ascii_mailbox_goes_with_smtputf8(sink: SMTPSink):
     connection.send(Envelope(sender="s@example.org", recipient="jörg@example.com", data=b"Subject: t\r\n\r\nb\r\n"))
     connection.close()
     assert [m.recipients for m in sink.handler.messages()] == [["jörg@example.com"]]
+
+
+# ---- against the scriptable relay, which offers PIPELINING
+
+
+@pytest.fixture
+def relay() -> Iterator[FakeRelay]:
+    server = FakeRelay(Behaviour(keep_data=True)).start()
+    yield server
+    server.stop()
+
+
+def test_pipelined_sending_delivers_the_exact_bytes_dot_stuffed(relay: FakeRelay):
+    data = b"Message-ID: <p@x>\r\nSubject: t\r\n\r\n.leading dot\r\nbody\r\n"
+    connection = _connection(relay.port)
+    connection.send(Envelope(sender="s@example.org", recipient="r@example.com", data=data))
+    connection.send(_envelope("r2@example.com"))
+    connection.close()
+    assert relay.connections == 1
+    assert relay.accepted[0].data == data.replace(b"\r\n.leading", b"\r\n..leading")
+
+
+def test_pipelined_refused_recipient_is_permanent_and_the_connection_goes_on(relay: FakeRelay):
+    relay.behaviour.rcpt_replies = {"gone@example.com": "550 5.1.1 No such user"}
+    connection = _connection(relay.port)
+    with pytest.raises(PermanentDeliveryError) as refused:
+        connection.send(_envelope("gone@example.com"))
+    assert refused.value.code == 550
+    connection.send(_envelope("here@example.com"))
+    connection.close()
+    assert [a.recipients for a in relay.accepted] == [["here@example.com"]] and relay.connections == 1
+
+
+def test_a_refused_sender_means_no_session_for_anyone(relay: FakeRelay):
+    relay.behaviour.mail_reply = "530 5.7.0 Authentication required"
+    with pytest.raises(RelayUnavailable) as refused:
+        _connection(relay.port).send(_envelope())
+    assert refused.value.code == 530 and "sender" in refused.value.text
+
+
+def test_a_relay_without_ehlo_is_greeted_with_helo(relay: FakeRelay):
+    relay.behaviour.ehlo_reply = "502 5.5.2 Command not recognized"
+    connection = _connection(relay.port)
+    connection.send(_envelope())
+    connection.close()
+    assert relay.count() == 1

@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.storage import repository
-from email_service.storage.database import make_engine, make_session_factory
+from email_service.storage.database import autocommit_connection, make_engine, make_session_factory
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Base, Job, JobStatus, RecipientStatus, utcnow
 
@@ -95,20 +95,56 @@ def test_an_expired_lease_can_be_claimed_again_and_a_live_one_cannot(sessions: s
         assert [r.attempts for r in again] == [2, 2, 2]
 
 
+def _claim(sessions: sessionmaker[Session], job_id: str, now, lease_seconds: float = 60) -> list:
+    with sessions.begin() as session:
+        lease = now + timedelta(seconds=lease_seconds)
+        return repository.claim_batch(session, job_id, 0, 1000, now=now, lease_until=lease)
+
+
 def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sessionmaker[Session]):
     job_id = _new_job(sessions, 2)
     now = utcnow()
     with sessions.begin() as session:
         assert repository.mark_job_sending(session, job_id, now, dispatch_deadline=now)
-        first, second = repository.claim_batch(session, job_id, 0, 2, now=now, lease_until=now + timedelta(minutes=1))
-        repository.mark_sent(session, first.id, now)
-        repository.mark_failed(session, first.id, code=550, reason="late failure", now=now)  # ignored: already sent
-        assert repository.complete_job_if_done(session, job_id, now) is None
-        repository.mark_failed(session, second.id, code=550, reason="no such user", now=now)
-        repository.mark_sent(session, second.id, now)  # ignored: already failed
+    first, second = _claim(sessions, job_id, now)
+    with autocommit_connection(sessions.kw["bind"]) as outcomes:  # the path the deliver service takes
+        assert repository.mark_sent(outcomes, first, now)
+        assert not repository.mark_failed(outcomes, first, code=550, reason="late failure", now=now)
+        assert repository.mark_failed(outcomes, second, code=550, reason="no such user", now=now)
+        assert not repository.mark_sent(outcomes, second, now)
+    with sessions.begin() as session:
         assert repository.complete_job_if_done(session, job_id, now) == "completed"
         assert repository.complete_job_if_done(session, job_id, now) is None
     with sessions() as session:
         counts = repository.count_by_status(session, [job_id])[job_id]
         assert (counts["sent"], counts["failed"]) == (1, 1)
         assert repository.get_job(session, job_id).status == JobStatus.COMPLETED
+
+
+def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owner(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 1)
+    now = utcnow()
+    [late] = _claim(sessions, job_id, now, lease_seconds=1)
+    later = now + timedelta(seconds=2)
+    [owner] = _claim(sessions, job_id, later)
+    with autocommit_connection(sessions.kw["bind"]) as outcomes:
+        assert not repository.mark_deferred(outcomes, late, code=451, reason="x", retry_at=later, now=later)
+        repository.release(outcomes, [late], wake_at=later, now=later)
+        assert repository.mark_sent(outcomes, owner, later)
+    with sessions() as session:
+        [row] = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
+        assert (row.status, row.attempts) == ("sent", 2)
+
+
+def test_sent_clears_the_error_of_an_earlier_attempt(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 1)
+    now = utcnow()
+    [first] = _claim(sessions, job_id, now)
+    with autocommit_connection(sessions.kw["bind"]) as outcomes:
+        repository.mark_deferred(outcomes, first, code=451, reason="busy", retry_at=now, now=now)
+    [second] = _claim(sessions, job_id, now + timedelta(seconds=1))
+    with autocommit_connection(sessions.kw["bind"]) as outcomes:
+        assert repository.mark_sent(outcomes, second, now)
+    with sessions() as session:
+        [row] = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
+        assert (row.status, row.last_error_code, row.last_error) == ("sent", None, None)

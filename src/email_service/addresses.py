@@ -1,6 +1,6 @@
 """Recipient address validation and normalization, agreeing with email-validator.
 
-email-validator costs ~130 µs an address; 100,000 recipients need a faster path. Almost every
+email-validator costs ~25 µs an address here (2.5 s for 100,000 recipients); intake needs a faster path. Almost every
 address is a plain ASCII dot-atom local part on a handful of domains, so the fast path checks
 the local part with a regex and validates each distinct domain once with email-validator
 itself. Anything else goes to email-validator whole. Both paths give the same answer
@@ -30,7 +30,8 @@ def normalize_address(address: str) -> str:
     local, at, domain = address.rpartition("@")
     if at and len(address) <= _ADDRESS_MAX and len(local) <= _LOCAL_MAX and _DOT_ATOM.fullmatch(local):
         normalized_domain = _normalize_domain(domain)
-        if normalized_domain is not None and len(local) + 1 + len(normalized_domain) <= _ADDRESS_MAX:
+        # email-validator counts the length in UTF-8 octets, as SMTP does.
+        if normalized_domain is not None and len(local) + 1 + len(normalized_domain.encode()) <= _ADDRESS_MAX:
             return f"{local}@{normalized_domain}"
     return _validate_slowly(address)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import redirect, request
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
+from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from . import __version__
@@ -13,6 +14,7 @@ from .api.errors import register_error_handlers, validation_error_response
 from .api.schemas import ErrorBody
 from .config import Settings
 from .delivery.transport import Transport
+from .errors import MalformedJSON
 from .logs import configure_logging
 from .services import Services, build_services
 from .worker import make_celery
@@ -28,11 +30,12 @@ def create_app(settings: Settings | None = None, transport: Transport | None = N
     settings = settings or Settings()
     configure_logging(settings)
     services = build_services(settings, transport)
-    celery = make_celery(services)
-    return create_api(services, celery_app=celery)
+    make_celery(services)  # installs the task queue the API publishes to
+    return create_api(services)
 
 
-def create_api(services: Services, celery_app: object | None = None) -> OpenAPI:
+def create_api(services: Services) -> OpenAPI:
+    """The HTTP API over ``services`` (tests give them a queue of their own)."""
     app = OpenAPI(
         __name__,
         info=Info(title="email_service", version=__version__, description=API_DESCRIPTION),
@@ -44,8 +47,6 @@ def create_api(services: Services, celery_app: object | None = None) -> OpenAPI:
     )
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_request_bytes
     app.extensions["email_service"] = services
-    if celery_app is not None:
-        app.extensions["celery"] = celery_app
     app.register_api(jobs.blueprint)
     register_error_handlers(app)
     # The tutorial served its Swagger UI at /api/; keep that address.
@@ -55,8 +56,11 @@ def create_api(services: Services, celery_app: object | None = None) -> OpenAPI:
     def _parse_json_strictly() -> None:
         # flask-openapi3 parses bodies leniently (malformed JSON becomes null and a 422);
         # parsing here first makes malformed JSON a 400 and a non-JSON body a 415.
-        if request.method in ("POST", "PUT", "PATCH") and request.content_length:
-            request.get_json()
+        if request.method in ("POST", "PUT", "PATCH") and (request.is_json or request.content_length):
+            try:
+                request.get_json()
+            except BadRequest:
+                raise MalformedJSON("the request body is not valid JSON") from None
 
     @app.get("/healthz")
     def _healthz() -> Response:

@@ -7,6 +7,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
+from .errors import TemplateError
 from .messages import Envelope, MessageBuilder, message_id_for
 from .rendering import TemplateRenderer
 
@@ -48,12 +49,17 @@ def compose(
         "date": format_datetime(date),
     }
     rendered = renderer.render(job.template, context)
-    return (builder or MessageBuilder(cache_size=1)).build(
-        rendered,
-        sender=job.sender,
-        recipient=address,
-        recipient_name=name,
-        subject=job.subject,
-        message_id=message_id_for(job.job_id, position, job.sender),
-        date=date,
-    )
+    try:
+        return (builder or MessageBuilder(cache_size=1)).build(
+            rendered,
+            sender=job.sender,
+            recipient=address,
+            recipient_name=name,
+            subject=job.subject,
+            message_id=message_id_for(job.job_id, position, job.sender),
+            date=date,
+        )
+    except TemplateError:
+        raise
+    except (ValueError, TypeError, UnicodeError) as exc:  # e.g. a template setting Reply-To twice
+        raise TemplateError(f"the message cannot be built: {exc}") from None

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+from email.utils import parseaddr
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .header_values import describe_control_character
+from .rate_spec import parse_domain_rates
 
 
 class Settings(BaseSettings):
@@ -70,7 +75,9 @@ class Settings(BaseSettings):
     log_size: int = Field(10_000_000, ge=1, description="Bytes per log file before rotation.")
     log_count: int = Field(10, ge=0, description="Rotated log files kept.")
     log_encoding: str = Field("utf-8", description="Encoding of the log file.")
-    log_level: str = Field("INFO", description="Minimum level logged.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Minimum level logged."
+    )
 
     templates_dir: Path | None = Field(None, description="Folder of .eml templates, searched before the built-in ones.")
     max_recipients: int = Field(100_000, ge=1, description="Most recipients one job may have.")
@@ -78,15 +85,35 @@ class Settings(BaseSettings):
     batch_size: int = Field(100, ge=1, le=10_000, description="Recipients sent by one worker task.")
     lease_seconds: int = Field(600, ge=2, description="How long a worker owns a claimed batch.")
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check_and_complete(self) -> Settings:
-        if self.lease_seconds < 2 * self.mail_timeout + 5:
-            raise ValueError("LEASE_SECONDS must exceed twice MAIL_TIMEOUT by 5 s: a batch stops before its lease ends")
+        if self.lease_seconds < self.longest_send + 5:
+            raise ValueError(
+                "LEASE_SECONDS must exceed 3 x MAIL_TIMEOUT + THROTTLE_DELAY by 5 s, "
+                "so that a batch stops before its lease ends"
+            )
+        if self.mail_use_tls and self.mail_use_ssl:
+            raise ValueError("MAIL_USE_TLS (STARTTLS) and MAIL_USE_SSL (implicit TLS) exclude each other")
+        sender = parseaddr(self.mail_default_sender)[1]
+        if describe_control_character(self.mail_default_sender) or "@" not in sender:
+            raise ValueError(f"MAIL_DEFAULT_SENDER {self.mail_default_sender!r} is not an address like Name <a@b.org>")
+        parse_domain_rates(self.domain_rates)
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ValueError("LEASE_SECONDS must be shorter than BROKER_VISIBILITY_TIMEOUT")
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'email_service.db').resolve()}"
         return self
+
+    @property
+    def longest_send(self) -> float:
+        """The longest one message may take: connect, a reply to the pipelined commands, the data's
+        reply (each under MAIL_TIMEOUT), then a throttle pause."""
+        return 3 * self.mail_timeout + self.throttle_delay
 
     @property
     def rate_limit_redis(self) -> str | None:

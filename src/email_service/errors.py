@@ -2,6 +2,7 @@
 
 EmailServiceError
 ├── RequestError            the caller's fault: 4xx, nothing stored or queued
+│   ├── MalformedJSON       400 a body that is not JSON at all
 │   ├── ValidationFailed    422 fields or addresses that do not pass
 │   ├── NotFound            404
 │   └── Conflict            409 not possible in the job's current state
@@ -31,6 +32,11 @@ class RequestError(EmailServiceError):
         super().__init__(message)
         self.message = message
         self.details = details or []
+
+
+class MalformedJSON(RequestError):
+    status = 400
+    code = "malformed_json"
 
 
 class ValidationFailed(RequestError):

@@ -37,7 +37,7 @@ class Envelope:
 def message_id_for(job_id: str, position: int, sender: str) -> str:
     """The Message-ID of a job's message to the recipient at ``position``, the same on every attempt:
     derived from what never changes, so it is fixed when the job is accepted."""
-    domain = envelope_sender(sender).rpartition("@")[2] or "localhost"
+    domain = transport_address(envelope_sender(sender)).rpartition("@")[2] or "localhost"
     return f"<{job_id}.{position}@{domain}>"
 
 

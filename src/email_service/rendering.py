@@ -13,8 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined, TemplateNotFound
-from jinja2 import TemplateError as JinjaTemplateError
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    TemplateSyntaxError,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import TemplateError
@@ -47,64 +54,120 @@ def is_valid_template_name(name: str) -> bool:
     return TEMPLATE_NAME.fullmatch(name) is not None
 
 
+@dataclass(frozen=True)
+class _CompiledEml:
+    head: Template
+    body: Template
+    body_offset: int  # lines before the body in the file, to report body errors by file line
+
+
 class TemplateRenderer:
-    """Finds templates by name (TEMPLATES_DIR first, then the built-in ones) and renders them."""
+    """Finds templates by name (TEMPLATES_DIR first, then the built-in ones) and renders them.
+
+    The header block and the body of an ``.eml`` are compiled apart. In the header block every
+    ``{{ value }}`` must be free of control characters, so no variable can add a header line or
+    end the block early; the body is autoescaped when the template says ``Content-Type: text/html``.
+    """
 
     def __init__(self, templates_dir: Path | None = None) -> None:
         loaders: list[Any] = []
         if templates_dir is not None:
             loaders.append(FileSystemLoader(str(templates_dir)))
         loaders.append(PackageLoader("email_service", "templates"))
-        self._env = SandboxedEnvironment(
-            loader=ChoiceLoader(loaders),
-            undefined=StrictUndefined,
-            autoescape=False,  # .eml templates are plain text; HTML escaping belongs to HTML parts
-            keep_trailing_newline=True,
-            auto_reload=False,
-        )
+        self._loader = ChoiceLoader(loaders)
+        common: dict[str, Any] = {"undefined": StrictUndefined, "keep_trailing_newline": True}
+        self._head_env = SandboxedEnvironment(**common, autoescape=False, finalize=_safe_header_value)
+        self._text_env = SandboxedEnvironment(**common, autoescape=False)
+        self._html_env = SandboxedEnvironment(**common, autoescape=True)
+        self._compiled: dict[str, _CompiledEml] = {}
 
     def exists(self, name: str) -> bool:
         if not is_valid_template_name(name):
             return False
         try:
-            self._env.get_template(name + TEMPLATE_SUFFIX)
+            self._loader.get_source(self._text_env, name + TEMPLATE_SUFFIX)
         except TemplateNotFound:
             return False
         return True
 
     def render(self, name: str, context: dict[str, Any]) -> RenderedEmail:
         """Render template ``name`` with ``context``; TemplateError says what went wrong."""
+        compiled = self._compile(name)
+        part, offset = "header", 0
+        try:
+            head = compiled.head.render(context)
+            part, offset = "body", compiled.body_offset
+            body = compiled.body.render(context)
+        except TemplateError as exc:
+            raise TemplateError(f"template {name!r}, {part}: {exc}") from None
+        except Exception as exc:  # a template expression may raise anything (TypeError, ZeroDivisionError…)
+            line = _template_line(exc)
+            where = f" (line {line + offset})" if line else ""
+            raise TemplateError(f"template {name!r} does not render{where}: {exc}") from None
+        return _parsed(head, body)
+
+    def _compile(self, name: str) -> _CompiledEml:
+        compiled = self._compiled.get(name)
+        if compiled is not None:
+            return compiled
         if not is_valid_template_name(name):
             raise TemplateError(f"invalid template name {name!r}")
         try:
-            template = self._env.get_template(name + TEMPLATE_SUFFIX)
-            text = template.render(context)
+            source, _, _ = self._loader.get_source(self._text_env, name + TEMPLATE_SUFFIX)
         except TemplateNotFound:
             raise TemplateError(f"unknown template {name!r}") from None
-        except JinjaTemplateError as exc:
-            line = getattr(exc, "lineno", None) or _template_line(exc, template.filename)
-            where = f" (line {line})" if line else ""
-            raise TemplateError(f"template {name!r} does not render{where}: {exc}") from None
-        return parse_eml(text)
+        head_source, separator, body_source = source.replace("\r\n", "\n").partition("\n\n")
+        if not separator:
+            raise TemplateError(f"template {name!r}: header lines, a blank line, then the body")
+        body_env = self._html_env if _declares_html(head_source) else self._text_env
+        body_offset = head_source.count("\n") + 2
+        try:
+            head = self._head_env.from_string(head_source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template {name!r} has a syntax error (line {exc.lineno}): {exc}") from None
+        try:
+            body = body_env.from_string(body_source)
+        except TemplateSyntaxError as exc:
+            line = (exc.lineno or 0) + body_offset
+            raise TemplateError(f"template {name!r} has a syntax error (line {line}): {exc}") from None
+        compiled = self._compiled[name] = _CompiledEml(head, body, body_offset)
+        return compiled
 
 
-def _template_line(exc: BaseException, filename: str | None) -> int | None:
+def _safe_header_value(value: Any) -> Any:
+    """Jinja finalize for the header block: a value with a line break would forge header lines."""
+    reason = describe_control_character(str(value))
+    if reason:
+        raise TemplateError(f"a value in a header has a {reason.removeprefix('control character ')}")
+    return value
+
+
+def _declares_html(head_source: str) -> bool:
+    return any(
+        line.lower().startswith("content-type:") and "text/html" in line.lower() for line in head_source.split("\n")
+    )
+
+
+def _template_line(exc: BaseException) -> int | None:
     """The template line a render error happened on (Jinja maps its frames back to the template)."""
-    line = None
+    line = getattr(exc, "lineno", None)
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        if filename and frame.f_code.co_filename == filename:
+        if frame.f_code.co_filename == "<template>":
             line = lineno
     return line
 
 
 def parse_eml(text: str) -> RenderedEmail:
     """Split rendered .eml text into checked headers and a body."""
-    text = text.replace("\r\n", "\n")
-    head, separator, body = text.partition("\n\n")
+    head, separator, body = text.replace("\r\n", "\n").partition("\n\n")
     if not separator:
         raise TemplateError("a template needs header lines, a blank line, then the body")
+    return _parsed(head, body)
+
+
+def _parsed(head: str, body: str) -> RenderedEmail:
     headers: list[tuple[str, str]] = []
-    for line in head.split("\n"):
+    for line in head.replace("\r\n", "\n").split("\n"):
         if line[:1] in (" ", "\t") and headers:  # folded continuation of the previous header
             name, value = headers[-1]
             headers[-1] = (name, f"{value} {line.strip()}")

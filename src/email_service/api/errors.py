@@ -54,12 +54,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
-        status = exc.code or 500
-        if status == 400 and request.is_json:
-            code, message = "malformed_json", "the request body is not valid JSON"
-        else:
-            message = exc.description or exc.name
-        return error_response(status, code, message)
+        return error_response(exc.code or 500, code, exc.description or exc.name)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -6,7 +6,6 @@ Celery's own ``rate_limit`` is per worker process; these buckets are global. Wit
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -16,9 +15,7 @@ from typing import Protocol
 import redis
 
 from ..config import Settings
-
-_RATE = re.compile(r"\s*([^=\s]+)\s*=\s*([0-9.]+)\s*/\s*(s|m|h)\s*")
-_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+from ..rate_spec import parse_domain_rates
 
 
 @dataclass(frozen=True)
@@ -39,17 +36,6 @@ class RateLimiter(Protocol):
     def acquire(self, domain: str) -> float:
         """Take the right to send one message to ``domain`` now (0.0), or say how many seconds
         to wait before asking again (nothing is taken then)."""
-
-
-def parse_domain_rates(text: str) -> dict[str, float]:
-    """``gmail.com=20/s,yahoo.com=600/m`` -> messages per second for each domain."""
-    rates: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        match = _RATE.fullmatch(item)
-        if match is None:
-            raise ValueError(f"DOMAIN_RATES: {item!r} is not like gmail.com=20/s")
-        rates[match.group(1).lower()] = float(match.group(2)) / _PER[match.group(3)]
-    return rates
 
 
 def make_rate_limiter(settings: Settings) -> RateLimiter | None:

@@ -95,7 +95,7 @@ class SMTPConnection:
     def _step_by_step(self, smtp: smtplib.SMTP, envelope: Envelope, utf8: bool) -> None:
         code, text = smtp.mail(envelope.sender, ["SMTPUTF8"] if utf8 else [])
         if code != 250:
-            raise error_from_reply(code, text)
+            raise _sender_refused(code, text)
         code, text = smtp.rcpt(envelope.recipient)
         if code not in (250, 251):
             raise error_from_reply(code, text)
@@ -112,8 +112,14 @@ class SMTPConnection:
         )
         replies = [smtp.getreply() for _ in range(3)]  # every reply is read, whatever they say
         (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = replies
+        accepted = mail_code == 250 and rcpt_code in (250, 251)
+        if data_code == 354 and not accepted:
+            # A relay that opened DATA after refusing the envelope gets an empty message to end it
+            # (RFC 2920), and refuses that too.
+            smtp.send(b".\r\n")
+            smtp.getreply()
         if mail_code != 250:
-            raise error_from_reply(mail_code, mail_text)
+            raise _sender_refused(mail_code, mail_text)
         if rcpt_code not in (250, 251):
             raise error_from_reply(rcpt_code, rcpt_text)
         if data_code != 354:
@@ -144,12 +150,12 @@ class SMTPConnection:
                 )
             else:
                 smtp = smtplib.SMTP(settings.mail_server, settings.mail_port, timeout=settings.mail_timeout)
-            smtp.ehlo()
+            _greet(smtp)
             if settings.mail_use_tls:
                 if not smtp.has_extn("starttls"):
                     raise RelayUnavailable(0, "STARTTLS is required but the relay does not offer it")
                 smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
+                _greet(smtp)
             if settings.mail_username:
                 smtp.login(settings.mail_username, settings.mail_password.get_secret_value())
         except DeliveryError:
@@ -179,6 +185,23 @@ class SMTPConnection:
         smtp, self._smtp = self._smtp, None
         self._sent_on_connection = 0
         _close_quietly(smtp)
+
+
+def _greet(smtp: smtplib.SMTP) -> None:
+    """EHLO, or HELO from a relay that does not know EHLO; a relay refusing both has no session for us."""
+    code, text = smtp.ehlo()
+    if code != 250:
+        smtp.ehlo_resp = None
+        code, text = smtp.helo()
+        if code != 250:
+            raise RelayUnavailable(code, f"the relay refused EHLO and HELO: {text.decode('utf-8', 'replace')}")
+
+
+def _sender_refused(code: int, text: bytes) -> DeliveryError:
+    """A 5xx to MAIL FROM is about the sender or our account, not a recipient: no message can go."""
+    if 500 <= code <= 599:
+        return RelayUnavailable(code, f"the relay refused the sender: {text.decode('utf-8', 'replace')}")
+    return error_from_reply(code, text)
 
 
 def _close_quietly(smtp: smtplib.SMTP | None) -> None:

@@ -24,28 +24,33 @@ from . import Services
 log = logging.getLogger(__name__)
 
 CANCEL_CHECK_SECONDS = 1.0
+# A recipient claimed this often without an outcome (each claim killed its worker, say) fails:
+# no single recipient may stall its batch for ever.
+MAX_ATTEMPTS = 100
 # A rate-limit wait longer than this gives the recipient back to the scheduler instead of sleeping.
 LONGEST_INLINE_WAIT = 5.0
 
 
 def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
     """Send to the recipients at positions [first, last) of a job that nobody else owns."""
-    now = utcnow()
     settings = services.settings
     with services.sessions.begin() as session:
+        now = utcnow()  # after BEGIN, which may have waited for SQLite's write lock
         job = repository.get_job(session, job_id)
         if job is None:
             log.warning("batch [%d, %d) of unknown job %s dropped", first, last, job_id)
             return
-        if job.status != JobStatus.SENDING:
-            return  # cancelled, or already finished: a late or repeated task
-        claimed = repository.claim_batch(
-            session, job_id, first, last, now=now, lease_until=now + timedelta(seconds=settings.lease_seconds)
-        )
+        if job.status == JobStatus.SENDING:
+            lease_until = now + timedelta(seconds=settings.lease_seconds)
+            claimed = repository.claim_batch(session, job_id, first, last, now=now, lease_until=lease_until)
+        else:  # cancelled, or already finished: a late or repeated task
+            claimed = []
+            if job.status == JobStatus.CANCELLED:
+                repository.cancel_leftovers(session, job_id, now, positions=(first, last))
         content = JobContent(
             job_id=job.id, template=job.template, sender=job.sender, subject=job.subject, content=job.content
         )
-        accepted_at = job.created_at
+        accepted_at = job.started_at or job.created_at  # a retried job's lifetime starts again
     if claimed:
         _BatchRun(services, content, accepted_at, claimed).run()
     with services.sessions.begin() as session:
@@ -66,8 +71,9 @@ class _BatchRun:
         self.accepted_at = accepted_at
         self.claimed = claimed
         settings = services.settings
-        # Stop early enough that the last message in flight ends before the lease does.
-        self.deadline = time.monotonic() + settings.lease_seconds - 2 * settings.mail_timeout - 1
+        # Stop early enough that the last message in flight ends before the lease does (config.py
+        # checks the lease leaves room for it).
+        self.deadline = time.monotonic() + settings.lease_seconds - settings.longest_send
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
         self.builder = MessageBuilder()
         self.outcomes = autocommit_connection(services.engine)
@@ -77,12 +83,15 @@ class _BatchRun:
         try:
             for index, recipient in enumerate(self.claimed):
                 if self._cancelled():
-                    repository.cancel_claimed(self.outcomes, self._ids_from(index), utcnow())
+                    repository.cancel_claimed(self.outcomes, self.claimed[index:], utcnow())
                     return
                 if self.services.stopping.is_set() or time.monotonic() > self.deadline:
                     now = utcnow()
-                    repository.release(self.outcomes, self._ids_from(index), wake_at=now, now=now)
+                    repository.release(self.outcomes, self.claimed[index:], wake_at=now, now=now)
                     return
+                if recipient.attempts > MAX_ATTEMPTS:
+                    self._fail(recipient, None, f"gave up after {MAX_ATTEMPTS} attempts without an outcome")
+                    continue
                 if not self._wait_for_rate(recipient):
                     continue
                 try:
@@ -95,9 +104,6 @@ class _BatchRun:
         finally:
             connection.close()
             self.outcomes.close()
-
-    def _ids_from(self, index: int) -> list[int]:
-        return [r.id for r in self.claimed[index:]]
 
     def _send(self, connection: Connection, recipient: Recipient) -> None:
         try:
@@ -121,9 +127,9 @@ class _BatchRun:
         except DeliveryError as exc:
             self._record_failure(recipient, exc)
             if exc.is_throttle:
-                time.sleep(self.services.settings.throttle_delay)  # this connection slows down
+                self.services.stopping.wait(self.services.settings.throttle_delay)  # this connection slows down
             return
-        repository.mark_sent(self.outcomes, recipient.id, utcnow())
+        self._written(repository.mark_sent(self.outcomes, recipient, utcnow()), recipient)
 
     def _wait_for_rate(self, recipient: Recipient) -> bool:
         """Wait for the rate limits; False when the wait is long and the recipient was given back."""
@@ -132,11 +138,12 @@ class _BatchRun:
             return True
         domain = recipient.address.rpartition("@")[2]
         while (wait := limiter.acquire(domain)) > 0:
-            if wait > LONGEST_INLINE_WAIT:
+            late = time.monotonic() + wait > self.deadline or self.services.stopping.is_set()
+            if wait > LONGEST_INLINE_WAIT or late:
                 now = utcnow()
-                repository.release(self.outcomes, [recipient.id], wake_at=now + timedelta(seconds=wait), now=now)
+                repository.release(self.outcomes, [recipient], wake_at=now + timedelta(seconds=wait), now=now)
                 return False
-            time.sleep(wait)
+            self.services.stopping.wait(wait)
         return True
 
     def _record_failure(self, recipient: Recipient, error: DeliveryError) -> None:
@@ -150,24 +157,34 @@ class _BatchRun:
         if retry_at is None:
             self._fail(recipient, error.code or None, f"expired: retries stopped after the lifetime; last: {error}")
             return
-        repository.mark_deferred(
+        written = repository.mark_deferred(
             self.outcomes,
-            recipient.id,
+            recipient,
             code=error.code or None,
             reason=str(error),
             retry_at=retry_at,
             now=now,
         )
+        self._written(written, recipient)
         log.info("job %s recipient %d deferred until %s: %s", self.job_id, recipient.id, retry_at.isoformat(), error)
 
     def _fail(self, recipient: Recipient, code: int | None, reason: str) -> None:
-        repository.mark_failed(self.outcomes, recipient.id, code=code, reason=reason, now=utcnow())
+        self._written(
+            repository.mark_failed(self.outcomes, recipient, code=code, reason=reason, now=utcnow()), recipient
+        )
         log.warning("job %s recipient %d failed: %s", self.job_id, recipient.id, reason)
+
+    def _written(self, written: bool, recipient: Recipient) -> None:
+        if not written:
+            log.warning(
+                "job %s recipient %d: outcome not recorded, the claim had expired and another worker owns it",
+                self.job_id,
+                recipient.id,
+            )
 
     def _cancelled(self) -> bool:
         if time.monotonic() < self.next_cancel_check:
             return False
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
-        self.builder = MessageBuilder()
         with self.services.sessions() as session:
             return repository.job_status(session, self.job_id) == JobStatus.CANCELLED

@@ -13,7 +13,7 @@ from ..addresses import InvalidAddress, dedup_key, normalize_address
 from ..composer import JobContent, compose
 from ..errors import TemplateError, ValidationFailed
 from ..header_values import describe_control_character
-from ..rendering import is_valid_template_name
+from ..rendering import TEMPLATE_NAME, is_valid_template_name
 from ..storage import repository
 from ..storage.models import Job, JobStatus, RecipientStatus, utcnow
 from ..storage.repository import NewRecipient
@@ -44,7 +44,7 @@ def accept_job(
     settings = services.settings
     problems: list[dict[str, Any]] = []
     if not is_valid_template_name(template):
-        problems.append(_problem("template", "must match ^[a-z0-9][a-z0-9_-]{0,63}$"))
+        problems.append(_problem("template", f"must match {TEMPLATE_NAME.pattern}"))
     elif not services.renderer.exists(template):
         problems.append(_problem("template", f"unknown template {template!r}"))
     reason = describe_control_character(subject)

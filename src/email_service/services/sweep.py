@@ -3,7 +3,8 @@
 The database says what is left to send; the broker only carries pointers to it. A sweep queues
 again the start of jobs still queued long after they were accepted, the batches holding deferred
 recipients whose retry time has come, pending ones whose task vanished and sending ones whose
-worker died; and it finishes jobs with nothing left to send. Tasks are idempotent, so queuing
+worker died; it cancels what a cancelled job still had waiting; and it finishes jobs with
+nothing left to send. Tasks are idempotent, so queuing
 one twice costs a no-op, never a second message.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ..storage import repository
-from ..storage.models import utcnow
+from ..storage.models import JobStatus, utcnow
 from . import Services
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,16 @@ def sweep(services: Services) -> SweepReport:
         batches = repository.take_due_batches(
             session, now=now, batch_size=settings.batch_size, dispatch_deadline=now + requeue_after
         )
-        unfinished = repository.unfinished_job_ids(session)
+        unfinished = repository.unfinished_jobs(session)
     for job_id in stalled:
         services.queue.start_job(job_id)
     for job_id, first, last in batches:
         services.queue.send_batch(job_id, first, last)
     finished = 0
-    for job_id in unfinished:
+    for job_id, status in unfinished:
         with services.sessions.begin() as session:
+            if status == JobStatus.CANCELLED:  # rows deferred or abandoned after the cancel
+                repository.cancel_leftovers(session, job_id, utcnow())
             final_status = repository.complete_job_if_done(session, job_id, utcnow())
         if final_status:
             finished += 1

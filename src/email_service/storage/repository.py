@@ -142,11 +142,16 @@ def claim_batch(
 
 
 # The outcome statements run once per message: built once here, with bound parameters, they cost
-# a fraction of building them on each call. Only a row still being sent may be given an outcome,
-# so a terminal status never changes.
+# a fraction of building them on each call. Only the claim that owns a row may give it an outcome:
+# the row is still being sent (a terminal status never changes) and its lease is the one this claim
+# set (a worker whose lease ran out cannot overwrite the work of the worker that took over).
 _OUTCOME = (
     update(Recipient)
-    .where(Recipient.id == bindparam("recipient_id"), Recipient.status == RecipientStatus.SENDING)
+    .where(
+        Recipient.id == bindparam("recipient_id"),
+        Recipient.status == RecipientStatus.SENDING,
+        Recipient.lease_until == bindparam("lease"),
+    )
     .execution_options(synchronize_session=False)
 )
 _MARK_SENT = _OUTCOME.values(
@@ -154,6 +159,8 @@ _MARK_SENT = _OUTCOME.values(
     sent_at=bindparam("now"),
     lease_until=None,
     next_attempt_at=None,
+    last_error_code=None,
+    last_error=None,
     updated_at=bindparam("now"),
 )
 _MARK_FAILED = _OUTCOME.values(
@@ -174,51 +181,78 @@ _MARK_DEFERRED = _OUTCOME.values(
 )
 
 
-def mark_sent(session: Session | Connection, recipient_id: int, now: datetime) -> None:
-    session.execute(_MARK_SENT, {"recipient_id": recipient_id, "now": now})
+def mark_sent(session: Session | Connection, claimed: Recipient, now: datetime) -> bool:
+    """Record a sent message; False when the claim had lost the row (nothing written)."""
+    return _outcome(session, _MARK_SENT, claimed, {"now": now})
 
 
 def mark_failed(
-    session: Session | Connection, recipient_id: int, *, code: int | None, reason: str, now: datetime
-) -> None:
-    session.execute(_MARK_FAILED, {"recipient_id": recipient_id, "code": code, "reason": reason[:2000], "now": now})
+    session: Session | Connection, claimed: Recipient, *, code: int | None, reason: str, now: datetime
+) -> bool:
+    return _outcome(session, _MARK_FAILED, claimed, {"code": code, "reason": reason[:2000], "now": now})
 
 
 def mark_deferred(
     session: Session | Connection,
-    recipient_id: int,
+    claimed: Recipient,
     *,
     code: int | None,
     reason: str,
     retry_at: datetime,
     now: datetime,
-) -> None:
+) -> bool:
     """Try this recipient again at ``retry_at`` (the scheduler wakes it up then)."""
-    params = {"recipient_id": recipient_id, "code": code, "reason": reason[:2000], "retry_at": retry_at, "now": now}
-    session.execute(_MARK_DEFERRED, params)
+    params = {"code": code, "reason": reason[:2000], "retry_at": retry_at, "now": now}
+    return _outcome(session, _MARK_DEFERRED, claimed, params)
 
 
-def release(session: Session | Connection, recipient_ids: Sequence[int], *, wake_at: datetime, now: datetime) -> None:
+def _outcome(session: Session | Connection, statement: Any, claimed: Recipient, params: dict[str, Any]) -> bool:
+    result = session.execute(statement, {"recipient_id": claimed.id, "lease": claimed.lease_until, **params})
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(session: Session | Connection, claimed: Sequence[Recipient], *, wake_at: datetime, now: datetime) -> None:
     """Give claimed rows back unsent (shutdown, lease running out, rate limit): pending again, and
     the scheduler queues them at ``wake_at``. The claim does not count as an attempt."""
-    if recipient_ids:
+    if claimed:
         session.execute(
             update(Recipient)
-            .where(Recipient.id.in_(recipient_ids), Recipient.status == RecipientStatus.SENDING)
+            .where(_still_claimed(claimed))
             .values(
                 status=RecipientStatus.PENDING, attempts=Recipient.attempts - 1, lease_until=wake_at, updated_at=now
             )
         )
 
 
-def cancel_claimed(session: Session | Connection, recipient_ids: Sequence[int], now: datetime) -> None:
+def cancel_claimed(session: Session | Connection, claimed: Sequence[Recipient], now: datetime) -> None:
     """Claimed rows of a job cancelled meanwhile: never sent."""
-    if recipient_ids:
+    if claimed:
         session.execute(
             update(Recipient)
-            .where(Recipient.id.in_(recipient_ids), Recipient.status == RecipientStatus.SENDING)
+            .where(_still_claimed(claimed))
             .values(status=RecipientStatus.CANCELLED, lease_until=None, updated_at=now)
         )
+
+
+def _still_claimed(claimed: Sequence[Recipient]) -> Any:
+    """The rows of one claim (they share its lease) that it still owns."""
+    return and_(
+        Recipient.id.in_([r.id for r in claimed]),
+        Recipient.status == RecipientStatus.SENDING,
+        Recipient.lease_until == claimed[0].lease_until,
+    )
+
+
+def cancel_leftovers(session: Session, job_id: str, now: datetime, positions: tuple[int, int] | None = None) -> None:
+    """For a cancelled job: rows waiting (pending, deferred) or abandoned by a dead worker become cancelled."""
+    waiting = or_(
+        Recipient.status.in_([RecipientStatus.PENDING, RecipientStatus.DEFERRED]),
+        and_(Recipient.status == RecipientStatus.SENDING, Recipient.lease_until < now),
+    )
+    query = update(Recipient).where(Recipient.job_id == job_id, waiting)
+    if positions is not None:
+        query = query.where(Recipient.position >= positions[0], Recipient.position < positions[1])
+    session.execute(query.values(status=RecipientStatus.CANCELLED, lease_until=None, updated_at=now))
 
 
 def job_status(session: Session, job_id: str) -> str | None:
@@ -234,11 +268,7 @@ def cancel_job(session: Session, job_id: str, now: datetime) -> bool:
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
-    session.execute(
-        update(Recipient)
-        .where(Recipient.job_id == job_id, Recipient.status.in_([RecipientStatus.PENDING, RecipientStatus.DEFERRED]))
-        .values(status=RecipientStatus.CANCELLED, lease_until=None, next_attempt_at=None, updated_at=now)
-    )
+    cancel_leftovers(session, job_id, now)
     return True
 
 
@@ -250,7 +280,7 @@ def retry_failed(session: Session, job_id: str, now: datetime) -> int:
     result = session.execute(
         update(Recipient)
         .where(Recipient.job_id == job_id, Recipient.status == RecipientStatus.FAILED)
-        .values(status=RecipientStatus.PENDING, lease_until=None, next_attempt_at=None, updated_at=now)
+        .values(status=RecipientStatus.PENDING, attempts=0, lease_until=None, next_attempt_at=None, updated_at=now)
     )
     count = int(result.rowcount)  # type: ignore[attr-defined]
     if count:
@@ -293,13 +323,14 @@ def stalled_queued_jobs(session: Session, created_before: datetime) -> list[str]
     return list(session.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED, Job.created_at < created_before)))
 
 
-def unfinished_job_ids(session: Session) -> list[str]:
-    """Jobs started or cancelled and not finished yet."""
-    return list(
-        session.scalars(
-            select(Job.id).where(Job.status.in_([JobStatus.SENDING, JobStatus.CANCELLED]), Job.finished_at.is_(None))
+def unfinished_jobs(session: Session) -> list[tuple[str, str]]:
+    """(id, status) of the jobs started or cancelled and not finished yet."""
+    rows = session.execute(
+        select(Job.id, Job.status).where(
+            Job.status.in_([JobStatus.SENDING, JobStatus.CANCELLED]), Job.finished_at.is_(None)
         )
     )
+    return [(job_id, status) for job_id, status in rows]
 
 
 def take_due_batches(
@@ -315,6 +346,7 @@ def take_due_batches(
         .where(
             Recipient.status.in_([RecipientStatus.PENDING, RecipientStatus.DEFERRED, RecipientStatus.SENDING]),
             Recipient.lease_until < now,
+            Recipient.job_id.in_(select(Job.id).where(Job.status == JobStatus.SENDING)),
         )
         .limit(limit)
     ).all()
