@@ -23,7 +23,7 @@ from .stack import ApiServer, SchedulerProcess, WorkerProcess, settings_from
 SMTP_CONCURRENCY = 4
 FAST_RETRIES = {
     "MAIL_TIMEOUT": "1",
-    "LEASE_SECONDS": "8",
+    "LEASE_SECONDS": "10",
     "SCHEDULER_INTERVAL": "0.3",
     "REQUEUE_AFTER": "3",
     "RETRY_FIRST_DELAY": "0.5",
