@@ -9,11 +9,8 @@ from flask import current_app, url_for
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 
-from ..errors import NotFound
-from ..messages import message_id_for
-from ..services import Services, control, intake
-from ..storage import repository
-from ..storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient
+from ..services import Services, control, intake, reports
+from ..storage.models import RecipientStatus
 from .schemas import (
     ErrorBody,
     JobAccepted,
@@ -23,6 +20,7 @@ from .schemas import (
     JobView,
     RecipientList,
     RecipientQuery,
+    RecipientView,
     SendEmailBody,
 )
 
@@ -75,14 +73,9 @@ def send_email(body: SendEmailBody) -> Any:
     responses={200: JobList, **ERRORS},
 )
 def list_jobs(query: JobListQuery) -> Any:
-    with _services().sessions() as session:
-        before = _find_job(session, query.before) if query.before else None
-        jobs = repository.list_jobs(session, limit=query.limit, before=before)
-        counts = repository.count_by_status(session, [job.id for job in jobs])
-    next_before = jobs[-1].id if len(jobs) == query.limit else None
-    return JobList(items=[_job_view(job, counts[job.id]) for job in jobs], next_before=next_before).model_dump(
-        mode="json"
-    )
+    jobs = reports.recent_jobs(_services(), limit=query.limit, before=query.before)
+    next_before = jobs[-1].job.id if len(jobs) == query.limit else None
+    return JobList(items=[_job_view(report) for report in jobs], next_before=next_before).model_dump(mode="json")
 
 
 @blueprint.get(
@@ -102,14 +95,9 @@ def get_job(path: JobPath) -> Any:
     responses={200: RecipientList, 404: ErrorBody, 422: ErrorBody},
 )
 def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
-    with _services().sessions() as session:
-        job = _find_job(session, path.id)
-        recipients = repository.list_recipients(
-            session, job.id, status=query.status, after=query.after, limit=query.limit
-        )
-    next_after = recipients[-1].position if len(recipients) == query.limit else None
-    views = [_recipient_view(r, job.sender) for r in recipients]
-    return RecipientList(items=views, next_after=next_after).model_dump(mode="json")
+    page = reports.recipient_page(_services(), path.id, status=query.status, after=query.after, limit=query.limit)
+    next_after = page[-1].recipient.position if len(page) == query.limit else None
+    return RecipientList(items=[_recipient_view(r) for r in page], next_after=next_after).model_dump(mode="json")
 
 
 @blueprint.post(
@@ -143,46 +131,38 @@ def retry_job(path: JobPath) -> Any:
 
 
 def _current_view(services: Services, job_id: str) -> dict[str, Any]:
-    with services.sessions() as session:
-        job = _find_job(session, job_id)
-        counts = repository.count_by_status(session, [job.id])[job.id]
-    return _job_view(job, counts).model_dump(mode="json")
+    return _job_view(reports.job_report(services, job_id)).model_dump(mode="json")
 
 
-def _find_job(session: Any, job_id: str) -> Job:
-    job = repository.get_job(session, job_id)
-    if job is None:
-        raise NotFound(f"no job {job_id!r}", [{"field": "id", "reason": "unknown job id"}])
-    return job
-
-
-def _job_view(job: Job, counts: dict[str, int]) -> JobView:
-    current = sum(counts[status] for status in TERMINAL_RECIPIENT_STATUSES)
+def _job_view(report: reports.JobReport) -> JobView:
+    job = report.job
     return JobView(
         id=job.id,
         status=job.status,
         template=job.template,
         subject=job.subject,
         total=job.total,
-        counts=counts,
-        current=current,
-        progress=round(current / job.total, 4) if job.total else 1.0,
+        counts=report.counts,
+        current=report.current,
+        progress=report.progress,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
     )
 
 
-def _recipient_view(recipient: Recipient, sender: str) -> dict[str, Any]:
-    return {
-        "position": recipient.position,
-        "email": recipient.address,
-        "name": recipient.name,
-        "status": recipient.status,
-        "attempts": recipient.attempts,
-        "message_id": message_id_for(recipient.job_id, recipient.position, sender),
-        "error_code": recipient.last_error_code,
-        "error": recipient.last_error,
-        "sent_at": recipient.sent_at,
-        "updated_at": recipient.updated_at,
-    }
+def _recipient_view(report: reports.RecipientReport) -> RecipientView:
+    recipient = report.recipient
+    return RecipientView(
+        position=recipient.position,
+        email=recipient.address,
+        name=recipient.name,
+        status=recipient.status,
+        attempts=recipient.attempts,
+        message_id=report.message_id,
+        error_code=recipient.last_error_code,
+        error=recipient.last_error,
+        next_attempt_at=recipient.next_attempt_at if recipient.status == RecipientStatus.DEFERRED else None,
+        sent_at=recipient.sent_at,
+        updated_at=recipient.updated_at,
+    )

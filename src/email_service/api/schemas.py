@@ -108,6 +108,7 @@ class RecipientView(BaseModel):
     message_id: str = Field(description="Message-ID header, the same on every attempt.")
     error_code: int | None = Field(description="SMTP reply code of the last failure, if any.")
     error: str | None = Field(description="Reason of the last failure, if any.")
+    next_attempt_at: datetime | None = Field(description="When a deferred recipient is tried again.")
     sent_at: datetime | None
     updated_at: datetime | None
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import Conflict, NotFound
+from ..errors import Conflict
 from ..storage import repository
 from ..storage.models import utcnow
 from . import Services
+from .reports import find_job
 
 log = logging.getLogger(__name__)
 
@@ -15,9 +16,7 @@ log = logging.getLogger(__name__)
 def cancel(services: Services, job_id: str) -> None:
     """Recipients not yet handed to a worker become cancelled; sends in flight finish."""
     with services.sessions.begin() as session:
-        status = repository.job_status(session, job_id)
-        if status is None:
-            raise NotFound(f"no job {job_id!r}", [{"field": "id", "reason": "unknown job id"}])
+        status = find_job(session, job_id).status
         now = utcnow()
         if not repository.cancel_job(session, job_id, now):
             raise Conflict(f"job {job_id} is {status}: only a queued or sending job can be cancelled")
@@ -28,9 +27,7 @@ def cancel(services: Services, job_id: str) -> None:
 def retry_failed(services: Services, job_id: str) -> int:
     """Queue the failed recipients of a completed job again; how many."""
     with services.sessions.begin() as session:
-        status = repository.job_status(session, job_id)
-        if status is None:
-            raise NotFound(f"no job {job_id!r}", [{"field": "id", "reason": "unknown job id"}])
+        status = find_job(session, job_id).status
         count = repository.retry_failed(session, job_id, utcnow())
         if not count:
             raise Conflict(f"job {job_id} is {status}: only a completed job with failed recipients can be retried")

@@ -1,0 +1,65 @@
+"""Reading jobs and their recipients' outcomes, as callers follow them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from ..errors import NotFound
+from ..messages import message_id_for
+from ..storage import repository
+from ..storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient
+from . import Services
+
+
+@dataclass(frozen=True)
+class JobReport:
+    job: Job
+    counts: dict[str, int]  # every recipient status, zeros included; they add up to the total
+
+    @property
+    def current(self) -> int:
+        """Recipients whose outcome is final."""
+        return sum(self.counts[status] for status in TERMINAL_RECIPIENT_STATUSES)
+
+    @property
+    def progress(self) -> float:
+        return round(self.current / self.job.total, 4) if self.job.total else 1.0
+
+
+@dataclass(frozen=True)
+class RecipientReport:
+    recipient: Recipient
+    message_id: str
+
+
+def find_job(session: Session, job_id: str) -> Job:
+    job = repository.get_job(session, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}", [{"field": "id", "reason": "unknown job id"}])
+    return job
+
+
+def job_report(services: Services, job_id: str) -> JobReport:
+    with services.sessions() as session:
+        job = find_job(session, job_id)
+        return JobReport(job, repository.count_by_status(session, [job.id])[job.id])
+
+
+def recent_jobs(services: Services, *, limit: int, before: str | None) -> list[JobReport]:
+    """Newest first; ``before`` is the last job id of the previous page."""
+    with services.sessions() as session:
+        jobs = repository.list_jobs(session, limit=limit, before=find_job(session, before) if before else None)
+        counts = repository.count_by_status(session, [job.id for job in jobs])
+    return [JobReport(job, counts[job.id]) for job in jobs]
+
+
+def recipient_page(
+    services: Services, job_id: str, *, status: str | None, after: int | None, limit: int
+) -> list[RecipientReport]:
+    """A job's recipients in order, optionally of one status, after a position."""
+    with services.sessions() as session:
+        job = find_job(session, job_id)
+        recipients = repository.list_recipients(session, job.id, status=status, after=after, limit=limit)
+    return [RecipientReport(r, message_id_for(job.id, r.position, job.sender)) for r in recipients]
