@@ -26,6 +26,7 @@ lint: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/engine.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis

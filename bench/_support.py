@@ -279,13 +279,23 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pids: Sequence[int]) -> dict[int, float]:
-    """utime + stime of each process still alive (a vanished one is left out)."""
+def cpu_seconds(pids: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """(utime, stime) of each process still alive, in seconds (a vanished one is left out)."""
     seconds = {}
     for pid in pids:
         if fields := _stat(pid):
-            seconds[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            seconds[pid] = (int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS)
     return seconds
+
+
+def pids_named(command: str) -> list[int]:
+    """Processes whose command name (/proc/<pid>/comm) is ``command``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == command:
+                found.append(int(entry.name))
+    return found
 
 
 def rss_bytes(pid: int) -> int | None:

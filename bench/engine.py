@@ -32,6 +32,7 @@ import cProfile
 import multiprocessing
 import os
 import smtplib
+import sys
 import textwrap
 import threading
 import time
@@ -48,10 +49,12 @@ from typing import Any
 import httpx
 import jinja2
 import psycopg
+import redis
 
 import email_service
 from _support import (
     PG_ADMIN_URL,
+    REDIS_URL,
     Child,
     cpu_seconds,
     deployment,
@@ -59,6 +62,7 @@ from _support import (
     job_body,
     machine_cpu,
     make_addresses,
+    pids_named,
     post_job,
     print_machine,
     print_table,
@@ -109,8 +113,10 @@ class Run:
     note: str = ""
     post_seconds: float = 0.0
     throttled: int = 0  # 454 replies from the relay during the run
-    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU per message, by process group
+    cpu_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # (user, system) ms a message, by group
     machine_busy: float = 0.0  # share of all cores busy during the run
+    redis_commands: float = 0.0  # per message, on the shared Redis (broker, rate buckets; others' too)
+    arrivals: list[float] = field(default_factory=list)  # seconds after the POST the relay accepted each message
 
     @property
     def rate(self) -> float:
@@ -155,11 +161,11 @@ def main() -> None:
     print(f"content: {len(content):,} characters; template {TEMPLATE_PATH.name}", flush=True)
 
     relay = FakeRelay(Behaviour()).start()
+    service = ServiceBench(relay, content, args)
     runs: list[Run] = []
     try:
         if not args.skip_baselines:
             runs += baselines(relay, chosen, content, args)
-        service = ServiceBench(relay, content, args)
         runs += service.measure(chosen)
     finally:
         relay.stop()
@@ -325,23 +331,28 @@ class ServiceBench:
         cpu_before = {name: cpu_seconds(pids) for name, pids in groups_before.items()}
         busy_before, total_before = machine_cpu()
         throttled_before = relay.replies["454"]
+        commands_before = self._redis_commands()
         start = relay.count()
         sampler = memory.start(workers[1:]) if memory else contextlib.nullcontext()
         with sampler:
-            started = time.perf_counter()
+            started, posted = time.perf_counter(), time.monotonic()  # the relay stamps arrivals on monotonic()
             job_id = post_job(self.client, self.deployed.base_url, body, count)
             post_seconds = time.perf_counter() - started
             job, completed = self._wait(job_id, count, start, timeout)
             seconds = time.perf_counter() - started
         busy_after, total_after = machine_cpu()
+        commands = self._redis_commands() - commands_before
         cpu_ms = {}
         for name, pids in self._process_groups().items():
             after = cpu_seconds(sorted({*pids, *groups_before.get(name, [])}))
-            # A process that started during the job counts from zero; one that ended is lost (noted).
-            used = sum(value - cpu_before[name].get(pid, 0.0) for pid, value in after.items())
-            cpu_ms[name] = used / count * 1000
+            # A process that started during the job counts from zero; one that ended during it is lost.
+            before = {pid: cpu_before[name].get(pid, (0.0, 0.0)) for pid in after}
+            user = sum(after[pid][0] - before[pid][0] for pid in after)
+            system = sum(after[pid][1] - before[pid][1] for pid in after)
+            cpu_ms[name] = (user / count * 1000, system / count * 1000)
         expected = {message_id_for(job_id, position, SENDER) for position in range(count)}
-        received = [item.message_id for item in relay.accepted[start:] if item.message_id in expected]
+        accepted = [item for item in relay.accepted[start:] if item.message_id in expected]
+        received = [item.message_id for item in accepted]
         distinct = len(set(received))
         run = Run(
             "(c) email_service",
@@ -358,6 +369,8 @@ class ServiceBench:
             throttled=relay.replies["454"] - throttled_before,
             cpu_ms=cpu_ms,
             machine_busy=(busy_after - busy_before) / (total_after - total_before),
+            redis_commands=commands / count,
+            arrivals=sorted(item.at - posted for item in accepted),
         )
         if set(workers) != set(process_tree(self._children["worker"].pid)):
             run.note += " worker processes changed during the job (restarted?)"
@@ -394,8 +407,13 @@ class ServiceBench:
         names = {"worker": "workers", "scheduler": "scheduler", "api": "API"}
         groups = {names[name]: process_tree(child.pid) for name, child in self._children.items()}
         groups["PostgreSQL"] = self._postgres_backends()
+        groups["Redis (shared)"] = pids_named("redis-server")  # other runs on this machine use it too
         groups["bench+relay"] = [os.getpid()]  # the relay's thread, the polling, the RSS sampler
         return groups
+
+    def _redis_commands(self) -> int:
+        with contextlib.closing(redis.Redis.from_url(REDIS_URL)) as client:
+            return int(client.info("stats")["total_commands_processed"])
 
     def _postgres_backends(self) -> list[int]:
         """The server processes serving our database (pool connections of API, workers, scheduler)."""
@@ -433,16 +451,31 @@ class ServiceBench:
             f"{run.duplicates:,} duplicates, {run.throttled:,} replies 454; job: {counts}",
             flush=True,
         )
-        cpu = ", ".join(f"{name} {value:.2f}" for name, value in run.cpu_ms.items())
-        print(f"   CPU ms per message: {cpu}; machine {run.machine_busy:.0%} busy (all cores)", flush=True)
+        if run.arrivals:
+            times = run.arrivals
+            share = {
+                label: times[min(len(times) - 1, int(q * len(times)))] for label, q in (("half", 0.5), ("99%", 0.99))
+            }
+            print(
+                f"   relay arrivals after the POST: first {times[0]:.2f} s, half {share['half']:.2f} s, "
+                f"99% {share['99%']:.2f} s, last {times[-1]:.2f} s",
+                flush=True,
+            )
+        cpu = ", ".join(f"{name} {user + system:.2f}" for name, (user, system) in run.cpu_ms.items())
+        user, system = run.cpu_ms["workers"]
+        print(
+            f"   CPU ms per message: {cpu} (workers: {user:.2f} user + {system:.2f} system); "
+            f"machine {run.machine_busy:.0%} busy (all cores); {run.redis_commands:.1f} Redis commands per message",
+            flush=True,
+        )
 
     def _profile(self, count: int) -> dict[str, Any]:
-        """send_batch of the service, in-process, one thread at 0 ms: once plain, once under cProfile."""
-        print(f"== (c) profile: send_batch in one process and thread, {count:,} recipients at 0 ms", flush=True)
+        """The service's send_batch in a process of ours at 0 ms: one thread, under cProfile, many threads."""
+        print(f"== (c) profile: send_batch in-process, {count:,} recipients at 0 ms", flush=True)
         self._stop_engine()  # nobody else may take the jobs
         self.relay.behaviour.rtt, self.relay.behaviour.rate = 0.0, None
         body = job_body(make_addresses(count), SUBJECT, self.content)
-        job_ids = [post_job(self.client, self.deployed.base_url, body, count) for _ in range(2)]
+        job_ids = [post_job(self.client, self.deployed.base_url, body, count) for _ in PROFILE_MODES]
         return in_child_process(profile_send_batch, self.deployed.env, job_ids, count)
 
 
@@ -490,9 +523,13 @@ AREAS: list[tuple[str, Callable[[str, str], bool]]] = [
 ]
 
 
+PROFILE_MODES = ("plain", "profiled", "threads")
+
+
 def profile_send_batch(env: dict[str, str], job_ids: list[str], count: int) -> dict[str, Any]:
-    """In a child process: the service's own objects, the batches of two queued jobs sent one after
-    another; the first plain (wall and CPU), the second under cProfile."""
+    """In a child process, with the service's own objects: the batches of one queued job sent one
+    after another in one thread (wall and CPU); the same for a second job under cProfile; a third
+    job's batches sent by SMTP_CONCURRENCY threads at once, as in a worker process."""
     for name in Settings.model_fields:  # the deployment's settings only, as its worker processes see them
         os.environ.pop(name.upper(), None)
     os.environ.update(env)
@@ -500,21 +537,20 @@ def profile_send_batch(env: dict[str, str], job_ids: list[str], count: int) -> d
     queue = _CollectingQueue()
     services.queue = queue
     result: dict[str, Any] = {"count": count}
-    for job_id, profiled in zip(job_ids, (False, True), strict=True):
+    profiler = cProfile.Profile()
+    for job_id, mode in zip(job_ids, PROFILE_MODES, strict=True):
         queue.batches.clear()
         dispatch.start_job(services, job_id)
-        profiler = cProfile.Profile()
         wall, cpu = time.perf_counter(), time.process_time()
-        if profiled:
-            profiler.enable()
-        for batch in queue.batches:
-            deliver.send_batch(services, *batch)
-        if profiled:
-            profiler.disable()
-        result["profiled" if profiled else "plain"] = {
-            "wall": time.perf_counter() - wall,
-            "cpu": time.process_time() - cpu,
-        }
+        if mode == "threads":
+            with concurrent.futures.ThreadPoolExecutor(services.settings.smtp_concurrency) as pool:
+                list(pool.map(lambda batch: deliver.send_batch(services, *batch), queue.batches))
+        else:
+            with profiler if mode == "profiled" else contextlib.nullcontext():
+                for batch in queue.batches:
+                    deliver.send_batch(services, *batch)
+        result[mode] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+    result["threads"]["count"] = services.settings.smtp_concurrency
     services.engine.dispose()
     profiler.create_stats()
     stats: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = profiler.stats
@@ -538,7 +574,7 @@ def _short(path: str, line: int, func: str) -> str:
     if path == "~":
         return func  # a built-in
     parts = Path(path).parts
-    for anchor in ("email_service", "site-packages", "python3.11"):
+    for anchor in ("email_service", "site-packages", f"python{sys.version_info.major}.{sys.version_info.minor}"):
         if anchor in parts:
             parts = parts[parts.index(anchor) + (0 if anchor == "email_service" else 1) :]
             break
@@ -600,7 +636,7 @@ def summary(runs: Sequence[Run], workloads: Sequence[Workload], args: argparse.N
         return next((r for r in runs if r.sender.startswith(sender) and r.workload == key), None)
 
     print(f"\nMessages per second; {args.recipients:,} recipients, ~{args.content_bytes:,} B of templated content")
-    if args.slow_count != args.recipients:
+    if args.slow_count != args.recipients and not args.skip_baselines:
         print(
             f"(a) and (b) sent {args.slow_count:,} messages at {args.rtt * 1000:.0f} ms and under the limit "
             f"(a single connection needs minutes for {args.recipients:,}); the rates compare, the counts differ."
@@ -638,7 +674,9 @@ def summary(runs: Sequence[Run], workloads: Sequence[Workload], args: argparse.N
             rows.append(
                 [
                     labels.get(run.workload, run.workload) + (f" ({run.note.strip()})" if run.note else ""),
-                    *(f"{run.cpu_ms.get(name, 0):.2f}" for name in names),
+                    *(f"{sum(run.cpu_ms.get(name, (0, 0))):.2f}" for name in names),
+                    f"{run.cpu_ms['workers'][1]:.2f}",
+                    f"{run.redis_commands:.1f}",
                     f"{run.machine_busy:.0%}",
                     f"{run.sent:,}/{run.count:,}",
                     f"{run.failed:,}",
@@ -648,7 +686,18 @@ def summary(runs: Sequence[Run], workloads: Sequence[Workload], args: argparse.N
                 ]
             )
         print_table(
-            ["job", *names, "machine busy", "sent", "failed", "missing", "dup", "454s"],
+            [
+                "job",
+                *names,
+                "of which workers' system",
+                "Redis cmds",
+                "machine busy",
+                "sent",
+                "failed",
+                "missing",
+                "dup",
+                "454s",
+            ],
             rows,
         )
 
@@ -693,13 +742,23 @@ def _yes(value: bool) -> str:
 
 def print_profile(profile: dict[str, Any]) -> None:
     count = profile["count"]
-    plain, profiled = profile["plain"], profile["profiled"]
-    print(f"\nWhere a worker's time goes: send_batch in-process, one thread, {count:,} recipients at 0 ms")
-    print(
-        f"without profiler: {plain['wall'] / count * 1000:.2f} ms wall, {plain['cpu'] / count * 1000:.2f} ms CPU "
-        f"per message ({count / plain['wall']:,.0f} msg/s); under cProfile: "
-        f"{profiled['wall'] / count * 1000:.2f} ms wall per message"
-    )
+    plain, profiled, threads = profile["plain"], profile["profiled"], profile["threads"]
+    print(f"\nWhere a worker's time goes: the service's send_batch in-process, {count:,} recipients at 0 ms")
+    rows = [
+        [
+            f"{label}",
+            f"{run['wall'] / count * 1000:.2f}",
+            f"{run['cpu'] / count * 1000:.2f}",
+            f"{count / run['wall']:,.0f}",
+        ]
+        for label, run in (
+            ("one thread", plain),
+            (f"{threads['count']} threads in one process", threads),
+            ("one thread under cProfile", profiled),
+        )
+    ]
+    print_table(["send_batch over all batches", "wall ms per message", "CPU ms per message", "msg/s"], rows)
+    print()
     whole = profiled["wall"]
     rows = [[label, f"{own / count * 1000:.3f}", f"{own / whole:.0%}"] for label, own in profile["areas"]]
     print_table(["own time under cProfile, by area", "ms per message", "share"], rows)
