@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
@@ -53,7 +54,8 @@ def redis_limiters(redis_prefix: str) -> Iterator[callable]:
 
 
 def _takes(limiter, domain: str, count: int) -> int:
-    return sum(limiter.acquire(domain) == 0 for _ in range(count))
+    """How many of ``count`` immediate sends the limiter allows (reserving nothing ahead)."""
+    return sum(limiter.acquire(domain, max_wait=0) == 0 for _ in range(count))
 
 
 @pytest.mark.parametrize("kind", ["redis", "local"])
@@ -61,16 +63,27 @@ def test_a_bucket_allows_its_burst_then_makes_callers_wait(kind: str, redis_limi
     limits = Limits(global_bucket=Bucket("global", rate=10, burst=5), domain_rates={}, quotas=[])
     limiter = redis_limiters(limits) if kind == "redis" else LocalRateLimiter(limits)
     assert _takes(limiter, "example.com", 8) == 5
-    wait = limiter.acquire("example.com")
+    wait = limiter.acquire("example.com", max_wait=0)
     assert 0 < wait <= 0.1 + 1e-6
     time.sleep(wait + 0.01)
-    assert limiter.acquire("example.com") == 0
+    assert limiter.acquire("example.com", max_wait=0) == 0
 
 
 def test_the_redis_bucket_is_shared_by_every_worker(redis_limiters):
     limits = Limits(global_bucket=Bucket("global", rate=1, burst=6), domain_rates={}, quotas=[])
     first, second = redis_limiters(limits), redis_limiters(limits)
     assert _takes(first, "a.com", 4) + _takes(second, "b.com", 4) == 6
+
+
+@pytest.mark.parametrize("kind", ["redis", "local"])
+def test_waiting_senders_get_successive_slots_with_one_call_each(kind: str, redis_limiters):
+    limits = Limits(global_bucket=Bucket("global", rate=10, burst=1), domain_rates={}, quotas=[])
+    limiter = redis_limiters(limits) if kind == "redis" else LocalRateLimiter(limits)
+    waits = [limiter.acquire("example.com", max_wait=1) for _ in range(5)]
+    assert waits[0] == 0
+    assert [round(b - a, 2) for a, b in itertools.pairwise(waits)] == [0.1] * 4
+    assert limiter.acquire("example.com", max_wait=0.2) > 0.2, "too far off: nothing reserved"
+    assert limiter.acquire("example.com", max_wait=1) == pytest.approx(0.5, abs=0.02)
 
 
 @pytest.mark.parametrize("kind", ["redis", "local"])
@@ -86,6 +99,6 @@ def test_a_quota_stops_until_the_next_window(kind: str, redis_limiters):
     limits = Limits(global_bucket=None, domain_rates={}, quotas=[Quota("hour", 3, 3600)])
     limiter = redis_limiters(limits) if kind == "redis" else LocalRateLimiter(limits)
     assert _takes(limiter, "example.com", 5) == 3
-    wait = limiter.acquire("example.com")
-    assert 0 < wait <= 3600
+    wait = limiter.acquire("example.com", max_wait=5)
+    assert 5 < wait <= 3600
     assert wait == pytest.approx(3600 - time.time() % 3600, abs=2)

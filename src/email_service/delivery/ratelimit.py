@@ -33,9 +33,14 @@ class Quota:
 
 
 class RateLimiter(Protocol):
-    def acquire(self, domain: str) -> float:
-        """Take the right to send one message to ``domain`` now (0.0), or say how many seconds
-        to wait before asking again (nothing is taken then)."""
+    def acquire(self, domain: str, max_wait: float) -> float:
+        """Reserve the right to send one message to ``domain``: the seconds to wait before sending
+        it (0.0: now). When the wait would exceed ``max_wait``, nothing is reserved and the wait is
+        returned all the same, for the caller to give the message back until then.
+
+        A reservation is one call per message, however many senders wait: each is given its own
+        slot in the future instead of polling for the next token.
+        """
 
 
 def make_rate_limiter(settings: Settings) -> RateLimiter | None:
@@ -79,16 +84,17 @@ class Limits:
         return buckets
 
 
-# All buckets and quotas are checked and taken together, atomically, on Redis's clock.
-# KEYS: bucket keys then quota keys. ARGV: n_buckets, (rate, burst)*, (limit, window)*.
+# All buckets and quotas are checked and taken together, atomically, on Redis's clock. A bucket's
+# tokens go below zero while slots are reserved ahead. KEYS: bucket keys, then quota keys.
+# ARGV: max_wait, n_buckets, then (rate, burst) per bucket, then (limit, window) per quota.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local n = tonumber(ARGV[1])
+local max_wait, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local wait = 0
 local state = {}
 for i = 1, n do
-  local rate, burst = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local rate, burst = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
   local saved = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
   local tokens = tonumber(saved[1]) or burst
   local ts = tonumber(saved[2]) or now
@@ -97,21 +103,21 @@ for i = 1, n do
   state[i] = tokens
 end
 for j = n + 1, #KEYS do
-  local limit, window = tonumber(ARGV[2 * j]), tonumber(ARGV[2 * j + 1])
+  local limit, window = tonumber(ARGV[2 * j + 1]), tonumber(ARGV[2 * j + 2])
   local used = tonumber(redis.call('GET', KEYS[j]) or '0')
   if used >= limit then wait = math.max(wait, window - (now % window)) end
 end
-if wait > 0 then return tostring(wait) end
+if wait > max_wait then return tostring(wait) end
 for i = 1, n do
-  local rate, burst = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local rate, burst = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
   redis.call('HSET', KEYS[i], 'tokens', state[i] - 1, 'ts', now)
-  redis.call('EXPIRE', KEYS[i], math.ceil(burst / rate) + 60)
+  redis.call('EXPIRE', KEYS[i], math.ceil((burst + max_wait * rate) / rate) + 60)
 end
 for j = n + 1, #KEYS do
-  local window = tonumber(ARGV[2 * j + 1])
+  local window = tonumber(ARGV[2 * j + 2])
   if redis.call('INCR', KEYS[j]) == 1 then redis.call('EXPIRE', KEYS[j], window + 60) end
 end
-return '0'
+return tostring(wait)
 """
 
 
@@ -122,12 +128,12 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._script = client.register_script(_ACQUIRE)
 
-    def acquire(self, domain: str) -> float:
+    def acquire(self, domain: str, max_wait: float) -> float:
         buckets = self._limits.buckets_for(domain)
         now = time.time()
         keys = [f"{self._prefix}bucket:{b.name}" for b in buckets]
         keys += [f"{self._prefix}quota:{q.name}:{int(now // q.window)}" for q in self._limits.quotas]
-        args: list[float] = [len(buckets)]
+        args: list[float] = [max_wait, len(buckets)]
         for bucket in buckets:
             args += [bucket.rate, bucket.burst]
         for quota in self._limits.quotas:
@@ -144,7 +150,7 @@ class LocalRateLimiter:
         self._tokens: dict[str, tuple[float, float]] = {}
         self._used: dict[str, int] = {}
 
-    def acquire(self, domain: str) -> float:
+    def acquire(self, domain: str, max_wait: float) -> float:
         now = time.time()
         with self._lock:
             buckets = self._limits.buckets_for(domain)
@@ -160,10 +166,10 @@ class LocalRateLimiter:
             for quota in self._limits.quotas:
                 if self._used.get(windows[quota.name], 0) >= quota.limit:
                     wait = max(wait, quota.window - now % quota.window)
-            if wait > 0:
+            if wait > max_wait:
                 return wait
             for name, tokens in levels.items():
                 self._tokens[name] = (tokens - 1, now)
             # Keep only the current windows' counts: the past ones no longer matter.
             self._used = {key: self._used.get(key, 0) + 1 for key in windows.values()}
-            return 0.0
+            return wait

@@ -27,6 +27,8 @@ CANCEL_CHECK_SECONDS = 1.0
 # A recipient claimed this often without an outcome (each claim killed its worker, say) fails:
 # no single recipient may stall its batch for ever.
 MAX_ATTEMPTS = 100
+# Sends of one message to a throttling relay (421, 454) within its batch before it is deferred.
+THROTTLED_TRIES_IN_BATCH = 5
 # A rate-limit wait longer than this gives the recipient back to the scheduler instead of sleeping.
 LONGEST_INLINE_WAIT = 5.0
 
@@ -120,29 +122,38 @@ class _BatchRun:
         except TemplateError as exc:
             self._fail(recipient, None, f"template: {exc}")
             return
-        try:
-            connection.send(envelope)
-        except RelayUnavailable:
-            raise
-        except DeliveryError as exc:
-            self._record_failure(recipient, exc)
-            if exc.is_throttle:
-                self.services.stopping.wait(self.services.settings.throttle_delay)  # this connection slows down
+        pause = self.services.settings.throttle_delay
+        for tries_left in range(THROTTLED_TRIES_IN_BATCH, 0, -1):
+            try:
+                connection.send(envelope)
+            except RelayUnavailable:
+                raise
+            except DeliveryError as exc:
+                # A throttling relay wants this connection slower, not the recipient later: pause,
+                # then try again here while the batch has time; otherwise the recipient is deferred.
+                again = exc.is_throttle and tries_left > 1 and time.monotonic() + pause < self.deadline
+                if exc.is_throttle:
+                    self.services.stopping.wait(pause)
+                if again and not self.services.stopping.is_set():
+                    continue
+                self._record_failure(recipient, exc)
+                return
+            self._written(repository.mark_sent(self.outcomes, recipient, utcnow()), recipient)
             return
-        self._written(repository.mark_sent(self.outcomes, recipient, utcnow()), recipient)
 
     def _wait_for_rate(self, recipient: Recipient) -> bool:
-        """Wait for the rate limits; False when the wait is long and the recipient was given back."""
+        """Wait for this message's slot under the rate limits; False when the slot is too far off
+        (long wait, lease ending, shutdown) and the recipient was given back until then."""
         limiter = self.services.rate_limiter
         if limiter is None:
             return True
-        domain = recipient.address.rpartition("@")[2]
-        while (wait := limiter.acquire(domain)) > 0:
-            late = time.monotonic() + wait > self.deadline or self.services.stopping.is_set()
-            if wait > LONGEST_INLINE_WAIT or late:
-                now = utcnow()
-                repository.release(self.outcomes, [recipient], wake_at=now + timedelta(seconds=wait), now=now)
-                return False
+        max_wait = min(LONGEST_INLINE_WAIT, self.deadline - time.monotonic())
+        wait = limiter.acquire(recipient.address.rpartition("@")[2], max(0.0, max_wait))
+        if wait > max_wait or self.services.stopping.is_set():
+            now = utcnow()
+            repository.release(self.outcomes, [recipient], wake_at=now + timedelta(seconds=wait), now=now)
+            return False
+        if wait > 0:
             self.services.stopping.wait(wait)
         return True
 
