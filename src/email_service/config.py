@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     retry_first_delay: float = Field(300, gt=0, description="Seconds before the first retry of a deferred recipient.")
     retry_max_delay: float = Field(4000, gt=0, description="Longest wait between two retries.")
     retry_lifetime: float = Field(86400, gt=0, description="Seconds after the job was accepted when retries stop.")
-    throttle_delay: float = Field(2, gt=0, description="Seconds before retrying a recipient the relay throttled.")
+    throttle_delay: float = Field(2, gt=0, description="Pause of a connection the relay throttled (421, 454).")
 
     send_rate: float = Field(0, ge=0, description="Messages per second for all workers together; 0 = no limit.")
     send_burst: int = Field(
