@@ -15,9 +15,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.storage import repository
-from email_service.storage.database import autocommit_connection, make_engine, make_session_factory
+from email_service.storage.database import make_engine, make_session_factory
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Base, Job, JobStatus, RecipientStatus, utcnow
+from email_service.storage.outcomes import OutcomeWriter
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -107,11 +108,12 @@ def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sess
     with sessions.begin() as session:
         assert repository.mark_job_sending(session, job_id, now, dispatch_deadline=now)
     first, second = _claim(sessions, job_id, now)
-    with autocommit_connection(sessions.kw["bind"]) as outcomes:  # the path the deliver service takes
-        assert repository.mark_sent(outcomes, first, now)
-        assert not repository.mark_failed(outcomes, first, code=550, reason="late failure", now=now)
-        assert repository.mark_failed(outcomes, second, code=550, reason="no such user", now=now)
-        assert not repository.mark_sent(outcomes, second, now)
+    outcomes = OutcomeWriter(sessions.kw["bind"])
+    assert outcomes.sent(first, now)
+    assert not outcomes.failed(first, code=550, reason="late failure", now=now)
+    assert outcomes.failed(second, code=550, reason="no such user", now=now)
+    assert not outcomes.sent(second, now)
+    outcomes.close()
     with sessions.begin() as session:
         assert repository.complete_job_if_done(session, job_id, now) == "completed"
         assert repository.complete_job_if_done(session, job_id, now) is None
@@ -127,10 +129,12 @@ def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owner(sessions: s
     [late] = _claim(sessions, job_id, now, lease_seconds=1)
     later = now + timedelta(seconds=2)
     [owner] = _claim(sessions, job_id, later)
-    with autocommit_connection(sessions.kw["bind"]) as outcomes:
-        assert not repository.mark_deferred(outcomes, late, code=451, reason="x", retry_at=later, now=later)
-        repository.release(outcomes, [late], wake_at=later, now=later)
-        assert repository.mark_sent(outcomes, owner, later)
+    outcomes = OutcomeWriter(sessions.kw["bind"])
+    assert not outcomes.deferred(late, code=451, reason="x", retry_at=later, now=later)
+    with sessions.begin() as session:
+        repository.release(session, [late], wake_at=later, now=later)
+    assert outcomes.sent(owner, later)
+    outcomes.close()
     with sessions() as session:
         [row] = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
         assert (row.status, row.attempts) == ("sent", 2)
@@ -140,11 +144,11 @@ def test_sent_clears_the_error_of_an_earlier_attempt(sessions: sessionmaker[Sess
     job_id = _new_job(sessions, 1)
     now = utcnow()
     [first] = _claim(sessions, job_id, now)
-    with autocommit_connection(sessions.kw["bind"]) as outcomes:
-        repository.mark_deferred(outcomes, first, code=451, reason="busy", retry_at=now, now=now)
+    outcomes = OutcomeWriter(sessions.kw["bind"])
+    assert outcomes.deferred(first, code=451, reason="busy", retry_at=now, now=now)
     [second] = _claim(sessions, job_id, now + timedelta(seconds=1))
-    with autocommit_connection(sessions.kw["bind"]) as outcomes:
-        assert repository.mark_sent(outcomes, second, now)
+    assert outcomes.sent(second, now)
+    outcomes.close()
     with sessions() as session:
         [row] = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
         assert (row.status, row.last_error_code, row.last_error) == ("sent", None, None)

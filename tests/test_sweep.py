@@ -13,9 +13,9 @@ from email_service.config import Settings
 from email_service.services import Services, build_services, control, intake
 from email_service.services.sweep import sweep
 from email_service.storage import repository
-from email_service.storage.database import autocommit_connection
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Job, Recipient, utcnow
+from email_service.storage.outcomes import OutcomeWriter
 
 
 @dataclass
@@ -101,8 +101,9 @@ def test_a_deferred_row_is_queued_when_its_retry_time_comes(services: Services):
     now = utcnow()
     with services.sessions.begin() as session:
         [row] = repository.claim_batch(session, job_id, 0, 10, now=now, lease_until=now + timedelta(seconds=60))
-    with autocommit_connection(services.engine) as outcomes:
-        repository.mark_deferred(outcomes, row, code=451, reason="busy", retry_at=now + timedelta(seconds=30), now=now)
+    outcomes = OutcomeWriter(services.engine)
+    outcomes.deferred(row, code=451, reason="busy", retry_at=now + timedelta(seconds=30), now=now)
+    outcomes.close()
     assert sweep(services).batches_queued == 0
     _age(services, 31)
     assert services.queue.batches == [] and sweep(services).batches_queued == 1
@@ -114,9 +115,10 @@ def test_a_cancelled_job_with_deferred_rows_is_finished_by_the_sweep(services: S
     with services.sessions.begin() as session:
         claimed = repository.claim_batch(session, job_id, 0, 10, now=now, lease_until=now + timedelta(seconds=60))
     control.cancel(services, job_id)  # both rows are in flight: they stay with their worker
-    with autocommit_connection(services.engine) as outcomes:  # which then defers them
-        for row in claimed:
-            repository.mark_deferred(outcomes, row, code=451, reason="busy", retry_at=now, now=now)
+    outcomes = OutcomeWriter(services.engine)  # which then defers them
+    for row in claimed:
+        assert outcomes.deferred(row, code=451, reason="busy", retry_at=now, now=now)
+    outcomes.close()
     report = sweep(services)
     assert report.jobs_finished == 1 and report.batches_queued == 0
     with services.sessions() as session:

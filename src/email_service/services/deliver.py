@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..composer import JobContent, compose
 from ..delivery.transport import Connection
 from ..errors import DeliveryError, RelayUnavailable, TemplateError
 from ..messages import MessageBuilder
 from ..storage import repository
-from ..storage.database import autocommit_connection
 from ..storage.models import JobStatus, Recipient, utcnow
+from ..storage.outcomes import OutcomeWriter
 from . import Services
 
 log = logging.getLogger(__name__)
@@ -78,18 +80,18 @@ class _BatchRun:
         self.deadline = time.monotonic() + settings.lease_seconds - settings.longest_send
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
         self.builder = MessageBuilder()
-        self.outcomes = autocommit_connection(services.engine)
+        self.outcomes = OutcomeWriter(services.engine)
 
     def run(self) -> None:
         connection = self.services.transport.connect()
         try:
             for index, recipient in enumerate(self.claimed):
                 if self._cancelled():
-                    repository.cancel_claimed(self.outcomes, self.claimed[index:], utcnow())
+                    self._give_back(repository.cancel_claimed, self.claimed[index:], utcnow())
                     return
                 if self.services.stopping.is_set() or time.monotonic() > self.deadline:
                     now = utcnow()
-                    repository.release(self.outcomes, self.claimed[index:], wake_at=now, now=now)
+                    self._give_back(repository.release, self.claimed[index:], wake_at=now, now=now)
                     return
                 if recipient.attempts > MAX_ATTEMPTS:
                     self._fail(recipient, None, f"gave up after {MAX_ATTEMPTS} attempts without an outcome")
@@ -138,7 +140,7 @@ class _BatchRun:
                     continue
                 self._record_failure(recipient, exc)
                 return
-            self._written(repository.mark_sent(self.outcomes, recipient, utcnow()), recipient)
+            self._written(self.outcomes.sent(recipient, utcnow()), recipient)
             return
 
     def _wait_for_rate(self, recipient: Recipient) -> bool:
@@ -151,7 +153,7 @@ class _BatchRun:
         wait = limiter.acquire(recipient.address.rpartition("@")[2], max(0.0, max_wait))
         if wait > max_wait or self.services.stopping.is_set():
             now = utcnow()
-            repository.release(self.outcomes, [recipient], wake_at=now + timedelta(seconds=wait), now=now)
+            self._give_back(repository.release, [recipient], wake_at=now + timedelta(seconds=wait), now=now)
             return False
         if wait > 0:
             self.services.stopping.wait(wait)
@@ -168,8 +170,7 @@ class _BatchRun:
         if retry_at is None:
             self._fail(recipient, error.code or None, f"expired: retries stopped after the lifetime; last: {error}")
             return
-        written = repository.mark_deferred(
-            self.outcomes,
+        written = self.outcomes.deferred(
             recipient,
             code=error.code or None,
             reason=str(error),
@@ -180,10 +181,13 @@ class _BatchRun:
         log.info("job %s recipient %d deferred until %s: %s", self.job_id, recipient.id, retry_at.isoformat(), error)
 
     def _fail(self, recipient: Recipient, code: int | None, reason: str) -> None:
-        self._written(
-            repository.mark_failed(self.outcomes, recipient, code=code, reason=reason, now=utcnow()), recipient
-        )
+        self._written(self.outcomes.failed(recipient, code=code, reason=reason, now=utcnow()), recipient)
         log.warning("job %s recipient %d failed: %s", self.job_id, recipient.id, reason)
+
+    def _give_back(self, operation: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Release or cancel claimed rows (rare: shutdown, lease ending, rate wait, cancel)."""
+        with self.services.sessions.begin() as session:
+            operation(session, *args, **kwargs)
 
     def _written(self, written: bool, recipient: Recipient) -> None:
         if not written:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -41,10 +41,4 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def _begin_immediate(connection: Any) -> None:
     # Take the write lock at BEGIN: two processes claiming the same batch serialize instead of
     # failing with "database is locked" when a read transaction tries to become a write one.
-    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def autocommit_connection(engine: Engine) -> Connection:
-    """A connection where each statement commits on its own: one round trip per outcome written."""
-    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

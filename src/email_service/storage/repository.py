@@ -1,7 +1,6 @@
 """Queries and state changes on jobs and recipients; callers own the session and its transaction.
 
-The outcome writers (mark_sent, mark_failed, mark_deferred) also take an autocommit Connection:
-the deliver service writes each outcome as one statement that commits on its own.
+The outcome of each message is written by storage.outcomes, the one hot path kept off the ORM.
 
 Every recipient state change is a guarded UPDATE, so a terminal status never changes and two
 workers can never both own the same recipient.
@@ -13,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .models import TERMINAL_RECIPIENT_STATUSES, Job, JobStatus, Recipient, RecipientStatus
@@ -141,77 +140,7 @@ def claim_batch(
     return sorted(result.scalars(), key=lambda r: r.position)
 
 
-# The outcome statements run once per message: built once here, with bound parameters, they cost
-# a fraction of building them on each call. Only the claim that owns a row may give it an outcome:
-# the row is still being sent (a terminal status never changes) and its lease is the one this claim
-# set (a worker whose lease ran out cannot overwrite the work of the worker that took over).
-_OUTCOME = (
-    update(Recipient)
-    .where(
-        Recipient.id == bindparam("recipient_id"),
-        Recipient.status == RecipientStatus.SENDING,
-        Recipient.lease_until == bindparam("lease"),
-    )
-    .execution_options(synchronize_session=False)
-)
-_MARK_SENT = _OUTCOME.values(
-    status=RecipientStatus.SENT,
-    sent_at=bindparam("now"),
-    lease_until=None,
-    next_attempt_at=None,
-    last_error_code=None,
-    last_error=None,
-    updated_at=bindparam("now"),
-)
-_MARK_FAILED = _OUTCOME.values(
-    status=RecipientStatus.FAILED,
-    last_error_code=bindparam("code"),
-    last_error=bindparam("reason"),
-    lease_until=None,
-    next_attempt_at=None,
-    updated_at=bindparam("now"),
-)
-_MARK_DEFERRED = _OUTCOME.values(
-    status=RecipientStatus.DEFERRED,
-    last_error_code=bindparam("code"),
-    last_error=bindparam("reason"),
-    next_attempt_at=bindparam("retry_at"),
-    lease_until=bindparam("retry_at"),
-    updated_at=bindparam("now"),
-)
-
-
-def mark_sent(session: Session | Connection, claimed: Recipient, now: datetime) -> bool:
-    """Record a sent message; False when the claim had lost the row (nothing written)."""
-    return _outcome(session, _MARK_SENT, claimed, {"now": now})
-
-
-def mark_failed(
-    session: Session | Connection, claimed: Recipient, *, code: int | None, reason: str, now: datetime
-) -> bool:
-    return _outcome(session, _MARK_FAILED, claimed, {"code": code, "reason": reason[:2000], "now": now})
-
-
-def mark_deferred(
-    session: Session | Connection,
-    claimed: Recipient,
-    *,
-    code: int | None,
-    reason: str,
-    retry_at: datetime,
-    now: datetime,
-) -> bool:
-    """Try this recipient again at ``retry_at`` (the scheduler wakes it up then)."""
-    params = {"code": code, "reason": reason[:2000], "retry_at": retry_at, "now": now}
-    return _outcome(session, _MARK_DEFERRED, claimed, params)
-
-
-def _outcome(session: Session | Connection, statement: Any, claimed: Recipient, params: dict[str, Any]) -> bool:
-    result = session.execute(statement, {"recipient_id": claimed.id, "lease": claimed.lease_until, **params})
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def release(session: Session | Connection, claimed: Sequence[Recipient], *, wake_at: datetime, now: datetime) -> None:
+def release(session: Session, claimed: Sequence[Recipient], *, wake_at: datetime, now: datetime) -> None:
     """Give claimed rows back unsent (shutdown, lease running out, rate limit): pending again, and
     the scheduler queues them at ``wake_at``. The claim does not count as an attempt."""
     if claimed:
@@ -224,7 +153,7 @@ def release(session: Session | Connection, claimed: Sequence[Recipient], *, wake
         )
 
 
-def cancel_claimed(session: Session | Connection, claimed: Sequence[Recipient], now: datetime) -> None:
+def cancel_claimed(session: Session, claimed: Sequence[Recipient], now: datetime) -> None:
     """Claimed rows of a job cancelled meanwhile: never sent."""
     if claimed:
         session.execute(
