@@ -89,11 +89,19 @@ class Recipient(Base):
     __tablename__ = "recipients"
     __table_args__ = (
         Index("ix_recipients_job_position", "job_id", "position", unique=True),
+        # Only rows still to be sent have a lease (see lease_until), so these partial indexes stay
+        # as small as the work in progress and the intake's inserts never touch them.
         # The scheduler's sweep: rows whose lease (or retry time, or dispatch deadline) has passed.
         Index(
-            "ix_recipients_status_lease",
-            "status",
+            "ix_recipients_lease",
             "lease_until",
+            postgresql_where=text("lease_until IS NOT NULL"),
+            sqlite_where=text("lease_until IS NOT NULL"),
+        ),
+        # Is anything of this job left to send? Asked after every batch.
+        Index(
+            "ix_recipients_job_unfinished",
+            "job_id",
             postgresql_where=text("lease_until IS NOT NULL"),
             sqlite_where=text("lease_until IS NOT NULL"),
         ),
@@ -108,7 +116,8 @@ class Recipient(Base):
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # When the scheduler must look at the row again: the claim's lease while sending, the retry time
-    # while deferred, the dispatch deadline while pending. Null for a job not started yet, and once final.
+    # while deferred, the dispatch deadline while pending. Null before the job starts, and once the
+    # row is final: every row of a started job that is still to be sent has one.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error_code: Mapped[int | None] = mapped_column(Integer)

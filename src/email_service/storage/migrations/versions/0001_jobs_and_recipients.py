@@ -54,13 +54,14 @@ def upgrade() -> None:
         sa.Column("updated_at", UTC_DATETIME, nullable=True),
     )
     op.create_index("ix_recipients_job_position", "recipients", ["job_id", "position"], unique=True)
-    op.create_index(
-        "ix_recipients_status_lease",
-        "recipients",
-        ["status", "lease_until"],
-        postgresql_where=sa.text("lease_until IS NOT NULL"),
-        sqlite_where=sa.text("lease_until IS NOT NULL"),
-    )
+    for name, column in (("ix_recipients_lease", "lease_until"), ("ix_recipients_job_unfinished", "job_id")):
+        op.create_index(
+            name,
+            "recipients",
+            [column],
+            postgresql_where=sa.text("lease_until IS NOT NULL"),
+            sqlite_where=sa.text("lease_until IS NOT NULL"),
+        )
 
 
 def downgrade() -> None:
