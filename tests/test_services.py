@@ -4,6 +4,7 @@ queue runs each task inline (the Celery path is covered by test_end_to_end)."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from email_service.logs import configure_logging
 from email_service.services import Services, build_services, deliver, dispatch, intake
 from email_service.storage import repository
 from email_service.storage.migrate import upgrade
+from email_service.storage.models import utcnow
 
 from .smtp_sink import SMTPSink
 
@@ -69,12 +71,26 @@ def test_a_job_is_cut_into_batches_and_completes(tmp_path: Path, sink: SMTPSink)
         assert repository.get_job(session, job_id).status == "completed"
 
 
-def test_starting_or_sending_twice_sends_nothing_twice(tmp_path: Path, sink: SMTPSink):
-    services = _services(tmp_path, mail_port=sink.port, batch_size=4)
-    job_id = _run(services, [Recipient(f"r{i}@example.com") for i in range(6)])
-    services.queue.start_job(job_id)  # redelivered start task
-    deliver.send_batch(services, job_id, 0, 4)  # redelivered batch task
-    assert len(sink.handler.messages()) == 6
+def test_the_same_batch_run_twice_at_once_sends_each_message_once(tmp_path: Path, sink: SMTPSink):
+    """A redelivered task running beside the first: the claim gives each recipient to one of them."""
+    services = _services(tmp_path, mail_port=sink.port, batch_size=20)
+    accepted = intake.accept_job(
+        services,
+        recipients=[Recipient(f"r{i}@example.com") for i in range(20)],
+        subject="s",
+        content="c",
+        template="default",
+    )
+    now = utcnow()
+    with services.sessions.begin() as session:
+        repository.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
+    sink.handler.delay = 0.01  # both runs are sending at the same time
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: deliver.send_batch(services, accepted.id, 0, 20), range(2)))
+    assert sorted(m.recipients[0] for m in sink.handler.messages()) == sorted(f"r{i}@example.com" for i in range(20))
+    assert _counts(services, accepted.id) == {"sent": 20}
+    dispatch.start_job(services, accepted.id)  # a redelivered start task: the job is no longer queued
+    assert len(sink.handler.messages()) == 20
 
 
 def test_suppress_send_logs_instead_of_sending(
