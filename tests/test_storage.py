@@ -4,6 +4,7 @@ a terminal status never changes, and a job completes exactly once."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -12,10 +13,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.storage import repository
-from email_service.storage.database import make_engine, make_session_factory
+from email_service.storage.database import make_engine, make_reader_factory, make_session_factory
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Base, Job, JobStatus, RecipientStatus, utcnow
 from email_service.storage.outcomes import OutcomeWriter
@@ -152,3 +154,17 @@ def test_sent_clears_the_error_of_an_earlier_attempt(sessions: sessionmaker[Sess
     with sessions() as session:
         [row] = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
         assert (row.status, row.last_error_code, row.last_error) == ("sent", None, None)
+
+
+def test_on_sqlite_a_reader_does_not_wait_for_a_writer(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'test.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    writer = make_session_factory(engine)()
+    writer.execute(select(Job.id))  # BEGIN IMMEDIATE: this session holds the write lock
+    started = time.monotonic()
+    with make_reader_factory(engine)() as reader:
+        assert list(reader.scalars(select(Job.id))) == []
+    assert time.monotonic() - started < 5, "the reader waited for the write lock (busy timeout is 30 s)"
+    writer.close()
+    engine.dispose()

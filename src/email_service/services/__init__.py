@@ -16,7 +16,7 @@ from ..delivery.ratelimit import RateLimiter, make_rate_limiter
 from ..delivery.retry import RetryPolicy
 from ..delivery.transport import Transport
 from ..rendering import TemplateRenderer
-from ..storage.database import make_engine, make_session_factory
+from ..storage.database import make_engine, make_reader_factory, make_session_factory
 
 
 class TaskQueue(Protocol):
@@ -34,6 +34,7 @@ class Services:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    readers: sessionmaker[Session]  # for reads only (no write lock on SQLite)
     renderer: TemplateRenderer
     transport: Transport
     retry_policy: RetryPolicy
@@ -50,6 +51,7 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
+        readers=make_reader_factory(engine),
         renderer=TemplateRenderer(settings.templates_dir),
         transport=transport or make_transport(settings),
         retry_policy=RetryPolicy.from_settings(settings),

@@ -201,5 +201,5 @@ class _BatchRun:
         if time.monotonic() < self.next_cancel_check:
             return False
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
-        with self.services.sessions() as session:
+        with self.services.readers() as session:
             return repository.job_status(session, self.job_id) == JobStatus.CANCELLED

@@ -42,14 +42,14 @@ def find_job(session: Session, job_id: str) -> Job:
 
 
 def job_report(services: Services, job_id: str) -> JobReport:
-    with services.sessions() as session:
+    with services.readers() as session:
         job = find_job(session, job_id)
         return JobReport(job, repository.count_by_status(session, [job.id])[job.id])
 
 
 def recent_jobs(services: Services, *, limit: int, before: str | None) -> list[JobReport]:
     """Newest first; ``before`` is the last job id of the previous page."""
-    with services.sessions() as session:
+    with services.readers() as session:
         jobs = repository.list_jobs(session, limit=limit, before=find_job(session, before) if before else None)
         counts = repository.count_by_status(session, [job.id for job in jobs])
     return [JobReport(job, counts[job.id]) for job in jobs]
@@ -59,7 +59,7 @@ def recipient_page(
     services: Services, job_id: str, *, status: str | None, after: int | None, limit: int
 ) -> list[RecipientReport]:
     """A job's recipients in order, optionally of one status, after a position."""
-    with services.sessions() as session:
+    with services.readers() as session:
         job = find_job(session, job_id)
         recipients = repository.list_recipients(session, job.id, status=status, after=after, limit=limit)
     return [RecipientReport(r, message_id_for(job.id, r.position, job.sender)) for r in recipients]

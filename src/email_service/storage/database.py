@@ -28,6 +28,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def make_reader_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that only read: on SQLite they do not take the write lock, so following a job never
+    waits behind the workers writing outcomes (WAL readers see the last commit)."""
+    return sessionmaker(engine.execution_options(read_only=True), expire_on_commit=False)
+
+
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's own transaction handling is off so that BEGIN IMMEDIATE (below) is ours to issue.
     dbapi_connection.isolation_level = None
@@ -41,4 +47,5 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def _begin_immediate(connection: Any) -> None:
     # Take the write lock at BEGIN: two processes claiming the same batch serialize instead of
     # failing with "database is locked" when a read transaction tries to become a write one.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = connection.get_execution_options().get("read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
