@@ -91,6 +91,15 @@ def _wait_for_relay(relay: FakeRelay, count: int, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
+def _wait_for_status(stack: Stack, job_id: str, status: str, count: int, timeout: float = 20) -> list[dict]:
+    """Poll until at least ``count`` recipients of the job are in ``status``; those recipients."""
+    deadline = time.monotonic() + timeout
+    while len(found := stack.api.recipients(job_id, status=status)) < count:
+        assert time.monotonic() < deadline, f"{len(found)} of {count} recipients {status}"
+        time.sleep(0.05)
+    return found
+
+
 def _check_nothing_lost(relay: FakeRelay, expected: set[str], max_duplicates: int) -> None:
     received = relay.message_ids()
     assert expected - set(received) == set(), "lost recipients"
@@ -243,9 +252,8 @@ def _all_sent_after(stack: Stack, relay: FakeRelay, job_id: str, count: int) -> 
 def test_greeting_421_defers_everyone_without_a_busy_loop(stack: Stack, relay: FakeRelay):
     relay.behaviour.greeting = "421 4.3.2 Service not available"
     job_id = stack.post(40)
-    time.sleep(2)
-    deferred = stack.api.recipients(job_id, status="deferred")
-    assert len(deferred) == 40 and deferred[0]["error_code"] == 421
+    deferred = _wait_for_status(stack, job_id, "deferred", 40)
+    assert deferred[0]["error_code"] == 421
     # Each batch opened one connection per round of retries, not one per recipient.
     assert relay.connections < 40
     relay.behaviour.greeting = "220 fake-relay ESMTP"
@@ -259,10 +267,7 @@ def test_451_defers_then_the_retry_delivers(stack: Stack, relay: FakeRelay, wher
     else:
         relay.behaviour.data_reply = "451 4.3.0 Try again later"
     job_id = stack.post(10)
-    deadline = time.monotonic() + 20
-    while len(deferred := stack.api.recipients(job_id, status="deferred")) < (5 if where == "rcpt" else 10):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    deferred = _wait_for_status(stack, job_id, "deferred", 5 if where == "rcpt" else 10)
     assert deferred[0]["error_code"] == 451
     relay.behaviour.rcpt_replies, relay.behaviour.data_reply = {}, "250 2.0.0 OK"
     _all_sent_after(stack, relay, job_id, 10)
@@ -293,20 +298,16 @@ def test_connection_dropped_after_the_data_is_retried(stack: Stack, relay: FakeR
 
 
 def test_refused_connections_defer_until_the_relay_is_back(stack: Stack, relay: FakeRelay):
-    relay.refuse_connections(2.0)
+    relay.refuse_connections(3.0)
     job_id = stack.post(30)
-    time.sleep(0.5)
-    assert stack.api.recipients(job_id, status="deferred"), "recipients wait while the relay refuses"
+    _wait_for_status(stack, job_id, "deferred", 1)  # recipients wait while the relay refuses
     _all_sent_after(stack, relay, job_id, 30)
 
 
 def test_a_relay_that_never_answers_times_out_and_defers(stack: Stack, relay: FakeRelay):
     relay.behaviour.silent = True
     job_id = stack.post(10)
-    deadline = time.monotonic() + 20
-    while not (deferred := stack.api.recipients(job_id, status="deferred")):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    deferred = _wait_for_status(stack, job_id, "deferred", 1)
     assert "timed out" in deferred[0]["error"]
     relay.behaviour.silent = False
     _all_sent_after(stack, relay, job_id, 10)
