@@ -100,9 +100,7 @@ def scheduler() -> None:
     configure_logging(settings)
     services = build_services(settings)
     make_celery(services)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _termination_event()
     click.echo(f"scheduler sweeping every {settings.scheduler_interval}s", err=True)
     while not stop.is_set():
         try:
@@ -123,7 +121,7 @@ def catcher(host: str, port: int, maildir: Path) -> None:
     configure_logging(Settings())
     controller = start_catcher(host, port, maildir)
     click.echo(f"SMTP catcher on {host}:{port}, messages in {maildir.resolve()}/new", err=True)
-    _wait_for_termination()
+    _termination_event().wait()
     controller.stop()
 
 
@@ -133,14 +131,15 @@ def catcher(host: str, port: int, maildir: Path) -> None:
 @click.option("--smtp-port", default=1025, show_default=True, type=int)
 @click.option("--data-dir", default="var", show_default=True, type=click.Path(path_type=Path))
 def dev(host: str, port: int, smtp_port: int, data_dir: Path) -> None:
-    """Everything on this machine: API, worker and SMTP catcher, SQLite and a filesystem broker."""
+    """Everything on this machine: API, worker, scheduler and SMTP catcher, on SQLite and a filesystem broker."""
     from .devserver import run_dev
 
     sys.exit(run_dev(host=host, port=port, smtp_port=smtp_port, data_dir=data_dir))
 
 
-def _wait_for_termination() -> None:
+def _termination_event() -> threading.Event:
+    """An event set by SIGINT or SIGTERM."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+    return stop
