@@ -6,15 +6,34 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, TypeDecorator, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class JobStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"  # waits for send_at; the scheduler starts it
     QUEUED = "queued"
     SENDING = "sending"
+    PAUSED = "paused"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+
+
+# A job in one of these may still send: it can be paused, cancelled, or expire.
+UNFINISHED_JOB_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.SENDING, JobStatus.PAUSED})
 
 
 class RecipientStatus(enum.StrEnum):
@@ -72,15 +91,104 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
     subject: Mapped[str] = mapped_column(Text)
     content: Mapped[str] = mapped_column(Text)
     template: Mapped[str] = mapped_column(String(64))
+    # The stored template's version the job renders (null for a template file).
+    template_version: Mapped[int | None] = mapped_column(Integer)
     sender: Mapped[str] = mapped_column(String(320))
     total: Mapped[int] = mapped_column(Integer)
+    variables: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # under each recipient's own
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSON)  # X-* headers added to every message
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)  # `metadata` is SQLAlchemy's
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Attachment(Base):
+    """A file sent with every message of a job: stored once, never copied per recipient."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (Index("ix_attachments_job", "job_id", "position", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36))
+    position: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StoredTemplate(Base):
+    """One version of a template kept in the database; a change adds a version, never edits one,
+    so a job always renders the version it was accepted with."""
+
+    __tablename__ = "templates"
+    __table_args__ = (Index("ix_templates_name_version", "name", "version", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    eml: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set on every version when the template is deleted: jobs still use them, new ones cannot.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdempotencyKey(Base):
+    """A POST /api/email/ made with an Idempotency-Key: its body's hash and, once done, its answer."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(36))  # null while the first request runs
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class EventStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # retried until WEBHOOK_RETRY_LIFETIME, then given up
+
+
+class WebhookEvent(Base):
+    """The webhook outbox: an event is written in the transaction that makes it true, then
+    delivered (and retried) by the workers."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        Index(
+            "ix_webhook_events_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_events_job", "job_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Recipient(Base):
@@ -105,6 +213,13 @@ class Recipient(Base):
             postgresql_where=text("lease_until IS NOT NULL"),
             sqlite_where=text("lease_until IS NOT NULL"),
         ),
+        # Failures not yet reported by a recipient.failed webhook event.
+        Index(
+            "ix_recipients_failure_unreported",
+            "job_id",
+            postgresql_where=text("failure_unreported"),
+            sqlite_where=text("failure_unreported"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
@@ -124,3 +239,5 @@ class Recipient(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set with a failure when the job has a webhook; cleared when a recipient.failed event reports it.
+    failure_unreported: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
