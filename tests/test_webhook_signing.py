@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from email_service.webhooks.signing import SIGNATURE_HEADER, sign, verify
 SECRET = "whsec_test"
 BODY = b'{"type":"recipient.delivered","job_id":"j1"}'
 NOW = 1_700_000_000
+DOC = Path(__file__).resolve().parents[1] / "docs" / "webhooks.md"
 
 
 def test_header_name():
@@ -118,3 +121,27 @@ def test_never_raises(header: str, body: bytes):
 @given(secret=st.text(st.characters(blacklist_categories=("Cs",))), timestamp=st.integers(0, 2**40), body=st.binary())
 def test_round_trip(secret: str, timestamp: int, body: bytes):
     assert verify(secret, sign(secret, timestamp, body), body, now=timestamp)
+
+
+def _documented_section() -> str:
+    return DOC.read_text().split("## Verifying a signature", 1)[1].split("\n## ", 1)[0]
+
+
+def test_documented_example_values_are_right():
+    section = _documented_section()
+    header = sign("whsec_example", 1_700_000_000, b'{"example":true}')
+    assert f"X-Email-Service-Signature: {header}" in section
+    assert f"SHA2-256(stdin)= {header.split('v1=')[1]}" in section
+
+
+def test_documented_receiver_agrees_with_sign():
+    namespace: dict[str, object] = {}
+    exec(re.findall(r"```python\n(.*?)```", _documented_section(), re.S)[0], namespace)
+    documented_verify = namespace["verify"]
+    assert callable(documented_verify)
+    now = int(time.time())
+    assert documented_verify(SECRET, sign(SECRET, now, BODY), BODY)
+    assert documented_verify(SECRET, f"t={now}, v1=00, v1={sign(SECRET, now, BODY).split('v1=')[1]}", BODY)
+    assert not documented_verify(SECRET, sign(SECRET, now - 301, BODY), BODY)
+    assert not documented_verify("other", sign(SECRET, now, BODY), BODY)
+    assert not documented_verify(SECRET, f"t={now},v1=é", BODY)
