@@ -69,12 +69,12 @@ BAD_REQUESTS = {
     ),
     "template path traversal": ({**VALID, "template": "../../etc/passwd"}, 422, [("template", None)]),
     "unknown template": ({**VALID, "template": "nope"}, 422, [("template", None)]),
-    "template that does not render": ({**VALID, "template": "broken"}, 422, [("template", None)]),
-    "template with a syntax error": ({**VALID, "template": "syntax"}, 422, [("template", None)]),
+    "template that does not render": ({**VALID, "template": "broken"}, 422, [("template.eml", None)]),
+    "template with a syntax error": ({**VALID, "template": "syntax"}, 422, [("template.eml", None)]),
     "a variable adding a header": (
         {**VALID, "template": "ref", "recipients": [{"email": "a@example.com", "variables": {"ref": "1\nBcc: x@y.z"}}]},
         422,
-        [("template", None)],
+        [("template.eml", None)],
     ),
     "empty recipients": ({**VALID, "recipients": []}, 422, [("recipients", None)]),
     "wrong types": (
@@ -87,7 +87,7 @@ BAD_REQUESTS = {
         422,
         [("recipients[1]", 1), ("recipients[2].email", 2), ("recipients[3].cc", 3)],
     ),
-    "missing field": ({k: v for k, v in VALID.items() if k != "content"}, 422, [("content", None)]),
+    "missing field": ({k: v for k, v in VALID.items() if k != "subject"}, 422, [("subject", None)]),
     "unknown field": ({**VALID, "bcc": ["x@example.com"]}, 422, [("bcc", None)]),
     "too many recipients": (
         {**VALID, "recipients": [f"r{i}@example.com" for i in range(51)]},

@@ -16,7 +16,7 @@ def test_tutorial_names_are_read_from_the_environment(monkeypatch: pytest.Monkey
         "MAIL_USE_TLS": "True",
         "MAIL_USE_SSL": "False",
         "MAIL_USERNAME": "user",
-        "MAIL_PASSWORD": "secret",
+        "MAIL_PASSWORD": "hunter2-canary",
         "MAIL_DEFAULT_SENDER": "News <news@example.org>",
         "MAIL_MAX_EMAILS": "50",
         "MAIL_SUPPRESS_SEND": "true",
@@ -41,7 +41,7 @@ def test_tutorial_names_are_read_from_the_environment(monkeypatch: pytest.Monkey
         True,
         False,
     )
-    assert settings.mail_password.get_secret_value() == "secret" and "secret" not in repr(settings)
+    assert settings.mail_password.get_secret_value() == "hunter2-canary" and "hunter2" not in repr(settings)
     assert settings.mail_max_emails == 50 and settings.mail_suppress_send
     assert settings.celery_broker_url == "redis://localhost:6379/3"
     assert (settings.log_size, settings.log_count, settings.log_encoding, settings.log_level) == (

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from email_service.composer import JobContent, compose
 from email_service.errors import TemplateError
-from email_service.messages import MessageBuilder, build_message
+from email_service.messages import AttachmentFile, MessageBuilder, build_message
 from email_service.rendering import RenderedEmail, TemplateRenderer
 
 DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -20,9 +20,12 @@ SENDER = "Service <service@example.org>"
 
 
 def _compose(content: str, **kwargs) -> email.message.EmailMessage:
-    job = JobContent(job_id="job", template="default", sender=SENDER, subject="Démogorgon 🎃", content=content)
+    renderer = TemplateRenderer()
+    template = renderer.file_source("default")
+    assert template is not None
+    job = JobContent(job_id="job", template=template, sender=SENDER, subject="Démogorgon 🎃", content=content)
     envelope = compose(
-        TemplateRenderer(),
+        renderer,
         job,
         address="will@example.com",
         name=kwargs.get("name"),
@@ -53,7 +56,7 @@ def test_long_lines_are_encoded_below_998_octets_and_decode_back():
 
 
 def _build(body: str = "b", recipient: str = "r@example.com", name: str | None = None, subject: str = "s"):
-    rendered = RenderedEmail(headers=(), body=body, subtype="plain")
+    rendered = RenderedEmail(headers=(), text=body)
     return build_message(
         rendered,
         sender="s@example.org",
@@ -103,7 +106,7 @@ def test_internationalized_addresses_use_idna_domains_and_utf8_only_when_needed(
 
 def test_a_batch_builder_shares_subject_and_body_but_not_the_recipient_headers():
     builder = MessageBuilder()
-    rendered = RenderedEmail(headers=(("X-Campaign", "spring"),), body="Héllo wörld " * 200, subtype="plain")
+    rendered = RenderedEmail(headers=(("X-Campaign", "spring"),), text="Héllo wörld " * 200)
     names = [None, "Zoë", 'Jo "J" Doe', None]
     for i, name in enumerate(names):
         data = builder.build(
@@ -134,3 +137,54 @@ def test_a_batch_builder_shares_subject_and_body_but_not_the_recipient_headers()
         assert (message["Message-ID"], message["Subject"], message["From"]) == (f"<{i}@example.org>", "Sübject", SENDER)
         assert message.get_content().replace("\r\n", "\n") == "Héllo wörld " * 200 + "\n"
     assert len(builder._shared) == 1, "one shared part for the whole batch"
+
+
+def _parts(message: email.message.EmailMessage) -> list[tuple[str, str | None]]:
+    return [(part.get_content_type(), part.get_filename()) for part in message.walk()]
+
+
+def test_text_and_html_make_multipart_alternative_with_text_first():
+    rendered = RenderedEmail(headers=(), text="Hello Zoë", html="<p>Hello Zoë</p>")
+    message = email.message_from_bytes(_build_rendered(rendered).data, policy=policy.default)
+    assert _parts(message) == [("multipart/alternative", None), ("text/plain", None), ("text/html", None)]
+    assert message.get_body(("plain",)).get_content().strip() == "Hello Zoë"
+    assert message.get_body(("html",)).get_content().strip() == "<p>Hello Zoë</p>"
+
+
+def test_attachments_make_multipart_mixed_and_decode_back():
+    pdf = AttachmentFile("rapport été.pdf", "application/pdf", bytes(range(256)) * 40)
+    notes = AttachmentFile("notes.txt", "text/plain", b"line\n" * 10)
+    rendered = RenderedEmail(headers=(), text="see attached", html="<p>see attached</p>")
+    data = _build_rendered(rendered, attachments=(pdf, notes)).data
+    assert max(len(line) for line in data.split(b"\r\n")) <= 78 and data.isascii()
+    message = email.message_from_bytes(data, policy=policy.default)
+    assert _parts(message)[:4] == [
+        ("multipart/mixed", None),
+        ("multipart/alternative", None),
+        ("text/plain", None),
+        ("text/html", None),
+    ]
+    files = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
+    assert files == {"rapport été.pdf": pdf.data, "notes.txt": "line\n" * 10}
+
+
+def test_job_headers_replace_the_templates_and_add_x_headers():
+    rendered = RenderedEmail(headers=(("Reply-To", "t@example.org"), ("X-Campaign", "spring")), text="x")
+    headers = (("Reply-To", "desk@example.org"), ("X-Campaign", "autumn"), ("X-Ref", "42"))
+    message = email.message_from_bytes(_build_rendered(rendered, headers=headers).data, policy=policy.default)
+    assert message.get_all("Reply-To") == ["desk@example.org"]
+    assert message.get_all("X-Campaign") == ["autumn"]
+    assert message["X-Ref"] == "42"
+
+
+def _build_rendered(rendered: RenderedEmail, **options):
+    return build_message(
+        rendered,
+        sender=SENDER,
+        recipient="r@example.com",
+        recipient_name=None,
+        subject="s",
+        message_id="<m@x>",
+        date=DATE,
+        **options,
+    )

@@ -12,7 +12,7 @@ import pytest
 
 from email_service.config import Settings
 from email_service.logs import configure_logging
-from email_service.services import Services, build_services, deliver, dispatch, intake
+from email_service.services import Services, build_services, deliver, dispatch, events, intake
 from email_service.storage import repository
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import utcnow
@@ -39,6 +39,9 @@ class InlineQueue:
         self.batches.append((first, last))
         deliver.send_batch(self.services, job_id, first, last)
 
+    def deliver_events(self, job_id: str) -> None:
+        events.deliver_events(self.services, job_id)
+
 
 def _services(tmp_path: Path, **overrides) -> Services:
     settings = Settings(data_dir=tmp_path, mail_server="127.0.0.1", **overrides)
@@ -50,7 +53,7 @@ def _services(tmp_path: Path, **overrides) -> Services:
 
 def _run(services: Services, recipients: list[Recipient], content: str = "Run for your life") -> str:
     accepted = intake.accept_job(
-        services, recipients=recipients, subject="Demogorgon", content=content, template="default"
+        services, intake.JobRequest(recipients=recipients, subject="Demogorgon", content=content, template="default")
     )
     services.queue.start_job(accepted.id)
     return accepted.id
@@ -75,11 +78,7 @@ def test_the_same_batch_run_twice_at_once_sends_each_message_once(tmp_path: Path
     """A redelivered task running beside the first: the claim gives each recipient to one of them."""
     services = _services(tmp_path, mail_port=sink.port, batch_size=20)
     accepted = intake.accept_job(
-        services,
-        recipients=[Recipient(f"r{i}@example.com") for i in range(20)],
-        subject="s",
-        content="c",
-        template="default",
+        services, intake.JobRequest(recipients=[Recipient(f"r{i}@example.com") for i in range(20)], subject="s")
     )
     now = utcnow()
     with services.sessions.begin() as session:
@@ -112,10 +111,11 @@ def test_a_recipient_whose_variables_break_the_template_fails_alone(tmp_path: Pa
     services = _services(tmp_path, mail_port=sink.port, templates_dir=templates)
     accepted = intake.accept_job(
         services,
-        recipients=[Recipient("a@example.com", variables={"first_name": "Will"}), Recipient("b@example.com")],
-        subject="Hi",
-        content="",
-        template="greet",
+        intake.JobRequest(
+            recipients=[Recipient("a@example.com", variables={"first_name": "Will"}), Recipient("b@example.com")],
+            subject="Hi",
+            template="greet",
+        ),
     )
     services.queue.start_job(accepted.id)
     assert _counts(services, accepted.id) == {"sent": 1, "failed": 1}

@@ -9,7 +9,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from . import __version__
-from .api import jobs
+from .api import jobs, templates
 from .api.errors import register_error_handlers, validation_error_response
 from .api.schemas import ErrorBody
 from .config import Settings
@@ -48,6 +48,7 @@ def create_api(services: Services) -> OpenAPI:
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_request_bytes
     app.extensions["email_service"] = services
     app.register_api(jobs.blueprint)
+    app.register_api(templates.blueprint)
     register_error_handlers(app)
     # The tutorial served its Swagger UI at /api/; keep that address.
     app.view_functions["openapi.openapi"] = lambda: redirect("/api/swagger", code=302)

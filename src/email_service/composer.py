@@ -8,8 +8,8 @@ from email.utils import format_datetime
 from typing import Any
 
 from .errors import TemplateError
-from .messages import Envelope, MessageBuilder, message_id_for
-from .rendering import TemplateRenderer
+from .messages import AttachmentFile, Envelope, MessageBuilder, message_id_for
+from .rendering import TemplateRenderer, TemplateSource
 
 
 @dataclass(frozen=True)
@@ -17,10 +17,30 @@ class JobContent:
     """What every recipient of a job shares."""
 
     job_id: str
-    template: str
+    template: TemplateSource
     sender: str
     subject: str
     content: str
+    variables: dict[str, Any] | None = None
+    # The job's Reply-To and X-* headers, as (name, value) pairs.
+    headers: tuple[tuple[str, str], ...] = ()
+    attachments: tuple[AttachmentFile, ...] = ()
+
+
+def template_context(
+    job: JobContent, *, address: str, name: str | None, variables: dict[str, Any] | None, date: datetime
+) -> dict[str, Any]:
+    """The variables a template sees: the job's, the recipient's over them, the tutorial's names over all."""
+    return {
+        **(job.variables or {}),
+        **(variables or {}),
+        "to": address,
+        "from": job.sender,
+        "name": name or "",
+        "subject": job.subject,
+        "content": job.content,
+        "date": format_datetime(date),
+    }
 
 
 def compose(
@@ -38,16 +58,7 @@ def compose(
 
     A batch passes one ``builder`` for all its messages, so what they share is encoded once.
     """
-    context = {
-        **(variables or {}),
-        # The tutorial's names always win over a recipient's own variables.
-        "to": address,
-        "from": job.sender,
-        "name": name or "",
-        "subject": job.subject,
-        "content": job.content,
-        "date": format_datetime(date),
-    }
+    context = template_context(job, address=address, name=name, variables=variables, date=date)
     rendered = renderer.render(job.template, context)
     try:
         return (builder or MessageBuilder(cache_size=1)).build(
@@ -58,6 +69,8 @@ def compose(
             subject=job.subject,
             message_id=message_id_for(job.job_id, position, job.sender),
             date=date,
+            headers=job.headers,
+            attachments=job.attachments,
         )
     except TemplateError:
         raise

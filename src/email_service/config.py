@@ -82,6 +82,21 @@ class Settings(BaseSettings):
     templates_dir: Path | None = Field(None, description="Folder of .eml templates, searched before the built-in ones.")
     max_recipients: int = Field(100_000, ge=1, description="Most recipients one job may have.")
     max_request_bytes: int = Field(25_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
+    max_attachment_bytes: int = Field(
+        10_000_000, ge=0, description="Largest total size of a job's attachments, decoded (422 beyond)."
+    )
+    max_attachments: int = Field(10, ge=0, description="Most attachments one job may have.")
+    max_schedule_days: int = Field(366, ge=1, description="How far ahead send_at and expires_at may be.")
+    idempotency_hours: float = Field(24, gt=0, description="How long an Idempotency-Key is remembered.")
+
+    webhook_url: str = Field("", description="Callback URL of the jobs that name none; empty means none.")
+    webhook_secret: SecretStr = Field(
+        SecretStr(""), description="Key of the HMAC-SHA256 signature of webhook events; required to send them."
+    )
+    webhook_timeout: float = Field(10, gt=0, description="Seconds a webhook receiver has to answer.")
+    webhook_retry_lifetime: float = Field(
+        86400, gt=0, description="Seconds during which an undelivered webhook event is retried."
+    )
     batch_size: int = Field(100, ge=1, le=10_000, description="Recipients sent by one worker task.")
     lease_seconds: int = Field(600, ge=2, description="How long a worker owns a claimed batch.")
 
@@ -103,6 +118,8 @@ class Settings(BaseSettings):
         if describe_control_character(self.mail_default_sender) or "@" not in sender:
             raise ValueError(f"MAIL_DEFAULT_SENDER {self.mail_default_sender!r} is not an address like Name <a@b.org>")
         parse_domain_rates(self.domain_rates)
+        if self.webhook_url and not self.webhook_secret.get_secret_value():
+            raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET: webhook events are always signed")
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ValueError("LEASE_SECONDS must be shorter than BROKER_VISIBILITY_TIMEOUT")
         if not self.database_url:

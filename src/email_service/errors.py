@@ -55,7 +55,28 @@ class Conflict(RequestError):
 
 
 class TemplateError(EmailServiceError):
-    """A template that cannot be used: unknown name, unsafe header, or a render failure."""
+    """A template that cannot be used: unknown name, unsafe header, or a render failure.
+
+    ``part`` (subject, text, html or eml), ``line`` and ``variable`` say where, when known.
+    """
+
+    def __init__(
+        self, message: str, *, part: str | None = None, line: int | None = None, variable: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.part = part
+        self.line = line
+        self.variable = variable
+
+    def detail(self, prefix: str | None = "template") -> dict[str, Any]:
+        """The error as an API error detail, its field named ``<prefix>.<part>``."""
+        field = ".".join(name for name in (prefix, self.part) if name) or "template"
+        detail: dict[str, Any] = {"field": field, "reason": str(self)}
+        if self.line is not None:
+            detail["line"] = self.line
+        if self.variable is not None:
+            detail["variable"] = self.variable
+        return detail
 
 
 class DeliveryError(EmailServiceError):

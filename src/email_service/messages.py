@@ -25,6 +25,15 @@ SMTP_POLICY = policy.SMTP.clone(cte_type="7bit")
 SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)
 
 
+@dataclass(frozen=True, eq=False)  # compared by identity: a batch's messages share the same objects
+class AttachmentFile:
+    """A file attached to every message of a job."""
+
+    filename: str
+    content_type: str  # type/subtype, checked at intake
+    data: bytes
+
+
 @dataclass(frozen=True)
 class Envelope:
     """What the relay is told: the sender, the one recipient, and the message bytes."""
@@ -69,7 +78,7 @@ class MessageBuilder:
     Building a message with EmailMessage costs ~0.8 ms, mostly parsing and folding headers and
     encoding the body; of that, only Date, To and Message-ID differ between two recipients whose
     rendered template is the same. Those three lines are made per message; the rest (From,
-    Subject, the template's headers, the encoded body) once per distinct rendering.
+    Subject, the other headers, the encoded parts and attachments) once per distinct rendering.
     """
 
     def __init__(self, cache_size: int = 16) -> None:
@@ -86,8 +95,13 @@ class MessageBuilder:
         subject: str,
         message_id: str,
         date: datetime,
+        headers: tuple[tuple[str, str], ...] = (),
+        attachments: tuple[AttachmentFile, ...] = (),
     ) -> Envelope:
-        """One message for one recipient; every header value is checked for control characters."""
+        """One message for one recipient; every header value is checked for control characters.
+
+        ``headers`` (the job's Reply-To and X-* headers) replace the template's of the same name.
+        """
         _check_header("To", recipient_name or "")
         _check_header("Message-ID", message_id)
         recipient = transport_address(recipient)
@@ -101,24 +115,49 @@ class MessageBuilder:
         return Envelope(
             sender=envelope_sender(sender),
             recipient=recipient,
-            data=own_lines + self._shared_part(rendered, sender, subject, policy),
+            data=own_lines + self._shared_part(rendered, sender, subject, policy, headers, attachments),
         )
 
-    def _shared_part(self, rendered: RenderedEmail, sender: str, subject: str, policy: Policy) -> bytes:
-        key = (rendered, sender, subject, policy is SMTP_POLICY)
+    def _shared_part(
+        self,
+        rendered: RenderedEmail,
+        sender: str,
+        subject: str,
+        policy: Policy,
+        job_headers: tuple[tuple[str, str], ...],
+        attachments: tuple[AttachmentFile, ...],
+    ) -> bytes:
+        key = (rendered, sender, subject, policy is SMTP_POLICY, job_headers, attachments)
         shared = self._shared.get(key)
         if shared is None:
+            replaced = {name.lower() for name, _ in job_headers} | {"subject"}
             headers = [("From", sender), ("Subject", rendered.header("Subject") or subject)]
-            headers += [(k, v) for k, v in rendered.headers if k.lower() != "subject"]
+            headers += [(k, v) for k, v in rendered.headers if k.lower() not in replaced]
+            headers += job_headers
             for name, value in headers:
                 _check_header(name, value)
-            body = EmailMessage(policy=policy)
-            body.set_content(rendered.body, subtype=rendered.subtype, charset="utf-8")
-            shared = _encode_headers(policy, headers) + body.as_bytes()
+            shared = _encode_headers(policy, headers) + _body(rendered, attachments, policy)
             if len(self._shared) >= self._cache_size:
                 self._shared.pop(next(iter(self._shared)))
             self._shared[key] = shared
         return shared
+
+
+def _body(rendered: RenderedEmail, attachments: tuple[AttachmentFile, ...], policy: Policy) -> bytes:
+    """The MIME body: one part, or multipart/alternative (text, then HTML), inside multipart/mixed
+    when there are attachments."""
+    body = EmailMessage(policy=policy)
+    if rendered.text is not None:
+        body.set_content(rendered.text, subtype="plain", charset="utf-8")
+    if rendered.html is not None:
+        if rendered.text is None:
+            body.set_content(rendered.html, subtype="html", charset="utf-8")
+        else:
+            body.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    for attachment in attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        body.add_attachment(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename)
+    return body.as_bytes()
 
 
 def build_message(rendered: RenderedEmail, **fields: Any) -> Envelope:

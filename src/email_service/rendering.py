@@ -1,8 +1,10 @@
-"""Template lookup and rendering: a sandboxed Jinja environment and the parsing of rendered .eml.
+"""Template lookup and rendering: a sandboxed Jinja environment, compiled templates, rendered parts.
 
-A template is an ``.eml`` file: header lines, a blank line, then the body. The rendered text is
-split into headers and body here (the tutorial sent the header block as the body). Templates
-are found by name only, through a loader rooted in the templates folders, never by path.
+A template is either an ``.eml`` source (header lines, a blank line, then the body, as the
+tutorial lays them out in the templates folder) or a stored template made of a subject, a text
+body and/or an HTML body. Both render to the same ``RenderedEmail``: checked headers, a text part
+and an HTML part. Files are found by name only, through a loader rooted in the templates folders,
+never by path; ``{% extends %}`` and ``{% include %}`` reach the layouts folders only.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import re
 import traceback
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jinja2 import (
     ChoiceLoader,
@@ -21,29 +24,58 @@ from jinja2 import (
     Template,
     TemplateNotFound,
     TemplateSyntaxError,
+    UndefinedError,
 )
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import TemplateError
 from .header_values import describe_control_character
+from .html_text import html_to_text
 
 TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TEMPLATE_SUFFIX = ".eml"
+LAYOUTS_FOLDER = "layouts"
 
 # Headers the service always sets itself from trusted values; a template's are ignored.
 _SERVICE_HEADERS = frozenset({"date", "from", "to", "message-id", "mime-version", "content-transfer-encoding"})
 # Headers a template may set besides any X-* header.
 _TEMPLATE_HEADERS = frozenset({"subject", "content-type", "reply-to"})
 _HEADER_LINE = re.compile(r"([A-Za-z0-9-]+):[ \t]*(.*)")
+_UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'")
+_COMPILED_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """What a template is made of: ``eml``, or a ``subject`` with a ``text`` and/or an ``html`` body.
+
+    ``origin`` and ``version`` identify it: a file by its name, a stored template by name and
+    version (versions never change), a draft not at all (it is compiled each time).
+    """
+
+    name: str
+    origin: Literal["file", "stored", "draft"]
+    version: int | None = None
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    eml: str | None = None
+
+    @property
+    def cache_key(self) -> tuple[str, str, int | None] | None:
+        return None if self.origin == "draft" else (self.origin, self.name, self.version)
 
 
 @dataclass(frozen=True)
 class RenderedEmail:
-    """A rendered template: the headers it sets (in order), the body and its MIME subtype."""
+    """A rendered template: the headers it sets (in order), its text part and its HTML part.
+
+    At least one part is set; an HTML-only template gets a text part derived from its HTML.
+    """
 
     headers: tuple[tuple[str, str], ...]
-    body: str
-    subtype: str
+    text: str | None
+    html: str | None = None
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
@@ -55,87 +87,176 @@ def is_valid_template_name(name: str) -> bool:
 
 
 @dataclass(frozen=True)
-class _CompiledEml:
-    head: Template
-    body: Template
-    body_offset: int  # lines before the body in the file, to report body errors by file line
+class _Part:
+    """One compiled piece of a template; ``offset`` maps its lines back to the source's."""
+
+    name: str  # subject, text, html, or eml
+    template: Template
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    head: _Part | None  # an .eml's header block
+    subject: _Part | None
+    text: _Part | None
+    html: _Part | None
 
 
 class TemplateRenderer:
-    """Finds templates by name (TEMPLATES_DIR first, then the built-in ones) and renders them.
+    """Finds template files by name (TEMPLATES_DIR first, then the built-in ones) and renders sources.
 
-    The header block and the body of an ``.eml`` are compiled apart. In the header block every
-    ``{{ value }}`` must be free of control characters, so no variable can add a header line or
-    end the block early; the body is autoescaped when the template says ``Content-Type: text/html``.
+    Header values (an .eml's header block, a stored subject) are rendered with every ``{{ value }}``
+    checked for control characters, so no variable can add a header line; HTML is autoescaped.
     """
 
     def __init__(self, templates_dir: Path | None = None) -> None:
-        loaders: list[Any] = []
+        files: list[Any] = []
+        layouts: list[Any] = []
         if templates_dir is not None:
-            loaders.append(FileSystemLoader(str(templates_dir)))
-        loaders.append(PackageLoader("email_service", "templates"))
-        self._loader = ChoiceLoader(loaders)
+            files.append(FileSystemLoader(str(templates_dir)))
+            layouts.append(FileSystemLoader(str(templates_dir / LAYOUTS_FOLDER)))
+        files.append(PackageLoader("email_service", "templates"))
+        layouts.append(PackageLoader("email_service", f"templates/{LAYOUTS_FOLDER}"))
+        self._files = ChoiceLoader(files)
         common: dict[str, Any] = {"undefined": StrictUndefined, "keep_trailing_newline": True}
         self._head_env = SandboxedEnvironment(**common, autoescape=False, finalize=_safe_header_value)
-        self._text_env = SandboxedEnvironment(**common, autoescape=False)
-        self._html_env = SandboxedEnvironment(**common, autoescape=True)
-        self._compiled: dict[str, _CompiledEml] = {}
+        layout_loader = ChoiceLoader(layouts)
+        self._text_env = SandboxedEnvironment(**common, autoescape=False, loader=layout_loader)
+        self._html_env = SandboxedEnvironment(**common, autoescape=True, loader=layout_loader)
+        self._compiled: dict[tuple[str, str, int | None], _Compiled] = {}
 
-    def exists(self, name: str) -> bool:
+    def file_source(self, name: str) -> TemplateSource | None:
+        """The template file ``name`` (``<name>.eml``), or None when there is none."""
         if not is_valid_template_name(name):
-            return False
+            return None
         try:
-            self._loader.get_source(self._text_env, name + TEMPLATE_SUFFIX)
+            source, _, _ = self._files.get_source(self._text_env, name + TEMPLATE_SUFFIX)
         except TemplateNotFound:
-            return False
-        return True
+            return None
+        return TemplateSource(name=name, origin="file", eml=source)
 
-    def render(self, name: str, context: dict[str, Any]) -> RenderedEmail:
-        """Render template ``name`` with ``context``; TemplateError says what went wrong."""
-        compiled = self._compile(name)
-        part, offset = "header", 0
-        try:
-            head = compiled.head.render(context)
-            part, offset = "body", compiled.body_offset
-            body = compiled.body.render(context)
-        except TemplateError as exc:
-            raise TemplateError(f"template {name!r}, {part}: {exc}") from None
-        except Exception as exc:  # a template expression may raise anything (TypeError, ZeroDivisionError…)
-            line = _template_line(exc)
-            where = f" (line {line + offset})" if line else ""
-            raise TemplateError(f"template {name!r} does not render{where}: {exc}") from None
-        return _parsed(head, body)
+    def file_names(self) -> list[str]:
+        """The names of the template files (``<name>.eml``) in the templates folders."""
+        names = {
+            path.removesuffix(TEMPLATE_SUFFIX)
+            for path in self._files.list_templates()
+            if path.endswith(TEMPLATE_SUFFIX) and "/" not in path
+        }
+        return sorted(name for name in names if is_valid_template_name(name))
 
-    def _compile(self, name: str) -> _CompiledEml:
-        compiled = self._compiled.get(name)
+    def check(self, source: TemplateSource) -> None:
+        """Compile every part of ``source``; TemplateError names the part and line of a syntax error."""
+        self._compile(source)
+
+    def render(self, source: TemplateSource, context: dict[str, Any]) -> RenderedEmail:
+        """Render ``source`` with ``context``; TemplateError says what went wrong, where and why."""
+        compiled = self._compile(source)
+        if compiled.head is not None:
+            head = _render_part(source, compiled.head, context)
+            body_part = compiled.html or compiled.text
+            assert body_part is not None
+            body = _render_part(source, body_part, context)
+            headers = _checked_headers(head)
+            return _with_text(
+                RenderedEmail(headers, text=None, html=body)
+                if compiled.html is not None
+                else RenderedEmail(headers, text=body)
+            )
+        headers = ()
+        if compiled.subject is not None:
+            subject = _render_part(source, compiled.subject, context).strip()
+            headers = (("Subject", subject),)
+        text = _render_part(source, compiled.text, context) if compiled.text is not None else None
+        html = _render_part(source, compiled.html, context) if compiled.html is not None else None
+        return _with_text(RenderedEmail(headers, text=text, html=html))
+
+    def _compile(self, source: TemplateSource) -> _Compiled:
+        key = source.cache_key
+        compiled = self._compiled.get(key) if key is not None else None
         if compiled is not None:
             return compiled
-        if not is_valid_template_name(name):
-            raise TemplateError(f"invalid template name {name!r}")
-        try:
-            source, _, _ = self._loader.get_source(self._text_env, name + TEMPLATE_SUFFIX)
-        except TemplateNotFound:
-            raise TemplateError(f"unknown template {name!r}") from None
-        head_source, separator, body_source = source.replace("\r\n", "\n").partition("\n\n")
-        if not separator:
-            raise TemplateError(f"template {name!r}: header lines, a blank line, then the body")
-        body_env = self._html_env if _declares_html(head_source) else self._text_env
-        body_offset = head_source.count("\n") + 2
-        try:
-            head = self._head_env.from_string(head_source)
-        except TemplateSyntaxError as exc:
-            raise TemplateError(f"template {name!r} has a syntax error (line {exc.lineno}): {exc}") from None
-        try:
-            body = body_env.from_string(body_source)
-        except TemplateSyntaxError as exc:
-            line = (exc.lineno or 0) + body_offset
-            raise TemplateError(f"template {name!r} has a syntax error (line {line}): {exc}") from None
-        compiled = self._compiled[name] = _CompiledEml(head, body, body_offset)
+        compiled = self._compile_eml(source) if source.eml is not None else self._compile_parts(source)
+        if key is not None:
+            if len(self._compiled) >= _COMPILED_CACHE_SIZE:
+                self._compiled.pop(next(iter(self._compiled)))
+            self._compiled[key] = compiled
         return compiled
+
+    def _compile_eml(self, source: TemplateSource) -> _Compiled:
+        assert source.eml is not None
+        head_source, separator, body_source = source.eml.replace("\r\n", "\n").partition("\n\n")
+        if not separator:
+            raise TemplateError(
+                f"template {source.name!r}: header lines, a blank line, then the body", part="eml", line=1
+            )
+        body_offset = head_source.count("\n") + 2
+        head = _Part("eml", self._parse(self._head_env, source, "eml", head_source, 0))
+        if _declares_html(head_source):
+            html = _Part("eml", self._parse(self._html_env, source, "eml", body_source, body_offset), body_offset)
+            return _Compiled(head=head, subject=None, text=None, html=html)
+        text = _Part("eml", self._parse(self._text_env, source, "eml", body_source, body_offset), body_offset)
+        return _Compiled(head=head, subject=None, text=text, html=None)
+
+    def _compile_parts(self, source: TemplateSource) -> _Compiled:
+        if source.text is None and source.html is None:
+            raise TemplateError(f"template {source.name!r} has no body: give text, html or eml", part="text")
+        subject = text = html = None
+        if source.subject is not None:
+            subject = _Part("subject", self._parse(self._head_env, source, "subject", source.subject, 0))
+        if source.text is not None:
+            text = _Part("text", self._parse(self._text_env, source, "text", source.text, 0))
+        if source.html is not None:
+            html = _Part("html", self._parse(self._html_env, source, "html", source.html, 0))
+        return _Compiled(head=None, subject=subject, text=text, html=html)
+
+    @staticmethod
+    def _parse(env: SandboxedEnvironment, source: TemplateSource, part: str, text: str, offset: int) -> Template:
+        try:
+            return env.from_string(text)
+        except TemplateSyntaxError as exc:
+            line = (exc.lineno or 0) + offset
+            raise TemplateError(
+                f"template {source.name!r}, {part}: syntax error (line {line}): {exc.message}", part=part, line=line
+            ) from None
+
+
+def _render_part(source: TemplateSource, part: _Part, context: dict[str, Any]) -> str:
+    try:
+        return part.template.render(context)
+    except TemplateError as exc:  # a header value with a line break (_safe_header_value)
+        raise TemplateError(f"template {source.name!r}, {part.name}: {exc}", part=part.name) from None
+    except TemplateNotFound as exc:
+        raise TemplateError(
+            f"template {source.name!r}, {part.name}: unknown layout {exc.name!r}", part=part.name
+        ) from None
+    except Exception as exc:  # a template expression may raise anything (TypeError, ZeroDivisionError…)
+        line = _template_line(exc)
+        line = line + part.offset if line else None
+        variable = _undefined_name(exc)
+        where = f" (line {line})" if line else ""
+        raise TemplateError(
+            f"template {source.name!r}, {part.name} does not render{where}: {exc}",
+            part=part.name,
+            line=line,
+            variable=variable,
+        ) from None
+
+
+def _with_text(rendered: RenderedEmail) -> RenderedEmail:
+    if rendered.text is not None or rendered.html is None:
+        return rendered
+    return RenderedEmail(rendered.headers, text=_derived_text(rendered.html), html=rendered.html)
+
+
+@lru_cache(maxsize=64)
+def _derived_text(html: str) -> str:
+    # Recipients of a batch often share one rendering: derive its text once.
+    return html_to_text(html)
 
 
 def _safe_header_value(value: Any) -> Any:
-    """Jinja finalize for the header block: a value with a line break would forge header lines."""
+    """Jinja finalize for header values: a value with a line break would forge header lines."""
     reason = describe_control_character(str(value))
     if reason:
         raise TemplateError(f"a value in a header has a {reason.removeprefix('control character ')}")
@@ -157,15 +278,27 @@ def _template_line(exc: BaseException) -> int | None:
     return line
 
 
+def _undefined_name(exc: BaseException) -> str | None:
+    """The variable a render error is about, when a template used one the context lacks."""
+    if not isinstance(exc, UndefinedError):
+        return None
+    match = _UNDEFINED_NAME.search(str(exc))
+    return (match.group(1) or match.group(2)) if match else None
+
+
 def parse_eml(text: str) -> RenderedEmail:
     """Split rendered .eml text into checked headers and a body."""
     head, separator, body = text.replace("\r\n", "\n").partition("\n\n")
     if not separator:
         raise TemplateError("a template needs header lines, a blank line, then the body")
-    return _parsed(head, body)
+    headers = _checked_headers(head)
+    return _with_text(
+        RenderedEmail(headers, text=None, html=body) if _declares_html(head) else RenderedEmail(headers, text=body)
+    )
 
 
-def _parsed(head: str, body: str) -> RenderedEmail:
+def _checked_headers(head: str) -> tuple[tuple[str, str], ...]:
+    """A rendered header block's headers a template may set (the service's own are dropped)."""
     headers: list[tuple[str, str]] = []
     for line in head.replace("\r\n", "\n").split("\n"):
         if line[:1] in (" ", "\t") and headers:  # folded continuation of the previous header
@@ -174,7 +307,7 @@ def _parsed(head: str, body: str) -> RenderedEmail:
             continue
         match = _HEADER_LINE.fullmatch(line)
         if match is None:
-            raise TemplateError(f"not a header line in the template: {line[:80]!r}")
+            raise TemplateError(f"not a header line in the template: {line[:80]!r}", part="eml")
         headers.append((match.group(1), match.group(2).strip()))
 
     kept: list[tuple[str, str]] = []
@@ -183,21 +316,14 @@ def _parsed(head: str, body: str) -> RenderedEmail:
         if lowered in _SERVICE_HEADERS:
             continue
         if lowered not in _TEMPLATE_HEADERS and not lowered.startswith("x-"):
-            raise TemplateError(f"header {name!r} may not be set by a template")
+            raise TemplateError(f"header {name!r} may not be set by a template", part="eml")
         reason = describe_control_character(value)
         if reason:
-            raise TemplateError(f"header {name!r}: {reason}")
+            raise TemplateError(f"header {name!r}: {reason}", part="eml")
+        if lowered == "content-type":
+            mime = value.split(";", 1)[0].strip().lower()
+            if mime not in ("text/plain", "text/html"):
+                raise TemplateError(f"unsupported Content-Type {mime!r}: use text/plain or text/html", part="eml")
+            continue
         kept.append((name, value))
-
-    subtype = "plain"
-    content_type = next((v for k, v in kept if k.lower() == "content-type"), None)
-    if content_type is not None:
-        mime = content_type.split(";", 1)[0].strip().lower()
-        if mime not in ("text/plain", "text/html"):
-            raise TemplateError(f"unsupported Content-Type {mime!r}: use text/plain or text/html")
-        subtype = mime.split("/", 1)[1]
-    return RenderedEmail(
-        headers=tuple((k, v) for k, v in kept if k.lower() != "content-type"),
-        body=body,
-        subtype=subtype,
-    )
+    return tuple(kept)

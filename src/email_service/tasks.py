@@ -6,10 +6,11 @@ from typing import Any
 
 from celery import Celery
 
-from .services import Services, deliver, dispatch
+from .services import Services, deliver, dispatch, events
 
 START_JOB = "email_service.start_job"
 SEND_BATCH = "email_service.send_batch"
+DELIVER_EVENTS = "email_service.deliver_events"
 
 
 def register_tasks(celery: Celery, services: Services) -> None:
@@ -23,6 +24,10 @@ def register_tasks(celery: Celery, services: Services) -> None:
     def send_batch(job_id: str, first: int, last: int) -> None:
         deliver.send_batch(services, job_id, first, last)
 
+    @celery.task(name=DELIVER_EVENTS, ignore_result=True)
+    def deliver_events(job_id: str) -> None:
+        events.deliver_events(services, job_id)
+
 
 class CeleryTaskQueue:
     """The services' TaskQueue, published through Celery by task name."""
@@ -35,6 +40,9 @@ class CeleryTaskQueue:
 
     def send_batch(self, job_id: str, first: int, last: int) -> None:
         self._publish(SEND_BATCH, job_id, first, last)
+
+    def deliver_events(self, job_id: str) -> None:
+        self._publish(DELIVER_EVENTS, job_id)
 
     def _publish(self, name: str, *args: Any) -> None:
         self._celery.send_task(name, args=args)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import current_app, url_for
+from flask import current_app, request, url_for
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 
-from ..services import Services, control, intake, reports
-from ..storage.models import RecipientStatus
+from ..services import Services, control, idempotency, intake, reports
+from ..storage.models import JobStatus, RecipientStatus
 from .schemas import (
     ErrorBody,
     JobAccepted,
@@ -30,6 +30,8 @@ email_tag = Tag(name="email", description="Bulk sends and their per-recipient ou
 blueprint = APIBlueprint("email", __name__, url_prefix="/api/email", abp_tags=[email_tag])
 
 ERRORS: dict[int | str, Any] = {400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody}
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def _services() -> Services:
@@ -42,26 +44,60 @@ def _services() -> Services:
     strict_slashes=False,
     summary="Send one message to each recipient",
     description=(
-        "Validates every address (all problems reported at once, with their index), stores the job and "
-        "its recipients, queues the work and answers 202 at once. Follow the job at the `Location` URL."
+        "Validates every address and option (all problems reported at once, with their index), stores the job, "
+        "its recipients and attachments, queues the work and answers 202 at once. Follow the job at the "
+        "`Location` URL. With `send_at` the job is `scheduled` and the scheduler starts it then.\n\n"
+        "**Idempotency**: send an `Idempotency-Key` header (1-255 printable ASCII characters) to make retries "
+        "safe. The same key with the same body within 24 h answers the first answer again (same job, header "
+        "`Idempotent-Replayed: true`); with another body, 422; while the first request with the key is still "
+        "being handled, 409."
     ),
-    responses={202: JobAccepted, **ERRORS},
+    responses={202: JobAccepted, 409: ErrorBody, **ERRORS},
 )
 def send_email(body: SendEmailBody) -> Any:
     services = _services()
-    accepted = intake.accept_job(
-        services, recipients=body.recipients, subject=body.subject, content=body.content, template=body.template
-    )
-    assert services.queue is not None
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    claim = None
+    if key is not None:
+        claimed = idempotency.claim(services, key, idempotency.request_hash(request.get_json()))
+        if isinstance(claimed, idempotency.Replay):
+            return _accepted(claimed.job_id, claimed.response, {REPLAYED_HEADER: "true"})
+        claim = claimed
     try:
-        services.queue.start_job(accepted.id)
-    except Exception:  # the job is stored; it stays queued until the broker answers again
-        log.exception("job %s stored but could not be queued", accepted.id)
-    location = url_for("email.get_job", id=accepted.id)
-    return (
-        JobAccepted(id=accepted.id, status=accepted.status, total=accepted.total).model_dump(),
-        202,
-        {"Location": location},
+        accepted = intake.accept_job(services, _job_request(body), idempotency=claim)
+    except BaseException:
+        if claim is not None:
+            idempotency.release(services, claim)
+        raise
+    if accepted.status == JobStatus.QUEUED:
+        assert services.queue is not None
+        try:
+            services.queue.start_job(accepted.id)
+        except Exception:  # the job is stored; the scheduler starts it when the broker answers again
+            log.exception("job %s stored but could not be queued", accepted.id)
+    return _accepted(accepted.id, accepted.response(), {})
+
+
+def _accepted(job_id: str, response: dict[str, Any], headers: dict[str, str]) -> Any:
+    return response, 202, {"Location": url_for("email.get_job", id=job_id), **headers}
+
+
+def _job_request(body: SendEmailBody) -> intake.JobRequest:
+    return intake.JobRequest(
+        recipients=body.recipients,
+        subject=body.subject,
+        content=body.content,
+        template=body.template,
+        template_version=body.template_version,
+        variables=body.variables,
+        reply_to=body.reply_to,
+        headers=body.headers,
+        tags=body.tags,
+        metadata=body.metadata,
+        attachments=body.attachments,
+        send_at=body.send_at,
+        expires_at=body.expires_at,
+        callback_url=body.callback_url,
     )
 
 
@@ -105,13 +141,43 @@ def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
     summary="Cancel a job",
     description=(
         "Recipients not yet handed to a worker become `cancelled`; messages already in flight finish. "
-        "A finished job cannot be cancelled (409)."
+        "A scheduled or paused job can be cancelled too; a finished job cannot (409)."
     ),
     responses={200: JobView, 404: ErrorBody, 409: ErrorBody},
 )
 def cancel_job(path: JobPath) -> Any:
     services = _services()
     control.cancel(services, path.id)
+    return _current_view(services, path.id)
+
+
+@blueprint.post(
+    "/<id>/pause",
+    summary="Pause a job",
+    description=(
+        "A scheduled, queued or sending job stops: batches being sent give their recipients back within a "
+        "second (messages in flight finish). Nothing is lost; resume goes on where it stopped. 409 otherwise."
+    ),
+    responses={200: JobView, 404: ErrorBody, 409: ErrorBody},
+)
+def pause_job(path: JobPath) -> Any:
+    services = _services()
+    control.pause(services, path.id)
+    return _current_view(services, path.id)
+
+
+@blueprint.post(
+    "/<id>/resume",
+    summary="Resume a paused job",
+    description=(
+        "A job paused before it started waits for its `send_at` again (or is queued); a job paused while "
+        "sending has its remaining recipients queued again. 409 when the job is not paused."
+    ),
+    responses={200: JobView, 404: ErrorBody, 409: ErrorBody},
+)
+def resume_job(path: JobPath) -> Any:
+    services = _services()
+    control.resume(services, path.id)
     return _current_view(services, path.id)
 
 
@@ -140,11 +206,17 @@ def _job_view(report: reports.JobReport) -> JobView:
         id=job.id,
         status=job.status,
         template=job.template,
+        template_version=job.template_version,
         subject=job.subject,
         total=job.total,
         counts=report.counts,
         current=report.current,
         progress=report.progress,
+        tags=job.tags or [],
+        metadata=job.meta,
+        send_at=job.send_at,
+        expires_at=job.expires_at,
+        callback_url=job.callback_url,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

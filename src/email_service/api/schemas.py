@@ -51,18 +51,101 @@ Recipient = Annotated[
 ]
 
 
-class SendEmailBody(BaseModel):
-    """The tutorial's request, unchanged: who, what, and which template."""
+class AttachmentBody(BaseModel):
+    """A file sent with every message of the job."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": TUTORIAL_EXAMPLE})
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(
+        description="File name shown to the recipient; no path, no control characters.", max_length=255
+    )
+    content: str = Field(description="The file, base64-encoded.")
+    content_type: str | None = Field(
+        None, description="MIME type; guessed from the file name when absent.", max_length=190
+    )
+
+
+FULL_EXAMPLE: JsonDict = {
+    "recipients": [
+        {"email": "will@example.com", "name": "Will", "variables": {"code": "W-1"}},
+        {"email": "eleven@example.com", "name": "Eleven", "variables": {"code": "011"}},
+    ],
+    "subject": "Your access code",
+    "content": "Run for your life",
+    "template": "welcome",
+    "variables": {"town": "Hawkins"},
+    "reply_to": "support@example.org",
+    "headers": {"X-Campaign": "spring"},
+    "tags": ["onboarding"],
+    "metadata": {"batch": 42},
+    "attachments": [{"filename": "map.txt", "content": "SGF3a2lucyBsYWI=", "content_type": "text/plain"}],
+    "send_at": "PT10M",
+    "expires_at": "2030-12-01T18:00:00Z",
+    "callback_url": "https://hooks.example.org/email-events",
+}
+
+
+class SendEmailBody(BaseModel):
+    """The tutorial's request (recipients, subject, content, template) and the options around it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        # Swagger UI shows `example` (the tutorial's request); `examples` adds one with every option.
+        json_schema_extra={"example": TUTORIAL_EXAMPLE, "examples": [TUTORIAL_EXAMPLE, FULL_EXAMPLE]},
+    )
 
     recipients: list[Recipient] = Field(
         description="Addresses (strings) or {email, name, variables} objects; duplicates are merged.",
         min_length=1,
     )
-    subject: str = Field(description="Subject line; no control characters.", max_length=998)
-    content: str = Field(description="Text given to the template as `content`.")
-    template: str = Field("default", description="Template name, matching ^[a-z0-9][a-z0-9_-]{0,63}$.", max_length=64)
+    subject: str = Field(
+        description="Subject line (a template may set its own); no control characters.", max_length=998
+    )
+    content: str = Field("", description="Text given to the template as `content`.")
+    template: str = Field(
+        "default",
+        description="Name of a stored template or a template file, matching ^[a-z0-9][a-z0-9_-]{0,63}$.",
+        max_length=64,
+    )
+    template_version: int | None = Field(
+        None, ge=1, description="A stored template's version; its current one when absent. The job records it."
+    )
+    variables: dict[str, Any] | None = Field(
+        None, description="Template variables of every recipient; a recipient's own variables win."
+    )
+    reply_to: str | None = Field(None, description="Reply-To address of every message.", max_length=320)
+    headers: dict[str, str] | None = Field(
+        None, description="Extra headers, `X-*` names only (at most 20); they replace a template's of the same name."
+    )
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
+        None, max_length=10, description="Labels stored with the job and returned with it and its events."
+    )
+    metadata: dict[str, Any] | None = Field(
+        None, description="Your own data (at most 4 KB as JSON), stored and returned with the job and its events."
+    )
+    attachments: list[AttachmentBody] = Field(
+        default_factory=list,
+        description="Files attached to every message; stored once per job. At most MAX_ATTACHMENTS files and "
+        "MAX_ATTACHMENT_BYTES bytes in all (decoded).",
+    )
+    send_at: str | None = Field(
+        None,
+        description="Start sending at this time (ISO 8601 with offset, e.g. `2030-12-01T09:00:00+01:00`) or after "
+        "this delay (ISO 8601 duration, e.g. `PT30M`). The job is `scheduled` until then.",
+        max_length=64,
+    )
+    expires_at: str | None = Field(
+        None,
+        description="Send nothing after this time (same forms as send_at; a duration counts from now): "
+        "recipients not sent by then end `expired`.",
+        max_length=64,
+    )
+    callback_url: str | None = Field(
+        None,
+        description="Where webhook events of this job are POSTed (job.completed, job.cancelled, recipient.failed), "
+        "signed with HMAC-SHA256; WEBHOOK_URL when absent.",
+        max_length=2000,
+    )
 
 
 class JobPath(BaseModel):
@@ -71,19 +154,25 @@ class JobPath(BaseModel):
 
 class JobAccepted(BaseModel):
     id: str = Field(description="Job id.")
-    status: str = Field(description="Job status: queued until a worker starts it.")
+    status: str = Field(description="`queued` until a worker starts it, or `scheduled` until its send_at.")
     total: int = Field(description="Recipients to send to, after merging duplicates.")
 
 
 class JobView(BaseModel):
     id: str
-    status: str = Field(description="queued, sending, completed or cancelled.")
+    status: str = Field(description="scheduled, queued, sending, paused, completed or cancelled.")
     template: str
+    template_version: int | None = Field(description="Version of the stored template used; null for a file.")
     subject: str
     total: int = Field(description="Recipients in the job.")
     counts: dict[str, int] = Field(description="Recipients per status; they add up to total.")
     current: int = Field(description="Recipients whose outcome is final (sent, failed, ...).")
     progress: float = Field(description="current / total, from 0 to 1.")
+    tags: list[str]
+    metadata: dict[str, Any] | None
+    send_at: datetime | None = Field(description="When a scheduled job starts.")
+    expires_at: datetime | None = Field(description="After this, nothing more is sent.")
+    callback_url: str | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -128,6 +217,8 @@ class ErrorDetail(BaseModel):
     field: str = Field(description="Where the problem is, e.g. `recipients[3]` or `subject`.")
     reason: str
     index: int | None = Field(None, description="Index in `recipients`, for a recipient's problem.")
+    line: int | None = Field(None, description="Template line of a template error.")
+    variable: str | None = Field(None, description="The undefined variable a template used.")
 
 
 class ErrorBody(BaseModel):

@@ -28,14 +28,18 @@ class RetryPolicy:
     ) -> datetime | None:
         """When to try again after ``attempts`` attempts; None when the lifetime is over.
 
-        The delay doubles at each attempt up to the cap; "equal jitter" (half fixed, half random)
-        keeps retries of a whole batch from arriving at the relay together. A throttled recipient
-        starts from the shorter throttle delay: the relay asked us to slow down, not to wait hours.
+        A throttled recipient starts from the shorter throttle delay: the relay asked us to slow
+        down, not to wait hours.
         """
         base = self.throttle_delay if error.is_throttle else self.first_delay
-        delay = min(self.max_delay, base * 2 ** max(0, attempts - 1))
-        delay = delay / 2 + rng.uniform(0, delay / 2)
-        retry_at = now + timedelta(seconds=delay)
+        retry_at = now + timedelta(seconds=backoff_delay(base, self.max_delay, attempts, rng))
         if retry_at > accepted_at + timedelta(seconds=self.lifetime):
             return None
         return retry_at
+
+
+def backoff_delay(base: float, cap: float, attempts: int, rng: random.Random) -> float:
+    """Seconds before attempt ``attempts + 1``: doubling from ``base`` up to ``cap``, with "equal
+    jitter" (half fixed, half random) so that retries of many items do not arrive together."""
+    delay = min(cap, base * 2.0 ** max(0, attempts - 1))
+    return delay / 2 + rng.uniform(0, delay / 2)

@@ -26,6 +26,8 @@ class TaskQueue(Protocol):
 
     def send_batch(self, job_id: str, first: int, last: int) -> None: ...
 
+    def deliver_events(self, job_id: str) -> None: ...
+
 
 @dataclass
 class Services:

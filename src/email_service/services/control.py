@@ -1,13 +1,16 @@
-"""Job control: cancel a job, or send again to the failed recipients of a finished one."""
+"""Job control: cancel, pause and resume a job, or send again to the failed recipients of a finished one."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from ..errors import Conflict
 from ..storage import repository
-from ..storage.models import utcnow
+from ..storage.models import JobStatus, utcnow
 from . import Services
+from .completion import finish_if_done
+from .dispatch import enqueue_batches
 from .reports import find_job
 
 log = logging.getLogger(__name__)
@@ -17,11 +20,42 @@ def cancel(services: Services, job_id: str) -> None:
     """Recipients not yet handed to a worker become cancelled; sends in flight finish."""
     with services.sessions.begin() as session:
         status = find_job(session, job_id).status
-        now = utcnow()
-        if not repository.cancel_job(session, job_id, now):
-            raise Conflict(f"job {job_id} is {status}: only a queued or sending job can be cancelled")
-        repository.complete_job_if_done(session, job_id, now)  # finished now if nothing was in flight
+        if not repository.cancel_job(session, job_id, utcnow()):
+            raise Conflict(f"job {job_id} is {status}: a finished job cannot be cancelled")
     log.info("job %s cancelled", job_id)
+    finish_if_done(services, job_id)  # finished now if nothing was in flight
+
+
+def pause(services: Services, job_id: str) -> None:
+    """Stop sending: running batches give their recipients back within a second; nothing is lost."""
+    with services.sessions.begin() as session:
+        status = find_job(session, job_id).status
+        if not repository.pause_job(session, job_id):
+            raise Conflict(f"job {job_id} is {status}: only a scheduled, queued or sending job can be paused")
+    log.info("job %s paused", job_id)
+
+
+def resume(services: Services, job_id: str) -> None:
+    """Go on where a paused job stopped: a job that had not started goes back to waiting for its
+    send_at or to the queue; a started one has its batches queued again."""
+    assert services.queue is not None
+    with services.sessions.begin() as session:
+        job = find_job(session, job_id, for_update=True)
+        if job.status != JobStatus.PAUSED:
+            raise Conflict(f"job {job_id} is {job.status}: only a paused job can be resumed")
+        now = utcnow()
+        if job.started_at is None:
+            job.status = JobStatus.SCHEDULED if job.send_at is not None and job.send_at > now else JobStatus.QUEUED
+        else:
+            job.status = JobStatus.SENDING
+            deadline = now + timedelta(seconds=services.settings.requeue_after)
+            repository.set_dispatch_deadline(session, job_id, deadline)
+        status, total = job.status, job.total
+    if status == JobStatus.QUEUED:
+        services.queue.start_job(job_id)
+    elif status == JobStatus.SENDING:
+        enqueue_batches(services, job_id, total)
+    log.info("job %s resumed (%s)", job_id, status)
 
 
 def retry_failed(services: Services, job_id: str) -> int:

@@ -17,15 +17,16 @@ from typing import Any
 from ..composer import JobContent, compose
 from ..delivery.transport import Connection
 from ..errors import DeliveryError, RelayUnavailable, TemplateError
-from ..messages import MessageBuilder
+from ..messages import AttachmentFile, MessageBuilder
 from ..storage import repository
-from ..storage.models import JobStatus, Recipient, utcnow
+from ..storage.models import Job, JobStatus, Recipient, RecipientStatus, utcnow
 from ..storage.outcomes import OutcomeWriter
-from . import Services
+from . import Services, templates
+from .completion import finish_if_done
 
 log = logging.getLogger(__name__)
 
-CANCEL_CHECK_SECONDS = 1.0
+STATUS_CHECK_SECONDS = 1.0
 # A recipient claimed this often without an outcome (each claim killed its worker, say) fails:
 # no single recipient may stall its batch for ever.
 MAX_ATTEMPTS = 100
@@ -44,41 +45,64 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
         if job is None:
             log.warning("batch [%d, %d) of unknown job %s dropped", first, last, job_id)
             return
-        if job.status == JobStatus.SENDING:
+        claimed: list[Recipient] = []
+        if job.expires_at is not None and job.expires_at <= now:
+            repository.end_leftovers(
+                session,
+                job_id,
+                RecipientStatus.EXPIRED,
+                now,
+                reason=repository.expiry_reason(job.expires_at),
+                positions=(first, last),
+            )
+        elif job.status == JobStatus.SENDING:
             lease_until = now + timedelta(seconds=settings.lease_seconds)
             claimed = repository.claim_batch(session, job_id, first, last, now=now, lease_until=lease_until)
-        else:  # cancelled, or already finished: a late or repeated task
-            claimed = []
-            if job.status == JobStatus.CANCELLED:
-                repository.cancel_leftovers(session, job_id, now, positions=(first, last))
-        content = JobContent(
-            job_id=job.id, template=job.template, sender=job.sender, subject=job.subject, content=job.content
-        )
+        elif job.status == JobStatus.CANCELLED:  # a late or repeated task
+            repository.end_leftovers(session, job_id, RecipientStatus.CANCELLED, now, positions=(first, last))
+        # Otherwise (paused, finished) nothing is claimed: a paused job's rows wait for its resume.
+        attachments = repository.job_attachments(session, job_id) if claimed else ()
         accepted_at = job.started_at or job.created_at  # a retried job's lifetime starts again
+        has_webhook = job.callback_url is not None
+    failures = 0
     if claimed:
-        _BatchRun(services, content, accepted_at, claimed).run()
-    with services.sessions.begin() as session:
-        final_status = repository.complete_job_if_done(session, job_id, utcnow())
-    if final_status:
-        log.info("job %s %s", job_id, final_status)
+        run = _BatchRun(services, job, attachments, accepted_at, claimed)
+        run.run()
+        failures = run.failures
+    finish_if_done(services, job_id)
+    if failures and has_webhook and services.queue is not None:
+        services.queue.deliver_events(job_id)
 
 
 class _BatchRun:
     """One batch being sent over one relay connection; outcomes go through one autocommit connection."""
 
     def __init__(
-        self, services: Services, content: JobContent, accepted_at: datetime, claimed: list[Recipient]
+        self,
+        services: Services,
+        job: Job,
+        attachments: tuple[AttachmentFile, ...],
+        accepted_at: datetime,
+        claimed: list[Recipient],
     ) -> None:
         self.services = services
-        self.job_id = content.job_id
-        self.content = content
+        self.job_id = job.id
+        self.expires_at = job.expires_at
+        self.content: JobContent | None = None
+        try:
+            self.content = templates.job_content(services, job, attachments)
+        except TemplateError as exc:  # the template is gone: nobody of the batch can be sent to
+            self.template_error: TemplateError | None = exc
+        else:
+            self.template_error = None
         self.accepted_at = accepted_at
         self.claimed = claimed
+        self.failures = 0
         settings = services.settings
         # Stop early enough that the last message in flight ends before the lease does (config.py
         # checks the lease leaves room for it).
         self.deadline = time.monotonic() + settings.lease_seconds - settings.longest_send
-        self.next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+        self.next_status_check = time.monotonic() + STATUS_CHECK_SECONDS
         self.builder = MessageBuilder()
         self.outcomes = OutcomeWriter(services.engine)
 
@@ -86,11 +110,16 @@ class _BatchRun:
         connection = self.services.transport.connect()
         try:
             for index, recipient in enumerate(self.claimed):
-                if self._cancelled():
-                    self._give_back(repository.cancel_claimed, self.claimed[index:], utcnow())
+                now = utcnow()
+                status = self._job_status_change()
+                if status == JobStatus.CANCELLED:
+                    self._give_back(repository.end_claimed, self.claimed[index:], RecipientStatus.CANCELLED, now)
                     return
-                if self.services.stopping.is_set() or time.monotonic() > self.deadline:
-                    now = utcnow()
+                if self.expires_at is not None and now >= self.expires_at:
+                    reason = repository.expiry_reason(self.expires_at)
+                    self._give_back(repository.end_claimed, self.claimed[index:], RecipientStatus.EXPIRED, now, reason)
+                    return
+                if status == JobStatus.PAUSED or self.services.stopping.is_set() or time.monotonic() > self.deadline:
                     self._give_back(repository.release, self.claimed[index:], wake_at=now, now=now)
                     return
                 if recipient.attempts > MAX_ATTEMPTS:
@@ -111,6 +140,9 @@ class _BatchRun:
 
     def _send(self, connection: Connection, recipient: Recipient) -> None:
         try:
+            if self.template_error is not None:
+                raise self.template_error
+            assert self.content is not None
             envelope = compose(
                 self.services.renderer,
                 self.content,
@@ -181,6 +213,7 @@ class _BatchRun:
         log.info("job %s recipient %d deferred until %s: %s", self.job_id, recipient.id, retry_at.isoformat(), error)
 
     def _fail(self, recipient: Recipient, code: int | None, reason: str) -> None:
+        self.failures += 1
         self._written(self.outcomes.failed(recipient, code=code, reason=reason, now=utcnow()), recipient)
         log.warning("job %s recipient %d failed: %s", self.job_id, recipient.id, reason)
 
@@ -197,9 +230,11 @@ class _BatchRun:
                 recipient.id,
             )
 
-    def _cancelled(self) -> bool:
-        if time.monotonic() < self.next_cancel_check:
-            return False
-        self.next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+    def _job_status_change(self) -> str | None:
+        """The job's status when it was cancelled or paused meanwhile (asked once a second at most)."""
+        if time.monotonic() < self.next_status_check:
+            return None
+        self.next_status_check = time.monotonic() + STATUS_CHECK_SECONDS
         with self.services.readers() as session:
-            return repository.job_status(session, self.job_id) == JobStatus.CANCELLED
+            status = repository.job_status(session, self.job_id)
+        return status if status in (JobStatus.CANCELLED, JobStatus.PAUSED) else None

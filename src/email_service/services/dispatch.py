@@ -31,7 +31,13 @@ def start_job(services: Services, job_id: str) -> None:
             log.info("job %s already %s; not started again", job_id, job.status)
             return
         total = job.total
+    log.info("job %s started: %d batches", job_id, enqueue_batches(services, job_id, total))
+
+
+def enqueue_batches(services: Services, job_id: str, total: int) -> int:
+    """Queue a task for every batch of the job (a batch with nothing due claims nothing); how many."""
+    assert services.queue is not None
     ranges = batch_ranges(total, services.settings.batch_size)
     for first, last in ranges:
         services.queue.send_batch(job_id, first, last)
-    log.info("job %s started: %d batches", job_id, len(ranges))
+    return len(ranges)

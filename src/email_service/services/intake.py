@@ -6,18 +6,22 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from ..addresses import InvalidAddress, dedup_key, normalize_address
 from ..composer import JobContent, compose
 from ..errors import TemplateError, ValidationFailed
 from ..header_values import describe_control_character
-from ..rendering import TEMPLATE_NAME, is_valid_template_name
+from ..messages import AttachmentFile
+from ..rendering import TemplateSource
 from ..storage import repository
-from ..storage.models import Job, JobStatus, RecipientStatus, utcnow
+from ..storage.models import Attachment, Job, JobStatus, RecipientStatus, utcnow
 from ..storage.repository import NewRecipient
-from . import Services
+from . import Services, job_options, templates
+from .idempotency import Claim
+from .job_options import AttachmentIn, Problems
 
 log = logging.getLogger(__name__)
 
@@ -31,32 +35,118 @@ class RecipientRequest(Protocol):
 
 
 @dataclass(frozen=True)
+class JobRequest:
+    """A bulk send as the caller asked for it (the API's body, already of the right types)."""
+
+    recipients: Sequence[str | RecipientRequest]
+    subject: str
+    content: str = ""
+    template: str = "default"
+    template_version: int | None = None
+    variables: dict[str, Any] | None = None
+    reply_to: str | None = None
+    headers: dict[str, str] | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    attachments: Sequence[AttachmentIn] = field(default_factory=tuple)
+    send_at: str | None = None
+    expires_at: str | None = None
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
 class AcceptedJob:
     id: str
     status: str
     total: int
 
+    def response(self) -> dict[str, Any]:
+        """The body of the 202 answer (also replayed for a repeated Idempotency-Key)."""
+        return {"id": self.id, "status": self.status, "total": self.total}
 
-def accept_job(
-    services: Services, *, recipients: Sequence[str | RecipientRequest], subject: str, content: str, template: str
-) -> AcceptedJob:
+
+def accept_job(services: Services, request: JobRequest, *, idempotency: Claim | None = None) -> AcceptedJob:
     """Validate a bulk send and store it; ValidationFailed lists every problem and stores nothing."""
     settings = services.settings
-    problems: list[dict[str, Any]] = []
-    if not is_valid_template_name(template):
-        problems.append(_problem("template", f"must match {TEMPLATE_NAME.pattern}"))
-    elif not services.renderer.exists(template):
-        problems.append(_problem("template", f"unknown template {template!r}"))
-    reason = describe_control_character(subject)
-    if reason:
-        problems.append(_problem("subject", reason))
-    if not recipients:
-        problems.append(_problem("recipients", "at least one recipient is required"))
-    elif len(recipients) > settings.max_recipients:
-        problems.append(_problem("recipients", f"at most {settings.max_recipients} recipients per job"))
-        raise ValidationFailed("the job is too large", problems)
+    now = utcnow()
+    problems = Problems()
+    source: TemplateSource | None = None
+    try:
+        source = templates.resolve(services, request.template, request.template_version)
+    except TemplateError as exc:
+        problems.add("template", str(exc))
+    if reason := describe_control_character(request.subject):
+        problems.add("subject", reason)
+    reply_to = _address_option(request.reply_to, "reply_to", problems)
+    job_options.check_extra_headers(request.headers, problems)
+    job_options.check_metadata(request.metadata, problems)
+    attachments = job_options.decode_attachments(
+        list(request.attachments),
+        max_count=settings.max_attachments,
+        max_bytes=settings.max_attachment_bytes,
+        problems=problems,
+    )
+    send_at, expires_at = _schedule(services, request, now, problems)
+    callback_url = request.callback_url or settings.webhook_url or None
+    if request.callback_url:
+        job_options.check_callback_url(
+            request.callback_url, signing_key=settings.webhook_secret.get_secret_value(), problems=problems
+        )
+    if not request.recipients:
+        problems.add("recipients", "at least one recipient is required")
+    elif len(request.recipients) > settings.max_recipients:
+        problems.add("recipients", f"at most {settings.max_recipients} recipients per job")
+        raise ValidationFailed("the job is too large", problems.items)
 
-    job_id = str(uuid.uuid4())
+    job = Job(
+        id=str(uuid.uuid4()),
+        status=JobStatus.SCHEDULED if send_at is not None and send_at > now else JobStatus.QUEUED,
+        subject=request.subject,
+        content=request.content,
+        template=request.template,
+        template_version=source.version if source is not None else None,
+        sender=settings.mail_default_sender,
+        total=0,
+        variables=request.variables,
+        reply_to=reply_to,
+        headers=request.headers or None,
+        tags=request.tags or None,
+        meta=request.metadata,
+        callback_url=callback_url,
+        send_at=send_at,
+        expires_at=expires_at,
+        created_at=now,
+    )
+    content = templates.job_content(services, job, attachments) if source is not None and not problems else None
+    rows = _recipient_rows(services, job.id, request.recipients, content, problems)
+    if problems:
+        raise ValidationFailed(f"{len(problems.items)} problem(s) in the request; nothing was queued", problems.items)
+    job.total = len(rows)
+    accepted = AcceptedJob(id=job.id, status=job.status, total=job.total)
+    with services.sessions.begin() as session:
+        repository.insert_job(session, job, rows)
+        session.add_all(_attachment_rows(job.id, attachments))
+        if idempotency is not None:
+            idempotency.complete(session, job.id, accepted.response())
+    log.info(
+        "job %s accepted: %d recipients (%d duplicates merged), %s",
+        job.id,
+        len(rows),
+        len(request.recipients) - len(rows),
+        job.status,
+    )
+    return accepted
+
+
+def _recipient_rows(
+    services: Services,
+    job_id: str,
+    recipients: Sequence[str | RecipientRequest],
+    content: JobContent | None,
+    problems: Problems,
+) -> list[NewRecipient]:
+    """The recipients to store, normalized and deduplicated; the first one's message is built now,
+    so a template or option that cannot make a message is refused at intake."""
     rows: list[NewRecipient] = []
     seen: set[str] = set()
     for index, recipient in enumerate(recipients):
@@ -68,63 +158,60 @@ def accept_job(
         try:
             address = normalize_address(email)
         except InvalidAddress as exc:
-            problems.append(_problem(f"recipients[{index}]", str(exc), index=index))
+            problems.add(f"recipients[{index}]", str(exc), index=index)
             continue
         if name is not None and (reason := describe_control_character(name)):
-            problems.append(_problem(f"recipients[{index}].name", reason, index=index))
+            problems.add(f"recipients[{index}].name", reason, index=index)
             continue
         key = dedup_key(address)
         if key in seen:
             continue
         seen.add(key)
-        if not rows and not problems:
-            problems += _preview_problems(services, job_id, address, name, variables, subject, content, template)
+        if not rows and content is not None:
+            try:
+                compose(
+                    services.renderer,
+                    content,
+                    address=address,
+                    name=name,
+                    variables=variables,
+                    position=0,
+                    date=utcnow(),
+                )
+            except TemplateError as exc:
+                problems.items.append(exc.detail())
         encoded = json.dumps(variables) if variables is not None else None
         rows.append((job_id, len(rows), address, name, encoded, RecipientStatus.PENDING.value, 0))
-    if problems:
-        raise ValidationFailed(f"{len(problems)} problem(s) in the request; nothing was queued", problems)
-
-    job = Job(
-        id=job_id,
-        status=JobStatus.QUEUED,
-        subject=subject,
-        content=content,
-        template=template,
-        sender=settings.mail_default_sender,
-        total=len(rows),
-        created_at=utcnow(),
-    )
-    with services.sessions.begin() as session:
-        repository.insert_job(session, job, rows)
-    log.info("job %s accepted: %d recipients (%d duplicates merged)", job_id, len(rows), len(recipients) - len(rows))
-    return AcceptedJob(id=job_id, status=job.status, total=job.total)
+    return rows
 
 
-def _preview_problems(
-    services: Services,
-    job_id: str,
-    address: str,
-    name: str | None,
-    variables: dict[str, Any] | None,
-    subject: str,
-    content: str,
-    template: str,
-) -> list[dict[str, Any]]:
-    """Compose the first recipient's message, so a broken template is refused at intake."""
-    if not services.renderer.exists(template):
-        return []  # already reported
-    job = JobContent(
-        job_id=job_id, template=template, sender=services.settings.mail_default_sender, subject=subject, content=content
-    )
+def _schedule(
+    services: Services, request: JobRequest, now: datetime, problems: Problems
+) -> tuple[datetime | None, datetime | None]:
+    horizon = services.settings.max_schedule_days
+    send_at = expires_at = None
+    if request.send_at is not None:
+        send_at = job_options.parse_when(request.send_at, "send_at", now=now, horizon_days=horizon, problems=problems)
+    if request.expires_at is not None:
+        expires_at = job_options.parse_when(
+            request.expires_at, "expires_at", now=now, horizon_days=horizon, problems=problems
+        )
+    job_options.check_schedule(send_at, expires_at, now=now, problems=problems)
+    return send_at, expires_at
+
+
+def _address_option(value: str | None, name: str, problems: Problems) -> str | None:
+    if value is None:
+        return None
     try:
-        compose(services.renderer, job, address=address, name=name, variables=variables, position=0, date=utcnow())
-    except TemplateError as exc:
-        return [_problem("template", str(exc))]
-    return []
+        return normalize_address(value)
+    except InvalidAddress as exc:
+        problems.add(name, str(exc))
+        return None
 
 
-def _problem(field: str, reason: str, *, index: int | None = None) -> dict[str, Any]:
-    problem: dict[str, Any] = {"field": field, "reason": reason}
-    if index is not None:
-        problem["index"] = index
-    return problem
+def _attachment_rows(job_id: str, attachments: Sequence[AttachmentFile]) -> list[Attachment]:
+    return [
+        Attachment(job_id=job_id, position=i, filename=a.filename, content_type=a.content_type, data=a.data)
+        for i, a in enumerate(attachments)
+    ]

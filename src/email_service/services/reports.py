@@ -34,8 +34,8 @@ class RecipientReport:
     message_id: str
 
 
-def find_job(session: Session, job_id: str) -> Job:
-    job = repository.get_job(session, job_id)
+def find_job(session: Session, job_id: str, *, for_update: bool = False) -> Job:
+    job = session.get(Job, job_id, with_for_update=for_update)
     if job is None:
         raise NotFound(f"no job {job_id!r}", [{"field": "id", "reason": "unknown job id"}])
     return job

@@ -1,11 +1,13 @@
-"""The scheduler's sweep: put back in the queue whatever the broker lost or the workers dropped.
+"""The scheduler's sweep: start what is due and put back in the queue whatever the broker lost or the
+workers dropped.
 
-The database says what is left to send; the broker only carries pointers to it. A sweep queues
-again the start of jobs still queued long after they were accepted, the batches holding deferred
+The database says what is left to send; the broker only carries pointers to it. A sweep starts the
+scheduled jobs whose send_at has come; ends what expired jobs still had waiting; queues again the
+start of jobs still queued long after they should have started, the batches holding deferred
 recipients whose retry time has come, pending ones whose task vanished and sending ones whose
-worker died; it cancels what a cancelled job still had waiting; and it finishes jobs with
-nothing left to send. Tasks are idempotent, so queuing
-one twice costs a no-op, never a second message.
+worker died; cancels what a cancelled job still had waiting; finishes jobs with nothing left to
+send; queues the delivery of webhook events that are due; and forgets old idempotency keys. Tasks
+are idempotent, so queuing one twice costs a no-op, never a second message.
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ..storage import repository
-from ..storage.models import JobStatus, utcnow
-from . import Services
+from ..storage import outbox, repository
+from ..storage.models import JobStatus, RecipientStatus, utcnow
+from . import Services, idempotency
+from .completion import finish_if_done
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SweepReport:
+    jobs_started: int
     jobs_restarted: int
     batches_queued: int
     jobs_finished: int
+    jobs_with_events: int
 
 
 def sweep(services: Services) -> SweepReport:
@@ -34,25 +39,33 @@ def sweep(services: Services) -> SweepReport:
     now = utcnow()
     requeue_after = timedelta(seconds=settings.requeue_after)
     with services.sessions.begin() as session:
+        due = repository.queue_due_scheduled_jobs(session, now)
+        for job_id, expires_at in repository.expired_jobs(session, now):
+            repository.expire_job(session, job_id, expires_at, now)
         stalled = repository.stalled_queued_jobs(session, now - requeue_after)
         batches = repository.take_due_batches(
             session, now=now, batch_size=settings.batch_size, dispatch_deadline=now + requeue_after
         )
         unfinished = repository.unfinished_jobs(session)
-    for job_id in stalled:
+        with_events = outbox.jobs_with_events_due(session, now)
+        idempotency.forget_expired(session, settings.idempotency_hours)
+    for job_id in due + stalled:
         services.queue.start_job(job_id)
     for job_id, first, last in batches:
         services.queue.send_batch(job_id, first, last)
     finished = 0
     for job_id, status in unfinished:
-        with services.sessions.begin() as session:
-            if status == JobStatus.CANCELLED:  # rows deferred or abandoned after the cancel
-                repository.cancel_leftovers(session, job_id, utcnow())
-            final_status = repository.complete_job_if_done(session, job_id, utcnow())
-        if final_status:
+        if status == JobStatus.CANCELLED:  # rows deferred or abandoned after the cancel
+            with services.sessions.begin() as session:
+                repository.end_leftovers(session, job_id, RecipientStatus.CANCELLED, utcnow())
+        if finish_if_done(services, job_id):
             finished += 1
-            log.info("job %s %s", job_id, final_status)
-    report = SweepReport(len(stalled), len(batches), finished)
-    if stalled or batches or finished:
-        log.info("sweep: %d job(s) restarted, %d batch(es) queued, %d job(s) finished", *vars(report).values())
+    for job_id in with_events:
+        services.queue.deliver_events(job_id)
+    report = SweepReport(len(due), len(stalled), len(batches), finished, len(with_events))
+    if any(vars(report).values()):
+        log.info(
+            "sweep: %d job(s) started, %d restarted, %d batch(es) queued, %d job(s) finished, %d with events due",
+            *vars(report).values(),
+        )
     return report

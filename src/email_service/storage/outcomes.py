@@ -22,9 +22,11 @@ _SENT = (
     f"UPDATE recipients SET status = '{RecipientStatus.SENT}', sent_at = {{p}}, lease_until = NULL, "
     "next_attempt_at = NULL, last_error_code = NULL, last_error = NULL, updated_at = {p} " + _OWNED
 )
+# A failure of a job with a webhook is flagged for its recipient.failed event (see storage.outbox).
 _FAILED = (
     f"UPDATE recipients SET status = '{RecipientStatus.FAILED}', last_error_code = {{p}}, last_error = {{p}}, "
-    "lease_until = NULL, next_attempt_at = NULL, updated_at = {p} " + _OWNED
+    "lease_until = NULL, next_attempt_at = NULL, updated_at = {p}, "
+    "failure_unreported = (SELECT jobs.callback_url IS NOT NULL FROM jobs WHERE jobs.id = recipients.job_id) " + _OWNED
 )
 _DEFERRED = (
     f"UPDATE recipients SET status = '{RecipientStatus.DEFERRED}', last_error_code = {{p}}, last_error = {{p}}, "

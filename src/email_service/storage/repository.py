@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from .models import Job, JobStatus, Recipient, RecipientStatus
+from ..messages import AttachmentFile
+from .models import UNFINISHED_JOB_STATUSES, Attachment, Job, JobStatus, Recipient, RecipientStatus
 
 # A new recipient row, in this column order: the intake writes 100,000 of them at a time.
 NEW_RECIPIENT_COLUMNS = ("job_id", "position", "address", "name", "variables", "status", "attempts")
@@ -43,6 +44,15 @@ def insert_job(session: Session, job: Job, recipients: Sequence[NewRecipient]) -
 
 def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
+
+
+def job_attachments(session: Session, job_id: str) -> tuple[AttachmentFile, ...]:
+    rows = session.execute(
+        select(Attachment.filename, Attachment.content_type, Attachment.data)
+        .where(Attachment.job_id == job_id)
+        .order_by(Attachment.position)
+    )
+    return tuple(AttachmentFile(filename, content_type, data) for filename, content_type, data in rows)
 
 
 def list_jobs(session: Session, *, limit: int, before: Job | None = None) -> list[Job]:
@@ -96,12 +106,17 @@ def mark_job_sending(session: Session, job_id: str, now: datetime, dispatch_dead
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
+    set_dispatch_deadline(session, job_id, dispatch_deadline)
+    return True
+
+
+def set_dispatch_deadline(session: Session, job_id: str, deadline: datetime) -> None:
+    """The job's pending rows are about to be queued: past ``deadline`` the sweep queues them again."""
     session.execute(
         update(Recipient)
         .where(Recipient.job_id == job_id, Recipient.status == RecipientStatus.PENDING)
-        .values(lease_until=dispatch_deadline)
+        .values(lease_until=deadline)
     )
-    return True
 
 
 def claim_batch(
@@ -153,14 +168,15 @@ def release(session: Session, claimed: Sequence[Recipient], *, wake_at: datetime
         )
 
 
-def cancel_claimed(session: Session, claimed: Sequence[Recipient], now: datetime) -> None:
-    """Claimed rows of a job cancelled meanwhile: never sent."""
+def end_claimed(
+    session: Session, claimed: Sequence[Recipient], status: RecipientStatus, now: datetime, reason: str | None = None
+) -> None:
+    """Claimed rows that will never be sent: their job was cancelled (or expired) meanwhile."""
     if claimed:
-        session.execute(
-            update(Recipient)
-            .where(_still_claimed(claimed))
-            .values(status=RecipientStatus.CANCELLED, lease_until=None, updated_at=now)
-        )
+        values: dict[str, Any] = {"status": status, "lease_until": None, "updated_at": now}
+        if reason is not None:
+            values["last_error"] = reason
+        session.execute(update(Recipient).where(_still_claimed(claimed)).values(**values))
 
 
 def _still_claimed(claimed: Sequence[Recipient]) -> Any:
@@ -172,8 +188,17 @@ def _still_claimed(claimed: Sequence[Recipient]) -> Any:
     )
 
 
-def cancel_leftovers(session: Session, job_id: str, now: datetime, positions: tuple[int, int] | None = None) -> None:
-    """For a cancelled job: rows waiting (pending, deferred) or abandoned by a dead worker become cancelled."""
+def end_leftovers(
+    session: Session,
+    job_id: str,
+    status: RecipientStatus,
+    now: datetime,
+    *,
+    reason: str | None = None,
+    positions: tuple[int, int] | None = None,
+) -> None:
+    """For a cancelled or expired job: rows waiting (pending, deferred) or abandoned by a dead worker
+    end in ``status`` (cancelled or expired); rows in flight finish first."""
     waiting = or_(
         Recipient.status.in_([RecipientStatus.PENDING, RecipientStatus.DEFERRED]),
         and_(Recipient.status == RecipientStatus.SENDING, Recipient.lease_until < now),
@@ -181,7 +206,10 @@ def cancel_leftovers(session: Session, job_id: str, now: datetime, positions: tu
     query = update(Recipient).where(Recipient.job_id == job_id, waiting)
     if positions is not None:
         query = query.where(Recipient.position >= positions[0], Recipient.position < positions[1])
-    session.execute(query.values(status=RecipientStatus.CANCELLED, lease_until=None, updated_at=now))
+    values: dict[str, Any] = {"status": status, "lease_until": None, "updated_at": now}
+    if reason is not None:
+        values["last_error"] = reason
+    session.execute(query.values(**values))
 
 
 def job_status(session: Session, job_id: str) -> str | None:
@@ -191,14 +219,40 @@ def job_status(session: Session, job_id: str) -> str | None:
 def cancel_job(session: Session, job_id: str, now: datetime) -> bool:
     """Cancel a job that is not finished: rows not yet handed to a worker become cancelled."""
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_([JobStatus.QUEUED, JobStatus.SENDING]))
-        .values(status=JobStatus.CANCELLED)
+        update(Job).where(Job.id == job_id, Job.status.in_(UNFINISHED_JOB_STATUSES)).values(status=JobStatus.CANCELLED)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
-    cancel_leftovers(session, job_id, now)
+    end_leftovers(session, job_id, RecipientStatus.CANCELLED, now)
     return True
+
+
+def pause_job(session: Session, job_id: str) -> bool:
+    """Pause a job that has not finished; its running batches give their rows back within a second."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.SENDING]))
+        .values(status=JobStatus.PAUSED)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def expiry_reason(expires_at: datetime) -> str:
+    return f"not sent: the job expired at {expires_at.isoformat()}"
+
+
+def expire_job(session: Session, job_id: str, expires_at: datetime, now: datetime) -> None:
+    """Past its expires_at, nothing of a job is sent any more: what waits ends expired.
+
+    A job that had not started (or was paused) becomes sending, so that it completes like any other
+    once the messages still in flight, if any, have ended.
+    """
+    end_leftovers(session, job_id, RecipientStatus.EXPIRED, now, reason=expiry_reason(expires_at))
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.PAUSED]))
+        .values(status=JobStatus.SENDING)
+    )
 
 
 def retry_failed(session: Session, job_id: str, now: datetime) -> int:
@@ -209,7 +263,14 @@ def retry_failed(session: Session, job_id: str, now: datetime) -> int:
     result = session.execute(
         update(Recipient)
         .where(Recipient.job_id == job_id, Recipient.status == RecipientStatus.FAILED)
-        .values(status=RecipientStatus.PENDING, attempts=0, lease_until=None, next_attempt_at=None, updated_at=now)
+        .values(
+            status=RecipientStatus.PENDING,
+            attempts=0,
+            lease_until=None,
+            next_attempt_at=None,
+            failure_unreported=False,
+            updated_at=now,
+        )
     )
     count = int(result.rowcount)  # type: ignore[attr-defined]
     if count:
@@ -247,9 +308,34 @@ def complete_job_if_done(session: Session, job_id: str, now: datetime) -> str | 
 # ---- the scheduler's sweep
 
 
-def stalled_queued_jobs(session: Session, created_before: datetime) -> list[str]:
-    """Jobs still queued long after they were accepted: their start task was lost."""
-    return list(session.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED, Job.created_at < created_before)))
+def stalled_queued_jobs(session: Session, queued_before: datetime) -> list[str]:
+    """Jobs still queued long after they were accepted (or their send_at came): their start task was lost."""
+    return list(
+        session.scalars(
+            select(Job.id).where(
+                Job.status == JobStatus.QUEUED, func.coalesce(Job.send_at, Job.created_at) < queued_before
+            )
+        )
+    )
+
+
+def queue_due_scheduled_jobs(session: Session, now: datetime) -> list[str]:
+    """Scheduled jobs whose send_at has come become queued; the caller queues their start."""
+    result = session.execute(
+        update(Job)
+        .where(Job.status == JobStatus.SCHEDULED, Job.send_at <= now)
+        .values(status=JobStatus.QUEUED)
+        .returning(Job.id)
+    )
+    return list(result.scalars())
+
+
+def expired_jobs(session: Session, now: datetime) -> list[tuple[str, datetime]]:
+    """(id, expires_at) of the unfinished jobs whose expires_at has passed."""
+    jobs = session.scalars(
+        select(Job).where(Job.status.in_(UNFINISHED_JOB_STATUSES), Job.expires_at.is_not(None), Job.expires_at <= now)
+    )
+    return [(job.id, job.expires_at) for job in jobs if job.expires_at is not None]
 
 
 def unfinished_jobs(session: Session) -> list[tuple[str, str]]:

@@ -31,9 +31,7 @@ def upgrade() -> None:
     op.create_index("ix_jobs_status", "jobs", ["status"])
 
     with op.batch_alter_table("recipients") as recipients:
-        recipients.add_column(
-            sa.Column("failure_unreported", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+        recipients.add_column(sa.Column("failure_unreported", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.create_index(
         "ix_recipients_failure_unreported",
         "recipients",

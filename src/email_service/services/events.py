@@ -1,0 +1,87 @@
+"""Delivering a job's webhook events from the outbox: in order, signed, retried with backoff.
+
+Delivery is at least once: a worker dying after the receiver answered but before the outcome was
+written sends the event again, with the same X-Email-Service-Delivery id for the receiver to
+recognize it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+
+from ..delivery.retry import backoff_delay
+from ..storage import outbox
+from ..storage.models import WebhookEvent, utcnow
+from ..webhooks.sender import make_client, post_event
+from . import Services
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY_DELAY = 30.0
+LONGEST_RETRY_DELAY = 3600.0
+# Time to deliver one event before another delivery may take it over.
+CLAIM_MARGIN = 30.0
+
+
+def event_body(event: WebhookEvent) -> bytes:
+    """The JSON POSTed for an event: the same bytes on every attempt."""
+    document = {
+        "id": str(event.id),
+        "type": event.type,
+        "created_at": event.created_at.isoformat(),
+        "data": event.payload,
+    }
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def deliver_events(services: Services, job_id: str) -> int:
+    """Report the job's new failures, then deliver its due events oldest first; how many were delivered.
+
+    Stops at the first event the receiver does not take (it is retried later, and the events after
+    it wait for it), unless that event has run out of retries.
+    """
+    settings = services.settings
+    secret = settings.webhook_secret.get_secret_value()
+    with services.sessions.begin() as session:
+        job = outbox.job_with_webhook(session, job_id)
+        if job is not None:
+            outbox.pack_failures(session, job, utcnow())
+    if job is None:
+        return 0
+    delivered = 0
+    with make_client(settings.webhook_timeout) as client:
+        while True:
+            now = utcnow()
+            lease_until = now + timedelta(seconds=settings.webhook_timeout + CLAIM_MARGIN)
+            with services.sessions.begin() as session:
+                event = outbox.claim_next(session, job_id, now, lease_until)
+            if event is None:
+                return delivered
+            attempt = post_event(
+                client,
+                event.url,
+                event_body(event),
+                secret=secret,
+                event_type=event.type,
+                delivery_id=str(event.id),
+                now=int(time.time()),
+            )
+            with services.sessions.begin() as session:
+                if attempt.delivered:
+                    outbox.mark_delivered(session, event.id, utcnow())
+                    delivered += 1
+                    continue
+                error = attempt.error or "not delivered"
+                delay = backoff_delay(FIRST_RETRY_DELAY, LONGEST_RETRY_DELAY, event.attempts, services.rng)
+                retry_at = utcnow() + timedelta(seconds=delay)
+                if retry_at > event.created_at + timedelta(seconds=settings.webhook_retry_lifetime):
+                    outbox.mark_abandoned(session, event.id, error)
+                    log.warning("job %s webhook event %d (%s) given up: %s", job_id, event.id, event.type, error)
+                    continue
+                outbox.mark_retry(session, event.id, error, retry_at)
+            log.info("job %s webhook event %d (%s) not delivered, retry at %s: %s", job_id, event.id, event.type,
+                     retry_at.isoformat(), error)  # fmt: skip
+            return delivered

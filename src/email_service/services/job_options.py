@@ -1,0 +1,136 @@
+"""Checks of a job's options (schedule, headers, attachments, callback): each turns a caller's value
+into what is stored, or adds a problem naming the field."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import mimetypes
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from pydantic import TypeAdapter, ValidationError
+
+from ..header_values import describe_control_character
+from ..messages import AttachmentFile
+
+EXTRA_HEADER_NAME = re.compile(r"X-[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+MAX_EXTRA_HEADERS = 20
+MAX_METADATA_BYTES = 4096
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+_DURATION = TypeAdapter(timedelta)
+
+
+@dataclass
+class Problems:
+    """Every problem found in a request, reported together."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, field: str, reason: str, *, index: int | None = None) -> None:
+        problem: dict[str, Any] = {"field": field, "reason": reason}
+        if index is not None:
+            problem["index"] = index
+        self.items.append(problem)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+class AttachmentIn(Protocol):
+    filename: str
+    content: str  # base64
+    content_type: str | None
+
+
+def parse_when(value: str, name: str, *, now: datetime, horizon_days: int, problems: Problems) -> datetime | None:
+    """An ISO 8601 time with its offset ("2026-12-01T09:00:00+01:00") or a duration from now ("PT30M")."""
+    text = value.strip()
+    if text[:1] in ("P", "p"):
+        try:
+            when = now + _DURATION.validate_python(text.upper())
+        except ValidationError:
+            problems.add(name, "not an ISO 8601 duration such as PT30M or P1DT2H")
+            return None
+    else:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            problems.add(name, "an ISO 8601 time (2026-12-01T09:00:00+01:00) or duration (PT30M)")
+            return None
+        if when.tzinfo is None:
+            problems.add(name, "the time needs its UTC offset, e.g. 2026-12-01T09:00:00Z")
+            return None
+    if when > now + timedelta(days=horizon_days):
+        problems.add(name, f"at most {horizon_days} days ahead")
+        return None
+    return when
+
+
+def check_schedule(send_at: datetime | None, expires_at: datetime | None, *, now: datetime, problems: Problems) -> None:
+    if expires_at is not None and expires_at <= max(now, send_at or now):
+        problems.add("expires_at", "must be later than now and than send_at")
+
+
+def check_extra_headers(headers: dict[str, str] | None, problems: Problems) -> None:
+    """A job may add X-* headers only (Reply-To has a field of its own)."""
+    if not headers:
+        return
+    if len(headers) > MAX_EXTRA_HEADERS:
+        problems.add("headers", f"at most {MAX_EXTRA_HEADERS} headers")
+    for name, value in headers.items():
+        if EXTRA_HEADER_NAME.fullmatch(name) is None:
+            problems.add(f"headers.{name}", "only X-* headers (letters, digits, hyphens) may be added")
+        elif reason := describe_control_character(value):
+            problems.add(f"headers.{name}", reason)
+        elif len(value) > 998:
+            problems.add(f"headers.{name}", "at most 998 characters")
+
+
+def decode_attachments(
+    attachments: list[AttachmentIn], *, max_count: int, max_bytes: int, problems: Problems
+) -> tuple[AttachmentFile, ...]:
+    if len(attachments) > max_count:
+        problems.add("attachments", f"at most {max_count} attachments")
+        return ()
+    files: list[AttachmentFile] = []
+    total = 0
+    for index, attachment in enumerate(attachments):
+        where = f"attachments[{index}]"
+        name = attachment.filename
+        if not name.strip() or "/" in name or "\\" in name or describe_control_character(name):
+            problems.add(f"{where}.filename", "a file name without path separators or control characters")
+            continue
+        content_type = (attachment.content_type or mimetypes.guess_type(name)[0] or "application/octet-stream").lower()
+        if _CONTENT_TYPE.fullmatch(content_type) is None:
+            problems.add(f"{where}.content_type", "a MIME type such as application/pdf")
+            continue
+        try:
+            # Line breaks are common in base64 (MIME wraps it at 76); anything else that is not base64 is refused.
+            data = binascii.a2b_base64("".join(attachment.content.split()), strict_mode=True)
+        except binascii.Error as exc:
+            problems.add(f"{where}.content", f"not base64: {exc}")
+            continue
+        total += len(data)
+        files.append(AttachmentFile(filename=name, content_type=content_type, data=data))
+    if total > max_bytes:
+        problems.add("attachments", f"{total} bytes in all, more than the {max_bytes} allowed")
+    return tuple(files)
+
+
+def check_callback_url(url: str, *, signing_key: str, problems: Problems) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.add("callback_url", "an http:// or https:// URL")
+    elif parts.username or parts.password:
+        problems.add("callback_url", "credentials in the URL are refused; the events are signed instead")
+    elif not signing_key:
+        problems.add("callback_url", "webhooks are off: the service has no WEBHOOK_SECRET to sign them")
+
+
+def check_metadata(metadata: dict[str, Any] | None, problems: Problems) -> None:
+    if metadata is not None and len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+        problems.add("metadata", f"at most {MAX_METADATA_BYTES} bytes as JSON")
