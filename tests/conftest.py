@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -14,7 +15,9 @@ import redis
 from email_service.config import Settings
 from email_service.storage.migrate import upgrade
 
-from .smtp_sink import SMTPSink
+from .smtp_sink import Received, SMTPSink
+from .stack import ApiServer, SchedulerProcess, WorkerProcess, settings_from
+from .webhook_receiver import WebhookReceiver
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -60,3 +63,58 @@ def redis_prefix() -> Iterator[str]:
     for key in client.scan_iter(match=f"{prefix}*", count=1000):
         client.delete(key)
     client.close()
+
+
+@dataclass
+class FeatureStack:
+    """The service on real servers, shared by the feature tests: API, a worker process, the scheduler,
+    PostgreSQL, Redis, an aiosmtpd relay and a webhook receiver. Tests use addresses of their own."""
+
+    api: ApiServer
+    sink: SMTPSink
+    receiver: WebhookReceiver
+    env: dict[str, str]
+    postgres_url: str
+    worker: WorkerProcess
+    scheduler: SchedulerProcess
+
+    def messages_to(self, domain: str) -> list[Received]:
+        return [m for m in self.sink.handler.messages() if m.recipients[0].endswith("@" + domain)]
+
+
+WEBHOOK_SECRET = "whsec-test-4c1f"
+
+
+@pytest.fixture(scope="session")
+def feature_stack(
+    postgres_url: str, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FeatureStack]:
+    sink = SMTPSink().start()
+    receiver = WebhookReceiver().start()
+    env = {
+        "DATABASE_URL": postgres_url,
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_BROKER_KEY_PREFIX": redis_prefix + "features:",
+        "CELERY_QUEUE": f"email-service-test-{uuid.uuid4().hex[:12]}",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(sink.port),
+        "MAIL_DEFAULT_SENDER": "Service <service@example.org>",
+        "BATCH_SIZE": "10",
+        "SCHEDULER_INTERVAL": "0.3",
+        "REQUEUE_AFTER": "5",
+        "RETRY_FIRST_DELAY": "0.5",
+        "RETRY_MAX_DELAY": "1",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "WEBHOOK_RETRY_FIRST_DELAY": "0.3",
+        "WEBHOOK_TIMEOUT": "2",
+    }
+    logs = Path(tmp_path_factory.mktemp("feature-stack"))
+    worker = WorkerProcess(env, logs / "worker.log").wait_ready()
+    scheduler = SchedulerProcess(env, logs / "scheduler.log").wait_ready()
+    api = ApiServer(settings_from(env)).start()
+    yield FeatureStack(api, sink, receiver, env, postgres_url, worker, scheduler)
+    api.stop()
+    scheduler.stop()
+    worker.stop()
+    receiver.stop()
+    sink.stop()

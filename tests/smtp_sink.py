@@ -29,9 +29,11 @@ class Received:
 
 @dataclass
 class SinkHandler:
-    """Accepts everything except the addresses in ``reject_rcpt`` (550 at RCPT)."""
+    """Accepts everything except the addresses in ``reject_rcpt`` (550 at RCPT) and ``defer_rcpt``
+    (451 at RCPT)."""
 
     reject_rcpt: set[str] = field(default_factory=set)
+    defer_rcpt: set[str] = field(default_factory=set)
     data_reply: str = "250 OK"
     delay: float = 0.0
     received: list[Received] = field(default_factory=list)
@@ -47,6 +49,8 @@ class SinkHandler:
     async def handle_RCPT(self, server: SMTP, session: object, envelope, address: str, rcpt_options: list[str]) -> str:
         if address in self.reject_rcpt:
             return "550 5.1.1 No such user here"
+        if address in self.defer_rcpt:
+            return "451 4.7.1 Try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

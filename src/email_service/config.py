@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         SecretStr(""), description="Key of the HMAC-SHA256 signature of webhook events; required to send them."
     )
     webhook_timeout: float = Field(10, gt=0, description="Seconds a webhook receiver has to answer.")
+    webhook_retry_first_delay: float = Field(
+        30, gt=0, description="Seconds before an undelivered webhook event is sent again; doubles up to 1 h."
+    )
     webhook_retry_lifetime: float = Field(
         86400, gt=0, description="Seconds during which an undelivered webhook event is retried."
     )

@@ -15,12 +15,11 @@ from datetime import timedelta
 from ..delivery.retry import backoff_delay
 from ..storage import outbox
 from ..storage.models import WebhookEvent, utcnow
-from ..webhooks.sender import make_client, post_event
+from ..webhooks.sender import DeliveryAttempt, make_client, post_event
 from . import Services
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY_DELAY = 30.0
 LONGEST_RETRY_DELAY = 3600.0
 # Time to deliver one event before another delivery may take it over.
 CLAIM_MARGIN = 30.0
@@ -69,19 +68,32 @@ def deliver_events(services: Services, job_id: str) -> int:
                 delivery_id=str(event.id),
                 now=int(time.time()),
             )
-            with services.sessions.begin() as session:
-                if attempt.delivered:
-                    outbox.mark_delivered(session, event.id, utcnow())
-                    delivered += 1
-                    continue
-                error = attempt.error or "not delivered"
-                delay = backoff_delay(FIRST_RETRY_DELAY, LONGEST_RETRY_DELAY, event.attempts, services.rng)
-                retry_at = utcnow() + timedelta(seconds=delay)
-                if retry_at > event.created_at + timedelta(seconds=settings.webhook_retry_lifetime):
-                    outbox.mark_abandoned(session, event.id, error)
-                    log.warning("job %s webhook event %d (%s) given up: %s", job_id, event.id, event.type, error)
-                    continue
-                outbox.mark_retry(session, event.id, error, retry_at)
-            log.info("job %s webhook event %d (%s) not delivered, retry at %s: %s", job_id, event.id, event.type,
-                     retry_at.isoformat(), error)  # fmt: skip
-            return delivered
+            if not _record(services, event, attempt):
+                return delivered
+            delivered += attempt.delivered
+
+
+def _record(services: Services, event: WebhookEvent, attempt: DeliveryAttempt) -> bool:
+    """Write the attempt's outcome; False when the job's later events must wait (a retry is due)."""
+    settings = services.settings
+    with services.sessions.begin() as session:
+        if attempt.delivered:
+            outbox.mark_delivered(session, event.id, utcnow())
+            return True
+        error = attempt.error or "not delivered"
+        delay = backoff_delay(settings.webhook_retry_first_delay, LONGEST_RETRY_DELAY, event.attempts, services.rng)
+        retry_at = utcnow() + timedelta(seconds=delay)
+        if retry_at > event.created_at + timedelta(seconds=settings.webhook_retry_lifetime):
+            outbox.mark_abandoned(session, event.id, error)
+            log.warning("job %s webhook event %d (%s) given up: %s", event.job_id, event.id, event.type, error)
+            return True
+        outbox.mark_retry(session, event.id, error, retry_at)
+    log.info(
+        "job %s webhook event %d (%s) not delivered, retry at %s: %s",
+        event.job_id,
+        event.id,
+        event.type,
+        retry_at.isoformat(),
+        error,
+    )
+    return False
