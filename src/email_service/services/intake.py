@@ -117,7 +117,7 @@ def accept_job(services: Services, request: JobRequest, *, idempotency: Claim | 
         expires_at=expires_at,
         created_at=now,
     )
-    content = templates.job_content(services, job, attachments) if source is not None and not problems else None
+    content = templates.job_content(services, job, attachments, source) if source is not None and not problems else None
     rows = _recipient_rows(services, job.id, request.recipients, content, problems)
     if problems:
         raise ValidationFailed(f"{len(problems.items)} problem(s) in the request; nothing was queued", problems.items)

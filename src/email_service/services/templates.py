@@ -157,12 +157,15 @@ def draft_source(services: Services, fields: TemplateFields) -> TemplateSource:
     return TemplateSource(name="draft", origin="draft", **vars(fields))
 
 
-def job_content(services: Services, job: Job, attachments: tuple[AttachmentFile, ...]) -> JobContent:
-    """What every message of the job shares; raises TemplateError when its template is gone."""
+def job_content(
+    services: Services, job: Job, attachments: tuple[AttachmentFile, ...], template: TemplateSource | None = None
+) -> JobContent:
+    """What every message of the job shares (its ``template`` looked up unless given); raises
+    TemplateError when the template is gone."""
     extra_headers = (("Reply-To", job.reply_to),) if job.reply_to else ()
     return JobContent(
         job_id=job.id,
-        template=resolve(services, job.template, job.template_version),
+        template=template or resolve(services, job.template, job.template_version),
         sender=job.sender,
         subject=job.subject,
         content=job.content,
