@@ -3,6 +3,7 @@ a missing one makes its tests error, never skip."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,8 +39,8 @@ def sqlite_settings(tmp_path: Path) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+@contextlib.contextmanager
+def own_database() -> Iterator[str]:
     """A database of our own on the machine's PostgreSQL, migrated, dropped at the end."""
     name = f"email_service_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
@@ -51,6 +52,12 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with own_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +93,14 @@ WEBHOOK_SECRET = "whsec-test-4c1f"
 
 
 @pytest.fixture(scope="session")
-def feature_stack(
+def feature_stack(redis_prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureStack]:
+    # A database of its own: its scheduler sweeps the whole database, and would otherwise queue other
+    # tests' work to its own worker.
+    with own_database() as postgres_url:
+        yield from _feature_stack(postgres_url, redis_prefix, tmp_path_factory)
+
+
+def _feature_stack(
     postgres_url: str, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FeatureStack]:
     sink = SMTPSink().start()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +167,50 @@ def is_alive(pid: int) -> bool:
 def settings_from(env: dict[str, str]) -> Settings:
     """The Settings a process started with ``env`` reads (the test process uses the same)."""
     return Settings(**{key.lower(): value for key, value in env.items()})
+
+
+@contextlib.contextmanager
+def api_and_worker(env: dict[str, str], folder: Path, templates: dict[str, str] | None = None) -> Iterator[ApiServer]:
+    """The API and one worker process on ``env``, with template files of their own in ``folder``."""
+    if templates:
+        (folder / "templates").mkdir()
+        for name, source in templates.items():
+            (folder / "templates" / f"{name}.eml").write_text(source)
+        env = {**env, "TEMPLATES_DIR": str(folder / "templates")}
+    worker = WorkerProcess(env, folder / "worker.log").wait_ready()
+    api = ApiServer(settings_from(env)).start()
+    try:
+        yield api
+    finally:
+        api.stop()
+        worker.stop()
+
+
+def client_stack(
+    postgres_url: str, redis_prefix: str, relay_port: int, folder: Path, templates: dict[str, str]
+) -> contextlib.AbstractContextManager[ApiServer]:
+    """The stack the client's tests talk to: PostgreSQL, Redis, one worker, webhooks allowed."""
+    env = relay_env(
+        postgres_url,
+        "redis://127.0.0.1:6379/0",
+        redis_prefix,
+        relay_port,
+        BATCH_SIZE="10",
+        SMTP_CONCURRENCY="4",
+        WEBHOOK_SECRET="test-webhook-secret",  # callback_url is refused without it
+    )
+    return api_and_worker(env, folder, templates)
+
+
+def relay_env(postgres_url: str, broker: str, redis_prefix: str, relay_port: int, **extra: str) -> dict[str, str]:
+    """The environment of a test stack: its own queue and key prefix on the machine's servers."""
+    return {
+        "DATABASE_URL": postgres_url,
+        "CELERY_BROKER_URL": broker,
+        "CELERY_BROKER_KEY_PREFIX": redis_prefix,
+        "CELERY_QUEUE": f"email-service-test-{uuid.uuid4().hex[:12]}",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(relay_port),
+        "MAIL_DEFAULT_SENDER": "Service <service@example.org>",
+        **extra,
+    }

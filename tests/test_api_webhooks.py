@@ -18,7 +18,7 @@ from email_service.services import build_services
 from email_service.storage.migrate import upgrade
 from email_service.webhooks.signing import SIGNATURE_HEADER, verify
 
-from .conftest import REDIS_URL, WEBHOOK_SECRET, FeatureStack
+from .conftest import REDIS_URL, WEBHOOK_SECRET, FeatureStack, own_database
 from .smtp_sink import SMTPSink
 from .stack import ApiServer, SchedulerProcess, WorkerProcess, settings_from
 from .webhook_receiver import Delivery, WebhookReceiver
@@ -93,8 +93,13 @@ def test_a_receiver_that_fails_gets_the_event_again_later(feature_stack: Feature
 
 
 @pytest.fixture
-def own_stack(postgres_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A stack of its own: this test kills its worker."""
+def own_stack(redis_prefix: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A stack (and database) of its own: this test kills its worker."""
+    with own_database() as postgres_url:
+        yield from _own_stack(postgres_url, redis_prefix, tmp_path)
+
+
+def _own_stack(postgres_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     sink = SMTPSink().start()
     env = {
         "DATABASE_URL": postgres_url,

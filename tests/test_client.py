@@ -29,9 +29,8 @@ from email_service.client import (
     when,
 )
 
-from .conftest import REDIS_URL
 from .smtp_sink import Received, SMTPSink, free_port
-from .stack import ApiServer, WorkerProcess, settings_from
+from .stack import ApiServer, client_stack
 
 REFUSED = "refused@example.com"
 VARIABLES_TEMPLATE = (
@@ -50,26 +49,8 @@ def relay() -> Iterator[SMTPSink]:
 @pytest.fixture(scope="module")
 def stack(postgres_url: str, redis_prefix: str, relay: SMTPSink, tmp_path_factory) -> Iterator[ApiServer]:
     folder = Path(tmp_path_factory.mktemp("client"))
-    (folder / "templates").mkdir()
-    (folder / "templates" / "variables.eml").write_text(VARIABLES_TEMPLATE)
-    env = {
-        "DATABASE_URL": postgres_url,
-        "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_BROKER_KEY_PREFIX": redis_prefix,
-        "CELERY_QUEUE": f"email-service-test-{uuid.uuid4().hex[:12]}",
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": str(relay.port),
-        "MAIL_DEFAULT_SENDER": "Service <service@example.org>",
-        "TEMPLATES_DIR": str(folder / "templates"),
-        "BATCH_SIZE": "10",
-        "SMTP_CONCURRENCY": "4",
-        "WEBHOOK_SECRET": "test-webhook-secret",  # callback_url is refused without it
-    }
-    worker = WorkerProcess(env, folder / "worker.log").wait_ready()
-    api = ApiServer(settings_from(env)).start()
-    yield api
-    api.stop()
-    worker.stop()
+    with client_stack(postgres_url, redis_prefix, relay.port, folder, {"variables": VARIABLES_TEMPLATE}) as api:
+        yield api
 
 
 @pytest.fixture
