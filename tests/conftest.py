@@ -12,8 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.config import Settings
+from email_service.storage.database import make_engine, make_session_factory
 from email_service.storage.migrate import upgrade
 
 from .smtp_sink import Received, SMTPSink
@@ -58,6 +60,19 @@ def own_database() -> Iterator[str]:
 def postgres_url() -> Iterator[str]:
     with own_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """Session factories on a new SQLite file, then on the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        upgrade(url)
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    yield make_session_factory(engine)
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ def test_every_option_reaches_every_message_and_attachments_are_stored_once(feat
         "subject": "Quarterly report",
         "content": "code {{ code }} stays text",
         "reply_to": "Desk@Example.org",
-        "headers": {"X-Campaign": "q3", "X-Ref": "r-42"},
+        "headers": {"X-Campaign": "q3", "x-ref": "r-42"},
         "tags": ["reports", "q3"],
         "metadata": {"batch": 42, "owner": "finance"},
         "variables": {"code": "none"},
@@ -110,6 +110,10 @@ BAD_OPTIONS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "attachments too large": (
         {"attachments": [{"filename": "big.bin", "content": base64.b64encode(b"x" * 10_000_001).decode()}]},
         ["attachments"],
+    ),
+    "attachment multipart": (
+        {"attachments": [{"filename": "a.eml", "content": "eA==", "content_type": "multipart/mixed"}]},
+        ["attachments[0].content_type"],
     ),
     "too many tags": ({"tags": [f"t{i}" for i in range(11)]}, ["tags"]),
     "metadata too large": ({"metadata": {"blob": "x" * 5000}}, ["metadata"]),

@@ -69,6 +69,8 @@ def test_a_scheduled_job_waits_in_the_database_then_the_scheduler_starts_it(feat
         ("tomorrow", None, "send_at"),
         ("PT1X", None, "send_at"),
         ("P400D", None, "send_at"),
+        ("P999999999D", None, "send_at"),
+        ("99999-01-01T00:00:00Z", None, "send_at"),
         (None, "2001-01-01T00:00:00Z", "expires_at"),
         ("PT1H", "PT30M", "expires_at"),
     ],
@@ -106,6 +108,18 @@ def test_recipients_not_sent_before_expires_at_end_expired(feature_stack: Featur
     expired = feature_stack.api.recipients(job_id, status="expired")[0]
     assert expired["email"] == late and expired["attempts"] >= 2 and "expired at" in expired["error"]
     assert datetime.fromisoformat(job["finished_at"]) >= datetime.fromisoformat(job["expires_at"])
+
+
+def test_an_expired_job_cannot_be_retried(feature_stack: FeatureStack):
+    domain = _domain()
+    feature_stack.sink.handler.reject_rcpt.add(f"gone@{domain}")
+    answer = feature_stack.api.post_job({"recipients": [f"gone@{domain}"], "subject": "s", "expires_at": "PT1S"})
+    job_id = answer.json()["id"]
+    assert feature_stack.api.wait_until_completed(job_id)["counts"]["failed"] == 1
+    _wait(lambda: datetime.fromisoformat(_job(feature_stack, job_id)["expires_at"]) < datetime.now(UTC))
+    retried = feature_stack.api.client.post(f"/api/email/{job_id}/retry")
+    assert retried.status_code == 409 and "expired" in retried.json()["message"]
+    assert _job(feature_stack, job_id)["counts"]["failed"] == 1
 
 
 def test_pause_stops_sending_and_resume_goes_on_with_every_recipient_once(feature_stack: FeatureStack):

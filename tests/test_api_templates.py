@@ -175,9 +175,16 @@ def test_an_html_only_template_gets_a_text_part_derived_from_it(feature_stack: F
     assert "<h1>News</h1>" in message.get_body(("html",)).get_content()
 
 
-def test_a_job_naming_an_unknown_template_or_version_is_refused(feature_stack: FeatureStack):
-    name = _name()
+def test_a_job_naming_an_unknown_or_deleted_template_or_version_is_refused(feature_stack: FeatureStack):
+    name, deleted = _name(), _name()
     feature_stack.api.client.post("/api/templates", json={"name": name, "text": "x"})
-    for body in ({"template": _name()}, {"template": name, "template_version": 7}):
+    feature_stack.api.client.post("/api/templates", json={"name": deleted, "text": "x"})
+    feature_stack.api.client.delete(f"/api/templates/{deleted}")
+    for body in (
+        {"template": _name()},
+        {"template": name, "template_version": 7},
+        {"template": deleted},
+        {"template": deleted, "template_version": 1},
+    ):
         answer = feature_stack.api.post_job({"recipients": ["a@example.com"], "subject": "s", **body})
         assert answer.status_code == 422 and answer.json()["details"][0]["field"] == "template"

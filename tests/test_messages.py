@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from email_service.composer import JobContent, compose
 from email_service.errors import TemplateError
-from email_service.messages import AttachmentFile, MessageBuilder, build_message
+from email_service.messages import AttachmentFile, MessageBuilder
 from email_service.rendering import RenderedEmail, TemplateRenderer
 
 DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -57,7 +57,7 @@ def test_long_lines_are_encoded_below_998_octets_and_decode_back():
 
 def _build(body: str = "b", recipient: str = "r@example.com", name: str | None = None, subject: str = "s"):
     rendered = RenderedEmail(headers=(), text=body)
-    return build_message(
+    return MessageBuilder(cache_size=1).build(
         rendered,
         sender="s@example.org",
         recipient=recipient,
@@ -155,7 +155,13 @@ def test_attachments_make_multipart_mixed_and_decode_back():
     pdf = AttachmentFile("rapport été.pdf", "application/pdf", bytes(range(256)) * 40)
     notes = AttachmentFile("notes.txt", "text/plain", b"line\n" * 10)
     rendered = RenderedEmail(headers=(), text="see attached", html="<p>see attached</p>")
-    data = _build_rendered(rendered, attachments=(pdf, notes)).data
+    builder = MessageBuilder()
+    first, data = (
+        _build_rendered(rendered, builder=builder, message_id=f"<{i}@x>", attachments=(pdf, notes)).data
+        for i in range(2)
+    )
+    assert len(builder._attachment_parts) == 2, "each attachment encoded once for the batch"
+    assert first.split(b"\r\n", 3)[3] == data.split(b"\r\n", 3)[3], "all but Date, To and Message-ID shared"
     assert max(len(line) for line in data.split(b"\r\n")) <= 78 and data.isascii()
     message = email.message_from_bytes(data, policy=policy.default)
     assert _parts(message)[:4] == [
@@ -177,14 +183,8 @@ def test_job_headers_replace_the_templates_and_add_x_headers():
     assert message["X-Ref"] == "42"
 
 
-def _build_rendered(rendered: RenderedEmail, **options):
-    return build_message(
-        rendered,
-        sender=SENDER,
-        recipient="r@example.com",
-        recipient_name=None,
-        subject="s",
-        message_id="<m@x>",
-        date=DATE,
-        **options,
+def _build_rendered(rendered: RenderedEmail, builder: MessageBuilder | None = None, **options):
+    fields = {"recipient": "r@example.com", "message_id": "<m@x>", **options}
+    return (builder or MessageBuilder(cache_size=1)).build(
+        rendered, sender=SENDER, recipient_name=None, subject="s", date=DATE, **fields
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from email_service.errors import TemplateError
-from email_service.rendering import RenderedEmail, TemplateRenderer, TemplateSource, is_valid_template_name, parse_eml
+from email_service.rendering import RenderedEmail, TemplateRenderer, TemplateSource, is_valid_template_name
 
 CONTEXT = {
     "date": "Thu, 14 Jun 2018 15:03:07 -0000",
@@ -80,16 +80,18 @@ def test_content_is_data_not_template_code():
         ("Bcc: x@example.com\n\nbody", "may not be set"),
         ("Subject: a\nnot a header\n\nbody", "not a header line"),
         ("Content-Type: application/pdf\n\nbody", "unsupported Content-Type"),
-        ("Subject: a\rBcc: x@example.com\n\nbody", "control character"),
+        # Jinja reads a lone CR of the source as a line break: the Bcc line is refused as a header.
+        ("Subject: a\rBcc: x@example.com\n\nbody", "may not be set"),
     ],
 )
 def test_unsafe_or_malformed_eml_is_refused(text: str, message: str):
     with pytest.raises(TemplateError, match=message):
-        parse_eml(text)
+        TemplateRenderer().render(stored(eml=text), CONTEXT)
 
 
 def test_service_headers_from_a_template_are_ignored_and_x_headers_kept():
-    rendered = parse_eml("To: someone@else.com\nFrom: spoof@x.com\nX-Campaign: spring\n  sale\n\nbody")
+    eml = "To: someone@else.com\nFrom: spoof@x.com\nX-Campaign: spring\n  sale\n\nbody"
+    rendered = TemplateRenderer().render(stored(eml=eml), CONTEXT)
     assert rendered.headers == (("X-Campaign", "spring sale"),)
 
 

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
@@ -21,18 +20,6 @@ from email_service.storage.database import make_engine, make_reader_factory, mak
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Base, Job, JobStatus, RecipientStatus, utcnow
 from email_service.storage.outcomes import OutcomeWriter
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request, tmp_path: Path) -> sessionmaker[Session]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'test.db'}"
-        upgrade(url)
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def _new_job(sessions: sessionmaker[Session], total: int) -> str:

@@ -198,9 +198,11 @@ def when(value: datetime | timedelta | str) -> str:
             raise ValueError(f"{value!r} has no time zone; use an aware datetime or a timedelta")
         return value.isoformat()
     if isinstance(value, timedelta):
-        seconds = abs(value.total_seconds())
+        if value < timedelta(0):
+            raise ValueError(f"{value!r} is in the past; the service takes delays from now")
+        seconds = value.total_seconds()
         number = str(int(seconds)) if seconds == int(seconds) else f"{seconds:.6f}".rstrip("0")
-        return f"{'-' if value < timedelta(0) else ''}PT{number}S"
+        return f"PT{number}S"
     return value
 
 

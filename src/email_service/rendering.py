@@ -10,6 +10,7 @@ never by path; ``{% extends %}`` and ``{% include %}`` reach the layouts folders
 from __future__ import annotations
 
 import re
+import threading
 import traceback
 from dataclasses import dataclass
 from functools import lru_cache
@@ -125,6 +126,7 @@ class TemplateRenderer:
         self._text_env = SandboxedEnvironment(**common, autoescape=False, loader=layout_loader)
         self._html_env = SandboxedEnvironment(**common, autoescape=True, loader=layout_loader)
         self._compiled: dict[tuple[str, str, int | None], _Compiled] = {}
+        self._compiled_lock = threading.Lock()  # a worker's threads share the cache
 
     def file_source(self, name: str) -> TemplateSource | None:
         """The template file ``name`` (``<name>.eml``), or None when there is none."""
@@ -178,9 +180,10 @@ class TemplateRenderer:
             return compiled
         compiled = self._compile_eml(source) if source.eml is not None else self._compile_parts(source)
         if key is not None:
-            if len(self._compiled) >= _COMPILED_CACHE_SIZE:
-                self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[key] = compiled
+            with self._compiled_lock:
+                if len(self._compiled) >= _COMPILED_CACHE_SIZE:
+                    self._compiled.pop(next(iter(self._compiled)))
+                self._compiled[key] = compiled
         return compiled
 
     def _compile_eml(self, source: TemplateSource) -> _Compiled:
@@ -284,17 +287,6 @@ def _undefined_name(exc: BaseException) -> str | None:
         return None
     match = _UNDEFINED_NAME.search(str(exc))
     return (match.group(1) or match.group(2)) if match else None
-
-
-def parse_eml(text: str) -> RenderedEmail:
-    """Split rendered .eml text into checked headers and a body."""
-    head, separator, body = text.replace("\r\n", "\n").partition("\n\n")
-    if not separator:
-        raise TemplateError("a template needs header lines, a blank line, then the body")
-    headers = _checked_headers(head)
-    return _with_text(
-        RenderedEmail(headers, text=None, html=body) if _declares_html(head) else RenderedEmail(headers, text=body)
-    )
 
 
 def _checked_headers(head: str) -> tuple[tuple[str, str], ...]:

@@ -61,8 +61,11 @@ def resume(services: Services, job_id: str) -> None:
 def retry_failed(services: Services, job_id: str) -> int:
     """Queue the failed recipients of a completed job again; how many."""
     with services.sessions.begin() as session:
-        status = find_job(session, job_id).status
-        count = repository.retry_failed(session, job_id, utcnow())
+        job = find_job(session, job_id)
+        status, now = job.status, utcnow()
+        if job.expires_at is not None and job.expires_at <= now:
+            raise Conflict(f"job {job_id} expired at {job.expires_at.isoformat()}: nothing of it may be sent again")
+        count = repository.retry_failed(session, job_id, now)
         if not count:
             raise Conflict(f"job {job_id} is {status}: only a completed job with failed recipients can be retried")
     assert services.queue is not None

@@ -21,7 +21,8 @@ from . import Services
 log = logging.getLogger(__name__)
 
 LONGEST_RETRY_DELAY = 3600.0
-# Time to deliver one event before another delivery may take it over.
+# Time to deliver one event before another delivery may take it over: httpx's timeout bounds each
+# phase (connect, send, wait, read), so an attempt lasts at most four of them, plus a margin.
 CLAIM_MARGIN = 30.0
 
 
@@ -54,7 +55,7 @@ def deliver_events(services: Services, job_id: str) -> int:
     with make_client(settings.webhook_timeout) as client:
         while True:
             now = utcnow()
-            lease_until = now + timedelta(seconds=settings.webhook_timeout + CLAIM_MARGIN)
+            lease_until = now + timedelta(seconds=4 * settings.webhook_timeout + CLAIM_MARGIN)
             with services.sessions.begin() as session:
                 event = outbox.claim_next(session, job_id, now, lease_until)
             if event is None:
@@ -78,16 +79,16 @@ def _record(services: Services, event: WebhookEvent, attempt: DeliveryAttempt) -
     settings = services.settings
     with services.sessions.begin() as session:
         if attempt.delivered:
-            outbox.mark_delivered(session, event.id, utcnow())
+            outbox.mark_delivered(session, event, utcnow())
             return True
         error = attempt.error or "not delivered"
         delay = backoff_delay(settings.webhook_retry_first_delay, LONGEST_RETRY_DELAY, event.attempts, services.rng)
         retry_at = utcnow() + timedelta(seconds=delay)
         if retry_at > event.created_at + timedelta(seconds=settings.webhook_retry_lifetime):
-            outbox.mark_abandoned(session, event.id, error)
+            outbox.mark_abandoned(session, event, error)
             log.warning("job %s webhook event %d (%s) given up: %s", event.job_id, event.id, event.type, error)
             return True
-        outbox.mark_retry(session, event.id, error, retry_at)
+        outbox.mark_retry(session, event, error, retry_at)
     log.info(
         "job %s webhook event %d (%s) not delivered, retry at %s: %s",
         event.job_id,

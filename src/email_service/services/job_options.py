@@ -17,7 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from ..header_values import describe_control_character
 from ..messages import AttachmentFile
 
-EXTRA_HEADER_NAME = re.compile(r"X-[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+EXTRA_HEADER_NAME = re.compile(r"[Xx]-[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 MAX_EXTRA_HEADERS = 20
 MAX_METADATA_BYTES = 4096
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
@@ -55,10 +55,13 @@ def parse_when(value: str, name: str, *, now: datetime, horizon_days: int, probl
         except ValidationError:
             problems.add(name, "not an ISO 8601 duration such as PT30M or P1DT2H")
             return None
+        except OverflowError:
+            problems.add(name, f"at most {horizon_days} days ahead")
+            return None
     else:
         try:
             when = datetime.fromisoformat(text)
-        except ValueError:
+        except ValueError:  # also a year out of range
             problems.add(name, "an ISO 8601 time (2026-12-01T09:00:00+01:00) or duration (PT30M)")
             return None
         if when.tzinfo is None:
@@ -105,8 +108,8 @@ def decode_attachments(
             problems.add(f"{where}.filename", "a file name without path separators or control characters")
             continue
         content_type = (attachment.content_type or mimetypes.guess_type(name)[0] or "application/octet-stream").lower()
-        if _CONTENT_TYPE.fullmatch(content_type) is None:
-            problems.add(f"{where}.content_type", "a MIME type such as application/pdf")
+        if _CONTENT_TYPE.fullmatch(content_type) is None or content_type.startswith(("multipart/", "message/")):
+            problems.add(f"{where}.content_type", "a MIME type such as application/pdf (not multipart/* or message/*)")
             continue
         try:
             # Line breaks are common in base64 (MIME wraps it at 76); anything else that is not base64 is refused.

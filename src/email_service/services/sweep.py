@@ -46,7 +46,7 @@ def sweep(services: Services) -> SweepReport:
         batches = repository.take_due_batches(
             session, now=now, batch_size=settings.batch_size, dispatch_deadline=now + requeue_after
         )
-        unfinished = repository.unfinished_jobs(session)
+        unfinished = repository.jobs_to_finish(session)
         with_events = outbox.jobs_with_events_due(session, now)
         idempotency.forget_expired(session, settings.idempotency_hours)
     for job_id in due + stalled:

@@ -42,13 +42,19 @@ class Preview:
     html: str | None
 
 
-def resolve(services: Services, name: str, version: int | None = None) -> TemplateSource:
-    """The template a job named: a stored one (its current version, or the one given) or a file."""
+def resolve(
+    services: Services, name: str, version: int | None = None, *, include_deleted: bool = False
+) -> TemplateSource:
+    """The template a job named: a stored one (its current version, or the one given) or a file.
+
+    A deleted template's versions are found only with ``include_deleted``: for the jobs accepted
+    before it was deleted, never for a new one.
+    """
     if not is_valid_template_name(name):
         raise TemplateError(f"invalid template name {name!r}: must match {TEMPLATE_NAME.pattern}")
     with services.readers() as session:
         if version is not None:
-            stored = template_store.version(session, name, version, include_deleted=True)
+            stored = template_store.version(session, name, version, include_deleted=include_deleted)
             if stored is None:
                 raise TemplateError(f"template {name!r} has no version {version}")
             return _source(stored)
@@ -165,7 +171,7 @@ def job_content(
     extra_headers = (("Reply-To", job.reply_to),) if job.reply_to else ()
     return JobContent(
         job_id=job.id,
-        template=template or resolve(services, job.template, job.template_version),
+        template=template or resolve(services, job.template, job.template_version, include_deleted=True),
         sender=job.sender,
         subject=job.subject,
         content=job.content,

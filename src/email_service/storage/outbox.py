@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, union, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, literal, select, union, update
+from sqlalchemy.orm import Session, aliased
 
 from .models import EventStatus, Job, JobStatus, Recipient, WebhookEvent
 from .repository import count_by_status
@@ -64,7 +64,9 @@ def pack_failures(session: Session, job: Job, now: datetime) -> int:
                 .where(Recipient.job_id == job.id, Recipient.failure_unreported)
                 .order_by(Recipient.position)
                 .limit(FAILURES_PER_EVENT)
-                .with_for_update(skip_locked=True)
+                # Not SKIP LOCKED: a job's final event must wait for a concurrent packer of its last
+                # failures, so that it comes after them.
+                .with_for_update()
             )
         )
         if not rows:
@@ -93,12 +95,23 @@ def pack_failures(session: Session, job: Job, now: datetime) -> int:
 
 
 def jobs_with_events_due(session: Session, now: datetime, limit: int = 1000) -> list[str]:
-    """Jobs with failures to report or events whose (next) delivery is due."""
-    failures = select(Recipient.job_id).where(Recipient.failure_unreported)
-    due = select(WebhookEvent.job_id).where(
-        WebhookEvent.status == EventStatus.PENDING, WebhookEvent.next_attempt_at <= now
+    """Jobs with failures to report, or whose oldest undelivered event is due (the events after it
+    wait for it, so they do not count); the longest waiting first."""
+    failures = select(Recipient.job_id, literal(None).label("due_at")).where(Recipient.failure_unreported)
+    later = aliased(WebhookEvent)
+    oldest_pending = (
+        select(func.min(later.id))
+        .where(later.job_id == WebhookEvent.job_id, later.status == EventStatus.PENDING)
+        .scalar_subquery()
     )
-    return list(session.scalars(select(union(failures, due).subquery().c.job_id).limit(limit)))
+    due = select(WebhookEvent.job_id, WebhookEvent.next_attempt_at.label("due_at")).where(
+        WebhookEvent.status == EventStatus.PENDING,
+        WebhookEvent.next_attempt_at <= now,
+        WebhookEvent.id == oldest_pending,
+    )
+    jobs = union(failures, due).subquery()
+    rows = session.execute(select(jobs.c.job_id).order_by(jobs.c.due_at).limit(limit))
+    return list(dict.fromkeys(job_id for (job_id,) in rows))
 
 
 def claim_next(session: Session, job_id: str, now: datetime, lease_until: datetime) -> WebhookEvent | None:
@@ -121,16 +134,16 @@ def claim_next(session: Session, job_id: str, now: datetime, lease_until: dateti
     return result.scalar_one_or_none()
 
 
-def mark_delivered(session: Session, event_id: int, now: datetime) -> None:
-    _set(session, event_id, status=EventStatus.DELIVERED, delivered_at=now, next_attempt_at=None, last_error=None)
+def mark_delivered(session: Session, claimed: WebhookEvent, now: datetime) -> None:
+    _set(session, claimed, status=EventStatus.DELIVERED, delivered_at=now, next_attempt_at=None, last_error=None)
 
 
-def mark_retry(session: Session, event_id: int, error: str, retry_at: datetime) -> None:
-    _set(session, event_id, next_attempt_at=retry_at, last_error=error[:2000])
+def mark_retry(session: Session, claimed: WebhookEvent, error: str, retry_at: datetime) -> None:
+    _set(session, claimed, next_attempt_at=retry_at, last_error=error[:2000])
 
 
-def mark_abandoned(session: Session, event_id: int, error: str) -> None:
-    _set(session, event_id, status=EventStatus.FAILED, next_attempt_at=None, last_error=error[:2000])
+def mark_abandoned(session: Session, claimed: WebhookEvent, error: str) -> None:
+    _set(session, claimed, status=EventStatus.FAILED, next_attempt_at=None, last_error=error[:2000])
 
 
 def _add(session: Session, job: Job, event_type: str, data: dict[str, Any], now: datetime) -> None:
@@ -150,5 +163,14 @@ def _add(session: Session, job: Job, event_type: str, data: dict[str, Any], now:
     session.flush()
 
 
-def _set(session: Session, event_id: int, **values: Any) -> None:
-    session.execute(update(WebhookEvent).where(WebhookEvent.id == event_id).values(**values))
+def _set(session: Session, claimed: WebhookEvent, **values: Any) -> None:
+    """Record an attempt's outcome, unless the claim ran out and another attempt took the event over."""
+    session.execute(
+        update(WebhookEvent)
+        .where(
+            WebhookEvent.id == claimed.id,
+            WebhookEvent.status == EventStatus.PENDING,
+            WebhookEvent.attempts == claimed.attempts,
+        )
+        .values(**values)
+    )

@@ -338,8 +338,9 @@ def expired_jobs(session: Session, now: datetime) -> list[tuple[str, datetime]]:
     return [(job.id, job.expires_at) for job in jobs if job.expires_at is not None]
 
 
-def unfinished_jobs(session: Session) -> list[tuple[str, str]]:
-    """(id, status) of the jobs started or cancelled and not finished yet."""
+def jobs_to_finish(session: Session) -> list[tuple[str, str]]:
+    """(id, status) of the jobs that finish once nothing is left to send: sending or cancelled, and
+    not finished yet."""
     rows = session.execute(
         select(Job.id, Job.status).where(
             Job.status.in_([JobStatus.SENDING, JobStatus.CANCELLED]), Job.finished_at.is_(None)
