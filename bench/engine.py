@@ -499,7 +499,6 @@ PROFILED = [
     ("composer.py", "compose"),
     ("rendering.py", "render"),
     ("messages.py", "build"),
-    ("messages.py", "build"),
     ("delivery/smtp.py", "send"),
     ("services/deliver.py", "_with_session"),
     ("storage/repository.py", "mark_sent"),
