@@ -19,6 +19,7 @@ from werkzeug.serving import make_server
 
 from email_service.app import create_app
 from email_service.config import Settings
+from email_service.services import auth
 
 from .smtp_sink import free_port
 
@@ -31,7 +32,13 @@ class ApiServer:
         self._server = make_server("127.0.0.1", free_port(), self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self.client = httpx.Client(base_url=self.url, timeout=30)
+        # A key of its own: the tests call the API as a client of the service would.
+        self.api_key = self.new_key("tests") if not settings.auth_disabled else None
+        self.headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self.client = httpx.Client(base_url=self.url, timeout=30, headers=self.headers)
+
+    def new_key(self, name: str) -> str:
+        return auth.create_key(self.app.extensions["email_service"], name)[1]
 
     def start(self) -> ApiServer:
         self._thread.start()

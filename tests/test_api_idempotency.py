@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import psycopg
 
+from email_service.services import auth, idempotency
+
 from .conftest import FeatureStack
 
 
@@ -57,7 +59,7 @@ def test_fifty_concurrent_identical_posts_create_exactly_one_job(feature_stack: 
     body = _body(subject, count=2000)  # long enough to store that duplicates arrive while it runs
 
     def post(_: int) -> httpx.Response:
-        with httpx.Client(base_url=feature_stack.api.url, timeout=60) as client:
+        with httpx.Client(base_url=feature_stack.api.url, timeout=60, headers=feature_stack.api.headers) as client:
             return client.post("/api/email/", json=body, headers={"Idempotency-Key": key})
 
     with ThreadPoolExecutor(50) as pool:
@@ -108,6 +110,9 @@ def test_an_unusable_key_is_refused(feature_stack: FeatureStack):
 
 
 def _set_key(stack: FeatureStack, key: str, *, job_id: str | None, age: timedelta) -> None:
+    assert stack.api.api_key is not None
+    owner = auth.authenticate(stack.api.app.extensions["email_service"], stack.api.api_key)
+    key = idempotency.stored_key(owner, key)
     with psycopg.connect(stack.postgres_url.replace("+psycopg", "")) as connection:
         connection.execute(
             "UPDATE idempotency_keys SET job_id = %s, created_at = %s,"

@@ -26,7 +26,7 @@ class RecordingQueue:
 
 @pytest.fixture
 def client(tmp_path: Path) -> FlaskClient:
-    settings = Settings(data_dir=tmp_path)
+    settings = Settings(data_dir=tmp_path, auth_disabled=True)  # API keys: tests/test_auth.py
     upgrade(settings.database_url)
     services = build_services(settings)
     services.queue = RecordingQueue()

@@ -146,7 +146,7 @@ def test_no_event_is_lost_when_the_worker_dies(own_stack: dict[str, Any]):
 @pytest.fixture
 def local_client(tmp_path: Path) -> Callable[..., FlaskClient]:
     def make(**settings: Any) -> FlaskClient:
-        configured = Settings(data_dir=tmp_path, **settings)
+        configured = Settings(data_dir=tmp_path, auth_disabled=True, **settings)
         upgrade(configured.database_url)
         services = build_services(configured)
         services.queue = _NoQueue()

@@ -42,12 +42,13 @@ def relay() -> Iterator[SMTPSink]:
 def stack(postgres_url: str, redis_prefix: str, relay: SMTPSink, tmp_path_factory) -> Iterator[ApiServer]:
     folder = Path(tmp_path_factory.mktemp("cli-send"))
     with client_stack(postgres_url, redis_prefix, relay.port, folder, {"greeting": GREETING}) as api:
+        STACK_KEY["key"] = api.api_key
         yield api
 
 
 @pytest.fixture
 def client(stack: ApiServer) -> Iterator[EmailServiceClient]:
-    with EmailServiceClient(stack.url, timeout=15) as service:
+    with EmailServiceClient(stack.url, api_key=stack.api_key, timeout=15) as service:
         yield service
 
 
@@ -55,8 +56,13 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "email_service", "send", *args]
 
 
+# The API key of the module's stack: every command runs with it, as a configured caller would.
+STACK_KEY: dict[str, str] = {}
+
+
 def environment(**extra: str) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("EMAIL_SERVICE_")}, **extra}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("EMAIL_SERVICE_")}
+    return {**inherited, "EMAIL_SERVICE_API_KEY": STACK_KEY.get("key", ""), **extra}
 
 
 def send(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:

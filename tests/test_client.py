@@ -55,7 +55,7 @@ def stack(postgres_url: str, redis_prefix: str, relay: SMTPSink, tmp_path_factor
 
 @pytest.fixture
 def client(stack: ApiServer) -> Iterator[EmailServiceClient]:
-    with EmailServiceClient(stack.url, timeout=15) as service:
+    with EmailServiceClient(stack.url, api_key=stack.api_key, timeout=15) as service:
         yield service
 
 
@@ -240,12 +240,15 @@ class RecordingTransport(httpx.HTTPTransport):
 
 def test_api_key_and_extra_headers_go_with_every_request(stack: ApiServer):
     transport = RecordingTransport()
-    with EmailServiceClient(stack.url, api_key="k-123", headers={"X-Caller": "billing"}, transport=transport) as api:
+    with EmailServiceClient(
+        stack.url, api_key=stack.api_key, headers={"X-Caller": "billing"}, transport=transport
+    ) as api:
         api.list_jobs(limit=1)
-    with EmailServiceClient(stack.url, transport=transport) as anonymous:
+    with EmailServiceClient(stack.url, transport=transport) as anonymous, pytest.raises(ApiError) as refused:
         anonymous.list_jobs(limit=1)
+    assert (refused.value.status_code, refused.value.code) == (401, "unauthorized")
     keyed, plain = transport.requests
-    assert keyed.headers["Authorization"] == "Bearer k-123" and keyed.headers["X-Caller"] == "billing"
+    assert keyed.headers["Authorization"] == f"Bearer {stack.api_key}" and keyed.headers["X-Caller"] == "billing"
     assert keyed.headers["User-Agent"].startswith("email-service-client/")
     assert "Authorization" not in plain.headers
 
@@ -287,7 +290,7 @@ def test_concurrent_sends_with_one_key_make_one_job(client: EmailServiceClient, 
     outcomes: list[Any] = []
 
     def post() -> None:
-        with EmailServiceClient(stack.url, timeout=30) as own:
+        with EmailServiceClient(stack.url, api_key=stack.api_key, timeout=30) as own:
             try:
                 outcomes.append(own.send(recipients, "racing", idempotency_key=key)["id"])
             except ApiError as exc:

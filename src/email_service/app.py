@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 
 from . import __version__
 from .api import jobs, templates
+from .api.auth import install_authentication
 from .api.errors import register_error_handlers, validation_error_response
 from .api.schemas import ErrorBody
 from .config import Settings
@@ -44,9 +45,14 @@ def create_api(services: Services) -> OpenAPI:
         validation_error_status=422,
         validation_error_model=ErrorBody,
         validation_error_callback=validation_error_response,
+        security_schemes={
+            "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer <key>`."},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key."},
+        },
     )
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_request_bytes
     app.extensions["email_service"] = services
+    install_authentication(app, services)  # first: nothing reads a request its caller may not make
     app.register_api(jobs.blueprint)
     app.register_api(templates.blueprint)
     register_error_handlers(app)

@@ -43,6 +43,14 @@ def db_upgrade() -> None:
 @click.option("--bind", default=None, help="gunicorn bind address instead of host:port (e.g. unix:/run/api.sock).")
 def serve(host: str, port: int, workers: int, bind: str | None) -> None:
     """Run the HTTP API under gunicorn, configured by the environment."""
+    from .services import auth, build_services
+
+    settings = Settings()
+    if not settings.auth_disabled and not auth.has_active_keys(build_services(settings)):
+        raise click.ClickException(
+            "no API key exists: create one with `email-service keys create NAME`, "
+            "or set AUTH_DISABLED=true to serve without keys (never on a reachable host)"
+        )
     address = bind or f"{host}:{port}"
     argv = [
         sys.executable, "-m", "gunicorn",
@@ -52,6 +60,46 @@ def serve(host: str, port: int, workers: int, bind: str | None) -> None:
         "email_service.app:create_app()",
     ]  # fmt: skip
     os.execv(sys.executable, argv)
+
+
+@main.group()
+def keys() -> None:
+    """API keys: create (shown once), list, revoke."""
+
+
+@keys.command("create")
+@click.argument("name")
+def keys_create(name: str) -> None:
+    """Create a key named NAME and print it: it is shown this once, only its SHA-256 is kept."""
+    from .services import auth, build_services
+
+    info, key = auth.create_key(build_services(Settings()), name)
+    click.echo(key)
+    click.echo(f"key {info.id} ({info.name}) created; store it now, it cannot be shown again", err=True)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every key: id, name, first characters, creation and revocation times."""
+    from .services import auth, build_services
+
+    for info in auth.list_keys(build_services(Settings())):
+        revoked = f"revoked {info.revoked_at.isoformat()}" if info.revoked_at else "active"
+        click.echo(f"{info.id}  {info.name}  {info.prefix}…  created {info.created_at.isoformat()}  {revoked}")
+
+
+@keys.command("revoke")
+@click.argument("id_or_name")
+def keys_revoke(id_or_name: str) -> None:
+    """Revoke the key with this id (or every active key with this name): it stops working at once."""
+    from .errors import NotFound
+    from .services import auth, build_services
+
+    try:
+        count = auth.revoke_key(build_services(Settings()), id_or_name)
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{count} key(s) revoked", err=True)
 
 
 @main.command()

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     )
 
     templates_dir: Path | None = Field(None, description="Folder of .eml templates, searched before the built-in ones.")
+    auth_disabled: bool = Field(
+        False, description="Serve the API without API keys (`dev` on 127.0.0.1 does); never on a reachable host."
+    )
     max_recipients: int = Field(100_000, ge=1, description="Most recipients one job may have.")
     max_request_bytes: int = Field(25_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
     max_attachment_bytes: int = Field(

@@ -10,12 +10,18 @@ import click
 from .storage.migrate import upgrade
 from .supervisor import Child, supervise
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
 
 def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
     """Start catcher, worker, scheduler and API; stop them all on Ctrl-C or SIGTERM. Exit code."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = _dev_environment(data_dir, smtp_port)
+    # On this machine only, the API runs without keys; reachable from elsewhere, it needs them.
+    keys_off = host in LOOPBACK_HOSTS
+    if keys_off:
+        env.setdefault("AUTH_DISABLED", "true")
     upgrade(env["DATABASE_URL"])
     commands = {
         "catcher": ["catcher", "--host", "127.0.0.1", "--port", str(smtp_port), "--maildir", str(data_dir / "mail")],
@@ -35,7 +41,12 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
         f"  OpenAPI spec  {base}/api/openapi.json\n"
         f"  SMTP catcher  127.0.0.1:{smtp_port}, messages in {data_dir / 'mail' / 'new'}\n"
         f"  data          {data_dir} (SQLite, broker, logs)\n"
-        "Press Ctrl-C to stop.\n",
+        + (
+            "  API keys      OFF: the API listens on this machine only (AUTH_DISABLED)\n"
+            if keys_off
+            else "  API keys      required: create one with `email-service keys create NAME`\n"
+        )
+        + "Press Ctrl-C to stop.\n",
         err=True,
     )
     return supervise(children, own_sessions=True)

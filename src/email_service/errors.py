@@ -3,6 +3,7 @@
 EmailServiceError
 ├── RequestError            the caller's fault: 4xx, nothing stored or queued
 │   ├── MalformedJSON       400 a body that is not JSON at all
+│   ├── Unauthenticated     401 no API key, or not an active one
 │   ├── ValidationFailed    422 fields or addresses that do not pass
 │   ├── NotFound            404
 │   └── Conflict            409 not possible in the job's current state
@@ -37,6 +38,11 @@ class RequestError(EmailServiceError):
 class MalformedJSON(RequestError):
     status = 400
     code = "malformed_json"
+
+
+class Unauthenticated(RequestError):
+    status = 401
+    code = "unauthorized"
 
 
 class ValidationFailed(RequestError):

@@ -14,6 +14,9 @@ from .schemas import RECIPIENT_FORMS
 
 log = logging.getLogger(__name__)
 
+# Every operation of the API but the documentation and the health checks takes one of these.
+API_KEY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+
 
 def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
     response = jsonify({"error": code, "message": message, "details": details or []})
@@ -49,7 +52,10 @@ def _field_name(loc: tuple[Any, ...]) -> tuple[str, int | None]:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RequestError)
     def _request_error(exc: RequestError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="email_service"'
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -11,6 +11,8 @@ from flask_openapi3.models.tag import Tag
 
 from ..services import Services, control, idempotency, intake, reports
 from ..storage.models import JobStatus, RecipientStatus
+from .auth import current_owner
+from .errors import API_KEY
 from .schemas import (
     ErrorBody,
     JobAccepted,
@@ -27,9 +29,9 @@ from .schemas import (
 log = logging.getLogger(__name__)
 
 email_tag = Tag(name="email", description="Bulk sends and their per-recipient outcomes")
-blueprint = APIBlueprint("email", __name__, url_prefix="/api/email", abp_tags=[email_tag])
+blueprint = APIBlueprint("email", __name__, url_prefix="/api/email", abp_tags=[email_tag], abp_security=API_KEY)
 
-ERRORS: dict[int | str, Any] = {400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody}
+ERRORS: dict[int | str, Any] = {400: ErrorBody, 401: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody}
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -59,12 +61,12 @@ def send_email(body: SendEmailBody) -> Any:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     claim = None
     if key is not None:
-        claimed = idempotency.claim(services, key, idempotency.request_hash(request.get_json()))
+        claimed = idempotency.claim(services, key, current_owner(), idempotency.request_hash(request.get_json()))
         if isinstance(claimed, idempotency.Replay):
             return _accepted(claimed.job_id, claimed.response, {REPLAYED_HEADER: "true"})
         claim = claimed
     try:
-        accepted = intake.accept_job(services, _job_request(body), idempotency=claim)
+        accepted = intake.accept_job(services, _job_request(body), owner=current_owner(), idempotency=claim)
     except BaseException:
         if claim is not None:
             idempotency.release(services, claim)
@@ -109,7 +111,7 @@ def _job_request(body: SendEmailBody) -> intake.JobRequest:
     responses={200: JobList, **ERRORS},
 )
 def list_jobs(query: JobListQuery) -> Any:
-    jobs = reports.recent_jobs(_services(), limit=query.limit, before=query.before)
+    jobs = reports.recent_jobs(_services(), current_owner(), limit=query.limit, before=query.before)
     next_before = jobs[-1].job.id if len(jobs) == query.limit else None
     return JobList(items=[_job_view(report) for report in jobs], next_before=next_before).model_dump(mode="json")
 
@@ -118,7 +120,7 @@ def list_jobs(query: JobListQuery) -> Any:
     "/<id>",
     summary="Follow a job",
     description="Status, counts per recipient status, `current` (final outcomes so far) and `progress`.",
-    responses={200: JobView, 404: ErrorBody},
+    responses={200: JobView, 401: ErrorBody, 404: ErrorBody},
 )
 def get_job(path: JobPath) -> Any:
     return _current_view(_services(), path.id)
@@ -128,10 +130,12 @@ def get_job(path: JobPath) -> Any:
     "/<id>/recipients",
     summary="Per-recipient outcomes",
     description="In job order, optionally filtered by `status`, paginated with `after`.",
-    responses={200: RecipientList, 404: ErrorBody, 422: ErrorBody},
+    responses={200: RecipientList, 401: ErrorBody, 404: ErrorBody, 422: ErrorBody},
 )
 def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
-    page = reports.recipient_page(_services(), path.id, status=query.status, after=query.after, limit=query.limit)
+    page = reports.recipient_page(
+        _services(), path.id, current_owner(), status=query.status, after=query.after, limit=query.limit
+    )
     next_after = page[-1].recipient.position if len(page) == query.limit else None
     return RecipientList(items=[_recipient_view(r) for r in page], next_after=next_after).model_dump(mode="json")
 
@@ -143,11 +147,11 @@ def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
         "Recipients not yet handed to a worker become `cancelled`; messages already in flight finish. "
         "A scheduled or paused job can be cancelled too; a finished job cannot (409)."
     ),
-    responses={200: JobView, 404: ErrorBody, 409: ErrorBody},
+    responses={200: JobView, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody},
 )
 def cancel_job(path: JobPath) -> Any:
     services = _services()
-    control.cancel(services, path.id)
+    control.cancel(services, path.id, current_owner())
     return _current_view(services, path.id)
 
 
@@ -158,11 +162,11 @@ def cancel_job(path: JobPath) -> Any:
         "A scheduled, queued or sending job stops: batches being sent give their recipients back within a "
         "second (messages in flight finish). Nothing is lost; resume goes on where it stopped. 409 otherwise."
     ),
-    responses={200: JobView, 404: ErrorBody, 409: ErrorBody},
+    responses={200: JobView, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody},
 )
 def pause_job(path: JobPath) -> Any:
     services = _services()
-    control.pause(services, path.id)
+    control.pause(services, path.id, current_owner())
     return _current_view(services, path.id)
 
 
@@ -173,11 +177,11 @@ def pause_job(path: JobPath) -> Any:
         "A job paused before it started waits for its `send_at` again (or is queued); a job paused while "
         "sending has its remaining recipients queued again. 409 when the job is not paused."
     ),
-    responses={200: JobView, 404: ErrorBody, 409: ErrorBody},
+    responses={200: JobView, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody},
 )
 def resume_job(path: JobPath) -> Any:
     services = _services()
-    control.resume(services, path.id)
+    control.resume(services, path.id, current_owner())
     return _current_view(services, path.id)
 
 
@@ -188,16 +192,16 @@ def resume_job(path: JobPath) -> Any:
         "Only for a completed job: its failed recipients go back to `pending` and the job is queued again. "
         "409 when the job is not completed or has no failed recipient."
     ),
-    responses={202: JobView, 404: ErrorBody, 409: ErrorBody},
+    responses={202: JobView, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody},
 )
 def retry_job(path: JobPath) -> Any:
     services = _services()
-    control.retry_failed(services, path.id)
+    control.retry_failed(services, path.id, current_owner())
     return _current_view(services, path.id), 202
 
 
 def _current_view(services: Services, job_id: str) -> dict[str, Any]:
-    return _job_view(reports.job_report(services, job_id)).model_dump(mode="json")
+    return _job_view(reports.job_report(services, job_id, current_owner())).model_dump(mode="json")
 
 
 def _job_view(report: reports.JobReport) -> JobView:

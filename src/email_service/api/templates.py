@@ -11,6 +11,7 @@ from flask_openapi3.models.tag import Tag
 from ..rendering import TemplateSource
 from ..services import Services, templates
 from ..services.templates import TemplateFields, TemplateRecord
+from .errors import API_KEY
 from .schemas import ErrorBody
 from .template_schemas import (
     DraftPreviewBody,
@@ -29,9 +30,11 @@ templates_tag = Tag(
     description="Templates jobs render: stored through this API (each change a new version, kept for the jobs "
     "that use it) or files in the templates folder (read-only here).",
 )
-blueprint = APIBlueprint("templates", __name__, url_prefix="/api/templates", abp_tags=[templates_tag])
+blueprint = APIBlueprint(
+    "templates", __name__, url_prefix="/api/templates", abp_tags=[templates_tag], abp_security=API_KEY
+)
 
-ERRORS: dict[int | str, Any] = {400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody}
+ERRORS: dict[int | str, Any] = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody}
 
 
 def _services() -> Services:

@@ -16,31 +16,31 @@ from .reports import find_job
 log = logging.getLogger(__name__)
 
 
-def cancel(services: Services, job_id: str) -> None:
+def cancel(services: Services, job_id: str, owner: str | None) -> None:
     """Recipients not yet handed to a worker become cancelled; sends in flight finish."""
     with services.sessions.begin() as session:
-        status = find_job(session, job_id).status
+        status = find_job(session, job_id, owner).status
         if not repository.cancel_job(session, job_id, utcnow()):
             raise Conflict(f"job {job_id} is {status}: a finished job cannot be cancelled")
     log.info("job %s cancelled", job_id)
     finish_if_done(services, job_id)  # finished now if nothing was in flight
 
 
-def pause(services: Services, job_id: str) -> None:
+def pause(services: Services, job_id: str, owner: str | None) -> None:
     """Stop sending: running batches give their recipients back within a second; nothing is lost."""
     with services.sessions.begin() as session:
-        status = find_job(session, job_id).status
+        status = find_job(session, job_id, owner).status
         if not repository.pause_job(session, job_id):
             raise Conflict(f"job {job_id} is {status}: only a scheduled, queued or sending job can be paused")
     log.info("job %s paused", job_id)
 
 
-def resume(services: Services, job_id: str) -> None:
+def resume(services: Services, job_id: str, owner: str | None) -> None:
     """Go on where a paused job stopped: a job that had not started goes back to waiting for its
     send_at or to the queue; a started one has its batches queued again."""
     assert services.queue is not None
     with services.sessions.begin() as session:
-        job = find_job(session, job_id, for_update=True)
+        job = find_job(session, job_id, owner, for_update=True)
         if job.status != JobStatus.PAUSED:
             raise Conflict(f"job {job_id} is {job.status}: only a paused job can be resumed")
         now = utcnow()
@@ -58,10 +58,10 @@ def resume(services: Services, job_id: str) -> None:
     log.info("job %s resumed (%s)", job_id, status)
 
 
-def retry_failed(services: Services, job_id: str) -> int:
+def retry_failed(services: Services, job_id: str, owner: str | None) -> int:
     """Queue the failed recipients of a completed job again; how many."""
     with services.sessions.begin() as session:
-        job = find_job(session, job_id)
+        job = find_job(session, job_id, owner)
         status, now = job.status, utcnow()
         if job.expires_at is not None and job.expires_at <= now:
             raise Conflict(f"job {job_id} expired at {job.expires_at.isoformat()}: nothing of it may be sent again")

@@ -62,8 +62,9 @@ def request_hash(body: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def claim(services: Services, key: str, body_hash: str) -> Claim | Replay:
-    """Own ``key`` for this request, or the first answer given for it.
+def claim(services: Services, key: str, owner: str | None, body_hash: str) -> Claim | Replay:
+    """Own ``key`` of ``owner`` (the API key, so that two callers' keys never meet) for this request,
+    or the first answer given for it.
 
     Raises Conflict (409) while another request with the key runs, ValidationFailed (422) when the
     key came with another body.
@@ -73,12 +74,19 @@ def claim(services: Services, key: str, body_hash: str) -> Claim | Replay:
             "invalid Idempotency-Key",
             [{"field": "Idempotency-Key", "reason": f"1 to {MAX_KEY_LENGTH} printable ASCII characters"}],
         )
+    key = stored_key(owner, key)
     for _ in range(2):  # a concurrent first insert of the same key: look again once it is committed
         try:
             return _claim_once(services, key, body_hash)
         except IntegrityError:
             continue
     raise Conflict("a request with this Idempotency-Key is being processed; try again later")
+
+
+def stored_key(owner: str | None, key: str) -> str:
+    """What is stored for a caller's key: a digest of owner and key, bounded in size (the caller's
+    own keys are not kept), and two owners' equal keys never meet."""
+    return hashlib.sha256(f"{owner or ''}\0{key}".encode()).hexdigest()
 
 
 def release(services: Services, claimed: Claim) -> None:

@@ -65,8 +65,11 @@ class AcceptedJob:
         return {"id": self.id, "status": self.status, "total": self.total}
 
 
-def accept_job(services: Services, request: JobRequest, *, idempotency: Claim | None = None) -> AcceptedJob:
-    """Validate a bulk send and store it; ValidationFailed lists every problem and stores nothing."""
+def accept_job(
+    services: Services, request: JobRequest, *, owner: str | None = None, idempotency: Claim | None = None
+) -> AcceptedJob:
+    """Validate a bulk send and store it for ``owner`` (the API key sending it); ValidationFailed lists
+    every problem and stores nothing."""
     settings = services.settings
     now = utcnow()
     problems = Problems()
@@ -100,6 +103,7 @@ def accept_job(services: Services, request: JobRequest, *, idempotency: Claim | 
 
     job = Job(
         id=str(uuid.uuid4()),
+        owner=owner,
         status=JobStatus.SCHEDULED if send_at is not None and send_at > now else JobStatus.QUEUED,
         subject=request.subject,
         content=request.content,

@@ -34,32 +34,35 @@ class RecipientReport:
     message_id: str
 
 
-def find_job(session: Session, job_id: str, *, for_update: bool = False) -> Job:
+def find_job(session: Session, job_id: str, owner: str | None, *, for_update: bool = False) -> Job:
+    """The job, if ``owner`` may see it: with authentication on, only the key that created it may
+    (another key gets the same 404 as for a job that does not exist); ``owner`` None sees every job."""
     job = session.get(Job, job_id, with_for_update=for_update)
-    if job is None:
+    if job is None or (owner is not None and job.owner != owner):
         raise NotFound(f"no job {job_id!r}", [{"field": "id", "reason": "unknown job id"}])
     return job
 
 
-def job_report(services: Services, job_id: str) -> JobReport:
+def job_report(services: Services, job_id: str, owner: str | None) -> JobReport:
     with services.readers() as session:
-        job = find_job(session, job_id)
+        job = find_job(session, job_id, owner)
         return JobReport(job, repository.count_by_status(session, [job.id])[job.id])
 
 
-def recent_jobs(services: Services, *, limit: int, before: str | None) -> list[JobReport]:
-    """Newest first; ``before`` is the last job id of the previous page."""
+def recent_jobs(services: Services, owner: str | None, *, limit: int, before: str | None) -> list[JobReport]:
+    """The jobs ``owner`` may see, newest first; ``before`` is the last job id of the previous page."""
     with services.readers() as session:
-        jobs = repository.list_jobs(session, limit=limit, before=find_job(session, before) if before else None)
+        previous = find_job(session, before, owner) if before else None
+        jobs = repository.list_jobs(session, owner, limit=limit, before=previous)
         counts = repository.count_by_status(session, [job.id for job in jobs])
     return [JobReport(job, counts[job.id]) for job in jobs]
 
 
 def recipient_page(
-    services: Services, job_id: str, *, status: str | None, after: int | None, limit: int
+    services: Services, job_id: str, owner: str | None, *, status: str | None, after: int | None, limit: int
 ) -> list[RecipientReport]:
     """A job's recipients in order, optionally of one status, after a position."""
     with services.readers() as session:
-        job = find_job(session, job_id)
+        job = find_job(session, job_id, owner)
         recipients = repository.list_recipients(session, job.id, status=status, after=after, limit=limit)
     return [RecipientReport(r, message_id_for(job.id, r.position, job.sender)) for r in recipients]

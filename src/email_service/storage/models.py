@@ -87,10 +87,26 @@ class Base(DeclarativeBase):
     pass
 
 
-class Job(Base):
-    __tablename__ = "jobs"
+class ApiKey(Base):
+    """A named API key; only its SHA-256 is kept (the key itself is shown once, at creation)."""
+
+    __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to recognize it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_owner_created_at", "owner", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The API key that created the job (null when authentication is off): only it sees the job.
+    owner: Mapped[str | None] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(16), index=True)
     subject: Mapped[str] = mapped_column(Text)
     content: Mapped[str] = mapped_column(Text)

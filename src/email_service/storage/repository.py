@@ -55,9 +55,11 @@ def job_attachments(session: Session, job_id: str) -> tuple[AttachmentFile, ...]
     return tuple(AttachmentFile(filename, content_type, data) for filename, content_type, data in rows)
 
 
-def list_jobs(session: Session, *, limit: int, before: Job | None = None) -> list[Job]:
-    """Most recent jobs first; ``before`` continues a previous page."""
+def list_jobs(session: Session, owner: str | None, *, limit: int, before: Job | None = None) -> list[Job]:
+    """Most recent jobs first (of ``owner`` only, unless None); ``before`` continues a previous page."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if owner is not None:
+        query = query.where(Job.owner == owner)
     if before is not None:
         query = query.where(
             or_(Job.created_at < before.created_at, and_(Job.created_at == before.created_at, Job.id < before.id))

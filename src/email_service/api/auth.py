@@ -1,0 +1,48 @@
+"""Who is calling: every request but the health checks and the API documentation needs an API key."""
+
+from __future__ import annotations
+
+from flask import Flask, g, request
+
+from ..errors import Unauthenticated
+from ..services import Services, auth
+
+# Endpoints anyone may call: the health check and the API documentation.
+_PUBLIC_ENDPOINTS = frozenset({"_healthz", "static"})
+_PUBLIC_BLUEPRINTS = frozenset({"openapi", "swagger"})
+
+
+def install_authentication(app: Flask, services: Services) -> None:
+    """Check the API key of each request before anything else reads it (its body included)."""
+
+    @app.before_request
+    def _authenticate() -> None:
+        g.owner = None
+        if services.settings.auth_disabled or _is_public(request.endpoint):
+            return
+        key = _presented_key()
+        if key is None:
+            raise Unauthenticated("an API key is required: `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+        owner = auth.authenticate(services, key)
+        if owner is None:
+            raise Unauthenticated("this API key is unknown or revoked")
+        g.owner = owner
+
+
+def current_owner() -> str | None:
+    """The id of the API key of this request (None when authentication is off)."""
+    owner: str | None = g.get("owner")
+    return owner
+
+
+def _is_public(endpoint: str | None) -> bool:
+    if endpoint is None:  # no route: the 404 tells nothing
+        return True
+    return endpoint in _PUBLIC_ENDPOINTS or endpoint.partition(".")[0] in _PUBLIC_BLUEPRINTS
+
+
+def _presented_key() -> str | None:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("X-API-Key") or None
