@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     mail_port: int = Field(1025, ge=1, le=65535, description="SMTP relay port.")
     mail_use_tls: bool = Field(False, description="Upgrade the relay connection with STARTTLS.")
     mail_use_ssl: bool = Field(False, description="Connect to the relay over implicit TLS.")
+    mail_tls_ca_file: Path | None = Field(
+        None, description="PEM file of the CA that signed the relay's certificate; the system's CAs when empty."
+    )
     mail_username: str = Field("", description="Relay login; empty means no AUTH.")
     mail_password: SecretStr = Field(SecretStr(""), description="Relay password (never logged).")
     mail_default_sender: str = Field("email-service@localhost", description="From address of every message.")
@@ -110,6 +113,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("mail_tls_ca_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # an empty variable would otherwise be Path(".")
 
     @model_validator(mode="after")
     def _check_and_complete(self) -> Settings:

@@ -1,5 +1,5 @@
-"""Sending over SMTP: one reused connection per batch, ESMTP PIPELINING when offered, every
-step under a timeout, every failure classified."""
+"""Sending over SMTP: one reused connection per batch, ESMTP PIPELINING when offered, TLS that
+verifies the relay's certificate and name, every step under a timeout, every failure classified."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import re
 import smtplib
 import ssl
+from collections.abc import Callable
 
 from ..config import Settings
 from ..errors import DeliveryError, RelayUnavailable
@@ -16,6 +17,7 @@ from .replies import error_from_exception, error_from_reply
 log = logging.getLogger(__name__)
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+_SSL_LOCATION = re.compile(r"^\[\w+: \w+\] | \(_ssl\.c:\d+\)$")  # "[SSL: REASON] ... (_ssl.c:1006)"
 
 
 class SMTPTransport:
@@ -23,9 +25,29 @@ class SMTPTransport:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._tls_context: ssl.SSLContext | None = None
 
     def connect(self) -> SMTPConnection:
-        return SMTPConnection(self._settings)
+        return SMTPConnection(self._settings, self.tls_context)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The verifying context, built at the first TLS session and shared by every connection."""
+        if self._tls_context is None:
+            self._tls_context = verifying_context(self._settings)
+        return self._tls_context
+
+
+def verifying_context(settings: Settings) -> ssl.SSLContext:
+    """Checks the relay's certificate (against MAIL_TLS_CA_FILE, or the system's CAs) and its name.
+
+    smtplib's own default context verifies nothing, so it is never left to choose.
+    """
+    ca_file = settings.mail_tls_ca_file
+    try:
+        # CERT_REQUIRED, check_hostname and TLS 1.2 at least; with a CA file, only that CA is trusted.
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ValueError) as exc:  # a missing or unreadable file is the operator's to fix: retry later
+        raise RelayUnavailable(0, f"TLS: cannot load the CA file {ca_file}: {_tls_detail(exc)}") from exc
 
 
 class _StaleConnection(Exception):
@@ -41,8 +63,9 @@ class SMTPConnection:
     instead of four.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tls_context: Callable[[], ssl.SSLContext] | None = None) -> None:
         self._settings = settings
+        self._tls_context = tls_context or (lambda: verifying_context(settings))
         self._smtp: smtplib.SMTP | None = None
         self._sent_on_connection = 0
         self._content_sent = False
@@ -146,21 +169,23 @@ class SMTPConnection:
                     settings.mail_server,
                     settings.mail_port,
                     timeout=settings.mail_timeout,
-                    context=ssl.create_default_context(),
+                    context=self._tls_context(),
                 )
             else:
                 smtp = smtplib.SMTP(settings.mail_server, settings.mail_port, timeout=settings.mail_timeout)
             _greet(smtp)
             if settings.mail_use_tls:
-                if not smtp.has_extn("starttls"):
-                    raise RelayUnavailable(0, "STARTTLS is required but the relay does not offer it")
-                smtp.starttls(context=ssl.create_default_context())
-                _greet(smtp)
+                _start_tls(smtp, self._tls_context())
+            # Only now, over TLS when it is configured: a failed handshake never reaches this line.
             if settings.mail_username:
                 smtp.login(settings.mail_username, settings.mail_password.get_secret_value())
         except DeliveryError:
             _close_quietly(smtp)
             raise
+        except ssl.SSLError as exc:
+            _close_quietly(smtp)
+            # A certificate or handshake failure: no session for anyone until the operator fixes it.
+            raise RelayUnavailable(0, f"TLS: {_tls_detail(exc)}") from exc
         except smtplib.SMTPAuthenticationError as exc:
             _close_quietly(smtp)
             # A refused login is the operator's to fix, not the recipient's fault: try again later.
@@ -195,6 +220,28 @@ def _greet(smtp: smtplib.SMTP) -> None:
         code, text = smtp.helo()
         if code != 250:
             raise RelayUnavailable(code, f"the relay refused EHLO and HELO: {text.decode('utf-8', 'replace')}")
+
+
+def _start_tls(smtp: smtplib.SMTP, context: ssl.SSLContext) -> None:
+    """STARTTLS, then EHLO again over TLS; a relay that cannot do it gets no plaintext session instead."""
+    if not smtp.has_extn("starttls"):
+        raise RelayUnavailable(0, "TLS: STARTTLS is required but the relay does not offer it")
+    try:
+        smtp.starttls(context=context)
+    except smtplib.SMTPResponseException as exc:
+        text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        raise RelayUnavailable(exc.smtp_code, f"TLS: the relay refused STARTTLS: {text}") from exc
+    _greet(smtp)
+
+
+def _tls_detail(exc: Exception) -> str:
+    """What went wrong, in OpenSSL's words without its codes, e.g. "certificate verify failed: self-signed
+    certificate" or "certificate verify failed: Hostname mismatch, certificate is not valid for 'x'."."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return _SSL_LOCATION.sub("", exc.strerror)
+    return str(exc)
 
 
 def _sender_refused(code: int, text: bytes) -> DeliveryError:
