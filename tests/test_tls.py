@@ -4,6 +4,7 @@ login is tried, and every recipient waits with a reason starting with "TLS:"."""
 
 from __future__ import annotations
 
+import re
 import ssl
 import tempfile
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ def pki() -> Iterator[Certificates]:
 
 
 StartRelay = Callable[..., TLSRelay]
+SELF_SIGNED = "self[- ]signed certificate"  # OpenSSL 3 spells it with a hyphen, 1.1 without
 
 
 @pytest.fixture
@@ -113,7 +115,7 @@ def test_starttls_to_a_certificate_the_system_does_not_trust_sends_nothing(start
 def test_a_self_signed_relay_is_refused(start_relay: StartRelay, pki: Certificates, ca_file: bool):
     relay = start_relay(starttls=pki.self_signed)
     reason = _refused(relay, mail_use_tls=True, mail_tls_ca_file=pki.ca if ca_file else None)
-    assert reason == "TLS: certificate verify failed: self-signed certificate"
+    assert re.fullmatch(f"TLS: certificate verify failed: {SELF_SIGNED}", reason)
 
 
 def test_starttls_required_but_not_offered_sends_nothing_not_even_the_login(start_relay: StartRelay):
@@ -232,8 +234,8 @@ def test_a_batch_to_a_relay_failing_tls_is_deferred_and_nothing_reaches_it(
         recipients = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
     assert [r.status for r in recipients] == ["deferred"] * 3
     assert all(r.last_error.startswith("TLS: ") and r.next_attempt_at is not None for r in recipients)
-    expected = "self-signed certificate" if relay_kind == "untrusted certificate" else "does not offer it"
-    assert expected in recipients[0].last_error
+    expected = SELF_SIGNED if relay_kind == "untrusted certificate" else "does not offer it"
+    assert re.search(expected, recipients[0].last_error)
     assert relay.handler.messages() == [] and relay.handler.logins == []
     assert not {"AUTH", "MAIL"} & set(relay.handler.verbs())
 
