@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import TemplateError
 from .messages import AttachmentFile, Envelope, MessageBuilder, message_id_for
 from .rendering import TemplateRenderer, TemplateSource
+
+if TYPE_CHECKING:
+    from .dkim_signing import DkimSigner
 
 
 @dataclass(frozen=True)
@@ -53,15 +56,17 @@ def compose(
     position: int,
     date: datetime,
     builder: MessageBuilder | None = None,
+    signer: DkimSigner | None = None,
 ) -> Envelope:
     """Render the job's template for one recipient and build the message; raises TemplateError.
 
-    A batch passes one ``builder`` for all its messages, so what they share is encoded once.
+    A batch passes one ``builder`` for all its messages, so what they share is encoded once;
+    with a ``signer`` the message gets its DKIM-Signature, once every header is in place.
     """
     context = template_context(job, address=address, name=name, variables=variables, date=date)
     rendered = renderer.render(job.template, context)
     try:
-        return (builder or MessageBuilder(cache_size=1)).build(
+        envelope = (builder or MessageBuilder(cache_size=1)).build(
             rendered,
             sender=job.sender,
             recipient=address,
@@ -72,6 +77,9 @@ def compose(
             headers=job.headers,
             attachments=job.attachments,
         )
+        if signer is None:
+            return envelope
+        return Envelope(envelope.sender, envelope.recipient, signer.sign(envelope.data))  # DkimError is a ValueError
     except TemplateError:
         raise
     except (ValueError, TypeError, UnicodeError) as exc:  # e.g. a template setting Reply-To twice

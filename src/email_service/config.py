@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .header_values import describe_control_character
 from .rate_spec import parse_domain_rates
+
+if TYPE_CHECKING:
+    from .dkim_signing import DkimKey
 
 
 class Settings(BaseSettings):
@@ -40,6 +43,11 @@ class Settings(BaseSettings):
     mail_max_emails: int | None = Field(None, ge=1, description="Messages per SMTP connection before reconnecting.")
     mail_suppress_send: bool = Field(False, description="Log messages instead of sending them.")
     mail_timeout: float = Field(30.0, gt=0, description="Seconds allowed for each SMTP operation.")
+    dkim_domain: str = Field("", description="DKIM signing domain (d=); empty means messages are not signed.")
+    dkim_selector: str = Field("", description="DKIM selector (s=): the key is at <selector>._domainkey.<domain>.")
+    dkim_private_key_file: Path | None = Field(
+        None, description="PEM file of the RSA or Ed25519 private DKIM key, read once at start-up (never logged)."
+    )
 
     celery_broker_url: str = Field("filesystem://", description="Celery broker; filesystem:// keeps it under DATA_DIR.")
     celery_result_backend: str | None = Field(None, description="Celery result backend; unused by the service.")
@@ -109,12 +117,15 @@ class Settings(BaseSettings):
     batch_size: int = Field(100, ge=1, le=10_000, description="Recipients sent by one worker task.")
     lease_seconds: int = Field(600, ge=2, description="How long a worker owns a claimed batch.")
 
+    # The loaded DKIM key: read once, when the settings are checked; a private attribute, so no repr shows it.
+    _dkim_key: DkimKey | None = PrivateAttr(None)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("mail_tls_ca_file", mode="before")
+    @field_validator("mail_tls_ca_file", "dkim_private_key_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value  # an empty variable would otherwise be Path(".")
@@ -136,9 +147,18 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET: webhook events are always signed")
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ValueError("LEASE_SECONDS must be shorter than BROKER_VISIBILITY_TIMEOUT")
+        if self.dkim_domain or self.dkim_selector or self.dkim_private_key_file:
+            from .dkim_signing import check_settings  # dkimpy (and dnspython) load only when signing is on
+
+            self._dkim_key = check_settings(self.dkim_domain, self.dkim_selector, self.dkim_private_key_file)
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'email_service.db').resolve()}"
         return self
+
+    @property
+    def dkim_key(self) -> DkimKey | None:
+        """The private key DKIM_PRIVATE_KEY_FILE held when the settings were read; None when signing is off."""
+        return self._dkim_key
 
     @property
     def longest_send(self) -> float:

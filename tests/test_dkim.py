@@ -1,0 +1,282 @@
+"""DKIM signatures: dkimpy verifies them, they cover List-Unsubscribe, and the key never shows."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dkim
+import dkim.util
+import pytest
+
+from email_service.composer import JobContent, compose
+from email_service.config import Settings
+from email_service.dkim_signing import DkimError, DkimSigner
+from email_service.errors import TemplateError
+from email_service.rendering import TemplateRenderer
+
+DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+DOMAIN = "example.org"
+SELECTOR = "mail2026"
+
+
+@dataclass(frozen=True)
+class Key:
+    path: Path
+    pem_body: str  # the base64 of the private key, to look for where it must not be
+    txt_record: bytes  # what <selector>._domainkey.<domain> publishes
+
+
+def _generate(folder: Path, name: str, *options: str) -> Key:
+    path = folder / f"{name}.pem"
+    subprocess.run(["openssl", "genpkey", *options, "-out", str(path)], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "pkey", "-in", str(path), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    if name == "ed25519":
+        record = b"v=DKIM1; k=ed25519; p=" + base64.b64encode(public[-32:])  # RFC 8463: the raw 32-byte key
+    else:
+        record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    pem_body = "".join(path.read_text().splitlines()[1:-1])
+    return Key(path, pem_body, record)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Key]:
+    folder = tmp_path_factory.mktemp("dkim")
+    return {
+        "rsa": _generate(folder, "rsa", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"),
+        "ed25519": _generate(folder, "ed25519", "-algorithm", "ed25519"),
+    }
+
+
+def _dns(key: Key):
+    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
+        return key.txt_record if name == f"{SELECTOR}._domainkey.{DOMAIN}.".encode() else None
+
+    return lookup
+
+
+def _settings(key_file: Path | str | None, domain: str = DOMAIN, selector: str = SELECTOR, **more) -> Settings:
+    return Settings(dkim_domain=domain, dkim_selector=selector, dkim_private_key_file=key_file, **more)
+
+
+def _signer(key: Key) -> DkimSigner:
+    signer = DkimSigner.from_settings(_settings(key.path))
+    assert signer is not None
+    return signer
+
+
+def _compose(signer: DkimSigner | None, content: str = "Run for your life", unsubscribe: bool = True) -> bytes:
+    renderer = TemplateRenderer()
+    template = renderer.file_source("default")
+    assert template is not None
+    job = JobContent(
+        job_id="8b56a168-ea95-4ea4-ab88-8b5ada5991c9",
+        template=template,
+        sender="Service <service@example.org>",
+        subject="Démogorgon",
+        content=content,
+        unsubscribe=("https://mail.example.org", "k" * 43) if unsubscribe else None,
+    )
+    envelope = compose(
+        renderer, job, address="will@example.com", name="Will", variables=None, position=17, date=DATE, signer=signer
+    )
+    return envelope.data
+
+
+def _tags(data: bytes) -> dict[bytes, bytes]:
+    header = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n ")  # unfold the signature's own lines
+    value = b" ".join(header).split(b"\r\n", 1)[0].split(b":", 1)[1]
+    return dkim.util.parse_tag_value(value)
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+def test_a_composed_message_is_signed_and_verifies(keys: dict[str, Key], kind: str):
+    unsigned = _compose(None)
+    data = _compose(_signer(keys[kind]))
+    assert data.startswith(b"DKIM-Signature: ") and data.endswith(unsigned)
+    assert dkim.verify(data, dnsfunc=_dns(keys[kind]))
+    tags = _tags(data)
+    assert tags[b"a"] == (b"rsa-sha256" if kind == "rsa" else b"ed25519-sha256")
+    assert (tags[b"c"], tags[b"d"], tags[b"s"]) == (b"relaxed/relaxed", DOMAIN.encode(), SELECTOR.encode())
+    signed = [name.strip() for name in tags[b"h"].split(b":")]
+    for name in (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type"):
+        assert name in signed
+    assert b"list-unsubscribe" in signed and b"list-unsubscribe-post" in signed
+    assert signed.count(b"from") == 2, "From oversigned: a second one breaks the signature"
+    # Still SMTP bytes: CRLF only, ASCII, the folded signature within 78 columns.
+    assert data.isascii() and data.count(b"\n") == data.count(b"\r\n") and b"\r\r" not in data
+    signature = data[: len(data) - len(unsigned)]
+    assert signature.endswith(b"\r\n") and max(len(line) for line in signature.split(b"\r\n")) <= 78
+
+
+def test_headers_absent_from_the_message_are_not_listed(keys: dict[str, Key]):
+    data = _compose(_signer(keys["ed25519"]), unsubscribe=False)
+    assert dkim.verify(data, dnsfunc=_dns(keys["ed25519"]))
+    signed = [name.strip() for name in _tags(data)[b"h"].split(b":")]
+    assert b"list-unsubscribe" not in signed and b"reply-to" not in signed
+
+
+def _replace(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert data.count(old) == 1
+    return data.replace(old, new)
+
+
+def _add_after_signature(data: bytes, line: bytes) -> bytes:
+    at = data.index(b"\r\nFrom: ") + 2
+    return data[:at] + line + data[at:]
+
+
+TAMPERINGS = {
+    "unsubscribe link": lambda d: _replace(d, b"/unsubscribe/8b56a168", b"/unsubscribe/8b56a169"),
+    "unsubscribe post": lambda d: _replace(d, b"List-Unsubscribe=One-Click", b"List-Unsubscribe=Two-Clicks"),
+    "post removed": lambda d: _replace(d, b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", b""),
+    "body": lambda d: _replace(d, b"Run for your life", b"Run for your lift"),
+    "second From above": lambda d: _add_after_signature(d, b"From: boss@example.org\r\n"),
+    "second From below": lambda d: d.replace(b"\r\n\r\n", b"\r\nFrom: boss@example.org\r\n\r\n", 1),
+}
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+@pytest.mark.parametrize("tampering", TAMPERINGS)
+def test_a_changed_list_unsubscribe_body_or_from_fails_verification(keys: dict[str, Key], kind: str, tampering: str):
+    data = _compose(_signer(keys[kind]))
+    assert dkim.verify(data, dnsfunc=_dns(keys[kind]))
+    assert not dkim.verify(TAMPERINGS[tampering](data), dnsfunc=_dns(keys[kind]))
+
+
+def test_relaxed_canonicalization_survives_a_relay_refolding_headers(keys: dict[str, Key]):
+    data = _compose(_signer(keys["rsa"]))
+    refolded = _replace(data, b"\r\nSubject: ", b"\r\nSubject:  \r\n\t")
+    assert dkim.verify(refolded, dnsfunc=_dns(keys["rsa"]))
+
+
+def test_a_signing_failure_fails_the_message_as_a_template_error(keys: dict[str, Key], monkeypatch):
+    signer = _signer(keys["rsa"])
+
+    def broken(message: bytes) -> bytes:
+        raise DkimError("DKIM signing failed: test")
+
+    monkeypatch.setattr(signer, "sign", broken)
+    with pytest.raises(TemplateError, match="DKIM signing failed"):
+        _compose(signer)
+
+
+def test_signing_is_off_without_settings_and_read_from_the_environment(keys: dict[str, Key], monkeypatch):
+    assert DkimSigner.from_settings(Settings()) is None
+    monkeypatch.setenv("DKIM_DOMAIN", DOMAIN)
+    monkeypatch.setenv("DKIM_SELECTOR", SELECTOR)
+    monkeypatch.setenv("DKIM_PRIVATE_KEY_FILE", str(keys["ed25519"].path))
+    signer = DkimSigner.from_settings(Settings())
+    assert signer is not None and (signer.domain, signer.selector) == (DOMAIN, SELECTOR)
+    for name in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_FILE"):
+        monkeypatch.setenv(name, "")
+    assert Settings().dkim_key is None
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({"dkim_domain": DOMAIN}, "DKIM_SELECTOR, DKIM_PRIVATE_KEY_FILE"),
+        ({"dkim_domain": DOMAIN, "dkim_selector": SELECTOR}, "DKIM_PRIVATE_KEY_FILE"),
+        ({"dkim_private_key_file": "/etc/dkim.pem"}, "DKIM_DOMAIN, DKIM_SELECTOR"),
+    ],
+)
+def test_partial_dkim_settings_are_refused(given: dict[str, str], missing: str):
+    with pytest.raises(ValueError, match=f"missing: {missing}"):
+        Settings(**given)
+
+
+def test_a_bad_domain_or_selector_is_refused(keys: dict[str, Key]):
+    with pytest.raises(ValueError, match="DKIM_DOMAIN 'example org'"):
+        _settings(keys["rsa"].path, domain="example org")
+    with pytest.raises(ValueError, match="DKIM_SELECTOR"):
+        _settings(keys["rsa"].path, selector="s1;x=y")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _pem(label: str, body: str) -> str:
+    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n"
+
+
+def test_an_unreadable_or_unusable_key_file_is_refused_naming_the_setting(tmp_path: Path):
+    canary = "MIIcanaryKEYcanaryKEYcanaryKEYAA"  # valid base64, not a key
+    cases = {
+        tmp_path / "absent.pem": "cannot be read",
+        tmp_path: "cannot be read",  # a folder
+        _write(tmp_path / "empty.pem", ""): "no PEM private key",
+        _write(tmp_path / "bad.pem", _pem("PRIVATE KEY", canary)): "not an RSA",
+        _write(tmp_path / "b64.pem", _pem("PRIVATE KEY", canary + "!")): "base64",
+        _write(tmp_path / "enc.pem", _pem("ENCRYPTED PRIVATE KEY", canary)): "ENCRYPTED",
+        _write(tmp_path / "ec.pem", _pem("EC PRIVATE KEY", canary)): "EC PRIVATE KEY",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(ValueError, match="DKIM_PRIVATE_KEY_FILE") as raised:
+            _settings(path)
+        assert reason in str(raised.value) and canary not in str(raised.value)
+
+
+def test_a_short_rsa_key_is_refused(tmp_path: Path):
+    key = _generate(tmp_path, "short", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:768")
+    with pytest.raises(ValueError, match="768-bit RSA key") as raised:
+        _settings(key.path)
+    assert key.pem_body[:40] not in str(raised.value)
+
+
+def test_a_pkcs1_key_with_crlf_lines_after_a_certificate_signs(keys: dict[str, Key], tmp_path: Path):
+    pkcs1 = subprocess.run(
+        ["openssl", "pkey", "-in", str(keys["rsa"].path), "-traditional"], check=True, capture_output=True
+    ).stdout
+    assert pkcs1.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    path = tmp_path / "pkcs1.pem"
+    path.write_bytes((_pem("CERTIFICATE", "MIIBAAAA").encode() + pkcs1).replace(b"\n", b"\r\n"))
+    signer = DkimSigner.from_settings(_settings(path))
+    assert signer is not None and dkim.verify(_compose(signer), dnsfunc=_dns(keys["rsa"]))
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+def test_the_private_key_never_shows_in_settings_signer_or_logs(
+    keys: dict[str, Key], kind: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    secret = keys[kind].pem_body[-40:]  # the end of the PEM: the private part of either key
+    monkeypatch.setattr(logging.getLogger("email_service"), "propagate", True)  # let caplog see it
+    with caplog.at_level(logging.DEBUG):
+        settings = _settings(keys[kind].path)
+        signer = DkimSigner.from_settings(settings)
+        assert signer is not None
+        signer.sign(_compose(None))
+    shown = [repr(settings), str(settings), settings.model_dump_json(), repr(signer), repr(settings.dkim_key)]
+    shown += [record.getMessage() for record in caplog.records]
+    assert any("DKIM signing as d=example.org" in text for text in shown)
+    assert not any(secret in text for text in shown)
+    raw = base64.b64decode(keys[kind].pem_body)[-32:]  # nor the raw key bytes in any encoding we hand out
+    assert not any(base64.b64encode(raw).decode()[:20] in text for text in shown)
+
+
+def test_signing_cost_per_message(keys: dict[str, Key], capsys: pytest.CaptureFixture[str]):
+    line = "Run for your life, the Demogorgon is coming. Run!\n"  # 50 characters
+    unsigned = _compose(None, content="")
+    unsigned = _compose(None, content=line * ((1024 - len(unsigned)) // (len(line) + 1)))
+    assert 950 <= len(unsigned) <= 1024, len(unsigned)
+    lines = []
+    for kind, key in keys.items():
+        signer = _signer(key)
+        start = time.perf_counter()
+        for _ in range(200):
+            signed = signer.sign(unsigned)
+        per_message = (time.perf_counter() - start) / 200 * 1000
+        assert dkim.verify(signed, dnsfunc=_dns(key))
+        lines.append(f"DKIM {kind}: {per_message:.2f} ms per {len(unsigned)}-byte message (200 messages)")
+        assert per_message < 100, "signing should cost milliseconds, not a relay round trip"
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
