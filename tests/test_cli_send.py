@@ -121,7 +121,10 @@ def test_refused_recipients_are_listed_and_the_exit_status_is_3(stack: ApiServer
     for address in (gone1, gone2):
         assert re.search(rf"^  {re.escape(address)}  failed +550  5\.1\.1 No such user here$", result.stdout, re.M)
 
-    stdin = json.dumps([gone1, ok1, gone2])
+    # New addresses: the first two bounced, so they are suppressed from now on.
+    ok3, gone3, gone4 = tagged("ok3", "gone3", "gone4")
+    relay.handler.reject_rcpt.update({gone3, gone4})
+    stdin = json.dumps([gone3, ok3, gone4])
     limited = send("-", "--subject", "s", "--show-failures", "1", "--url", stack.url, stdin=stdin)
     assert limited.returncode == 3, limited.stderr
     assert "not sent (2, first 1):" in limited.stdout and "... and 1 more:" in limited.stdout

@@ -186,6 +186,7 @@ def test_retry_sends_again_to_the_failed_recipients(client: EmailServiceClient, 
         assert (first["counts"]["sent"], first["counts"]["failed"]) == (1, 1)
     finally:
         relay.handler.reject_rcpt.discard(flaky)
+    client.unsuppress(flaky)  # its "no such user" put it on the suppression list; the caller lifts it
     again = client.retry(job_id)
     assert again["id"] == job_id and again["status"] not in ("completed", "cancelled")
     job = client.wait(job_id, poll_interval=0.1, timeout=15)
@@ -388,3 +389,16 @@ def test_draft_previews_render_and_render_errors_name_line_and_variable(client: 
     [detail] = [d for d in error.details if d.get("variable")]
     assert detail["variable"] == "missing" and isinstance(detail.get("line"), int)
     assert "variable 'missing'" in str(error)
+
+
+def test_suppressions_are_listed_added_and_removed(client: EmailServiceClient):
+    address = addresses(1, prefix="suppressed")[0]
+    assert client.suppress(address) is True and client.suppress(address) is False
+    assert address in {s["email"] for s in client.iter_suppressions(page_size=2)}, "followed across pages"
+    job = client.wait(client.send([address], "s", list_unsubscribe=False)["id"], poll_interval=0.2, timeout=30)
+    assert job["counts"]["suppressed"] == 1
+    client.unsuppress(address)
+    assert address not in {s["email"] for s in client.iter_suppressions()}
+    with pytest.raises(ApiError) as missing:
+        client.unsuppress(address)
+    assert missing.value.status_code == 404

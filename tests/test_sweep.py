@@ -116,7 +116,7 @@ def test_a_cancelled_job_with_deferred_rows_is_finished_by_the_sweep(services: S
     now = utcnow()
     with services.sessions.begin() as session:
         claimed = repository.claim_batch(session, job_id, 0, 10, now=now, lease_until=now + timedelta(seconds=60))
-    control.cancel(services, job_id)  # both rows are in flight: they stay with their worker
+    control.cancel(services, job_id, None)  # both rows are in flight: they stay with their worker
     outcomes = OutcomeWriter(services.engine)  # which then defers them
     for row in claimed:
         assert outcomes.deferred(row, code=451, reason="busy", retry_at=now, now=now)

@@ -9,9 +9,10 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from . import __version__
-from .api import jobs, templates
+from .api import jobs, suppressions, templates
 from .api.auth import install_authentication
 from .api.errors import register_error_handlers, validation_error_response
+from .api.quotas import make_key_quotas
 from .api.schemas import ErrorBody
 from .config import Settings
 from .delivery.transport import Transport
@@ -52,9 +53,12 @@ def create_api(services: Services) -> OpenAPI:
     )
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_request_bytes
     app.extensions["email_service"] = services
+    app.extensions["key_quotas"] = make_key_quotas(services.settings)
     install_authentication(app, services)  # first: nothing reads a request its caller may not make
     app.register_api(jobs.blueprint)
     app.register_api(templates.blueprint)
+    app.register_api(suppressions.blueprint)
+    app.register_blueprint(suppressions.unsubscribe)
     register_error_handlers(app)
     # The tutorial served its Swagger UI at /api/; keep that address.
     app.view_functions["openapi.openapi"] = lambda: redirect("/api/swagger", code=302)
@@ -63,7 +67,12 @@ def create_api(services: Services) -> OpenAPI:
     def _parse_json_strictly() -> None:
         # flask-openapi3 parses bodies leniently (malformed JSON becomes null and a 422);
         # parsing here first makes malformed JSON a 400 and a non-JSON body a 415.
-        if request.method in ("POST", "PUT", "PATCH") and (request.is_json or request.content_length):
+        unsubscribing = request.blueprint == "unsubscribe"  # mail clients post a form there
+        if (
+            request.method in ("POST", "PUT", "PATCH")
+            and (request.is_json or request.content_length)
+            and not unsubscribing
+        ):
             try:
                 request.get_json()
             except BadRequest:

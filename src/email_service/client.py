@@ -75,6 +75,18 @@ class Job(TypedDict):
     finished_at: str | None
 
 
+class Suppression(TypedDict):
+    email: str
+    reason: str  # unsubscribed, bounced or manual
+    job_id: str | None
+    created_at: str
+
+
+class SuppressionPage(TypedDict):
+    items: list[Suppression]
+    next_after: str | None
+
+
 class JobPage(TypedDict):
     items: list[Job]
     next_before: str | None
@@ -206,6 +218,17 @@ def when(value: datetime | timedelta | str) -> str:
     return value
 
 
+def _follow(fetch: Callable[[Any], Any], cursor: str = "next_after") -> Iterator[Any]:
+    """Every item of a paginated listing: ``fetch(cursor)`` gives a page, None the first one."""
+    position = None
+    while True:
+        page = fetch(position)
+        yield from page["items"]
+        position = page[cursor]
+        if position is None:
+            return
+
+
 def _compact(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The body without the fields left out (None), so the service applies its defaults."""
     return {key: value for key, value in fields.items() if value is not None}
@@ -274,6 +297,7 @@ class EmailServiceClient:
         send_at: datetime | timedelta | str | None = None,
         expires_at: datetime | timedelta | str | None = None,
         callback_url: str | None = None,
+        list_unsubscribe: bool | None = None,
     ) -> JobAccepted:
         """Queue one message per recipient (POST /api/email/); the job's id, status and total.
 
@@ -296,6 +320,7 @@ class EmailServiceClient:
                 "send_at": when(send_at) if send_at is not None else None,
                 "expires_at": when(expires_at) if expires_at is not None else None,
                 "callback_url": callback_url,
+                "list_unsubscribe": list_unsubscribe,
             }
         )
         extra = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -313,13 +338,7 @@ class EmailServiceClient:
 
     def iter_jobs(self, page_size: int = 100) -> Iterator[Job]:
         """Every job, newest first, one page at a time."""
-        before = None
-        while True:
-            page = self.list_jobs(limit=page_size, before=before)
-            yield from page["items"]
-            before = page["next_before"]
-            if before is None:
-                return
+        return _follow(lambda before: self.list_jobs(limit=page_size, before=before), "next_before")
 
     def list_recipients(
         self, job_id: str, status: str | None = None, after: int | None = None, limit: int = 100
@@ -330,13 +349,24 @@ class EmailServiceClient:
 
     def iter_recipients(self, job_id: str, status: str | None = None, page_size: int = 1000) -> Iterator[Recipient]:
         """Every recipient of a job (only those in ``status`` if given), following the pages."""
-        after = None
-        while True:
-            page = self.list_recipients(job_id, status=status, after=after, limit=page_size)
-            yield from page["items"]
-            after = page["next_after"]
-            if after is None:
-                return
+        return _follow(lambda after: self.list_recipients(job_id, status=status, after=after, limit=page_size))
+
+    # ---- suppressions
+
+    def list_suppressions(self, after: str | None = None, limit: int = 100) -> SuppressionPage:
+        """One page of suppressed addresses, in address order; pass ``next_after`` as ``after``."""
+        params = _compact({"after": after, "limit": limit})
+        return cast(SuppressionPage, self._json("GET", "/api/suppressions/", params=params))
+
+    def iter_suppressions(self, page_size: int = 1000) -> Iterator[Suppression]:
+        return _follow(lambda after: self.list_suppressions(after=after, limit=page_size))
+
+    def suppress(self, email: str) -> bool:
+        """Never send to ``email`` again; False when it already was suppressed."""
+        return bool(self._json("POST", "/api/suppressions/", json={"email": email})["added"])
+
+    def unsuppress(self, email: str) -> None:
+        self._request("DELETE", f"/api/suppressions/{_segment(email)}")
 
     def cancel(self, job_id: str) -> Job:
         """Recipients not yet handed to a worker become cancelled (409 once the job has finished)."""

@@ -7,6 +7,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
+from . import unsubscribe
 from .errors import TemplateError
 from .messages import AttachmentFile, Envelope, MessageBuilder, message_id_for
 from .rendering import TemplateRenderer, TemplateSource
@@ -28,6 +29,8 @@ class JobContent:
     # The job's Reply-To and X-* headers, as (name, value) pairs.
     headers: tuple[tuple[str, str], ...] = ()
     attachments: tuple[AttachmentFile, ...] = ()
+    # (PUBLIC_URL, the job's key) when its messages carry one-click unsubscribe links.
+    unsubscribe: tuple[str, str] | None = None
 
 
 def template_context(
@@ -76,6 +79,7 @@ def compose(
             date=date,
             headers=job.headers,
             attachments=job.attachments,
+            unsubscribe_url=_unsubscribe_url(job, position),
         )
         if signer is None:
             return envelope
@@ -84,3 +88,10 @@ def compose(
         raise
     except (ValueError, TypeError, UnicodeError) as exc:  # e.g. a template setting Reply-To twice
         raise TemplateError(f"the message cannot be built: {exc}") from None
+
+
+def _unsubscribe_url(job: JobContent, position: int) -> str | None:
+    if job.unsubscribe is None:
+        return None
+    public_url, key = job.unsubscribe
+    return unsubscribe.url_for(public_url, job.job_id, position, key)

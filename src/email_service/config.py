@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     )
 
     templates_dir: Path | None = Field(None, description="Folder of .eml templates, searched before the built-in ones.")
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Address of the API as recipients reach it, for unsubscribe links."
+    )
+    key_requests_per_minute: int = Field(0, ge=0, description="API requests per minute and key; 0 = no quota.")
+    key_recipients_per_minute: int = Field(
+        0, ge=0, description="Recipients per minute and key, counted when a job is accepted; 0 = no quota."
+    )
+    key_recipients_per_day: int = Field(0, ge=0, description="Recipients per UTC day and key; 0 = no quota.")
     auth_disabled: bool = Field(
         False, description="Serve the API without API keys (`dev` on 127.0.0.1 does); never on a reachable host."
     )

@@ -6,12 +6,14 @@ EmailServiceError
 │   ├── Unauthenticated     401 no API key, or not an active one
 │   ├── ValidationFailed    422 fields or addresses that do not pass
 │   ├── NotFound            404
-│   └── Conflict            409 not possible in the job's current state
+│   ├── Conflict            409 not possible in the job's current state
+│   └── TooManyRequests     429 over a quota of the API key (retry_after seconds)
 ├── TemplateError           a template is missing, unsafe or does not render
 └── DeliveryError           the relay did not take a message
     ├── TemporaryDeliveryError   4xx reply, connection dropped, timeout: try again later
     │   └── RelayUnavailable     no session at all (refused, greeting 4xx, TLS, login)
     └── PermanentDeliveryError   5xx reply: that recipient failed
+        └── RecipientRefused     5xx to RCPT, 5.1.x/5.2.1: the address does not exist (a hard bounce)
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ class NotFound(RequestError):
 class Conflict(RequestError):
     status = 409
     code = "conflict"
+
+
+class TooManyRequests(RequestError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TemplateError(EmailServiceError):
@@ -111,3 +122,7 @@ class RelayUnavailable(TemporaryDeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     permanent = True
+
+
+class RecipientRefused(PermanentDeliveryError):
+    """The relay says the address does not exist: it goes on the suppression list."""

@@ -101,10 +101,12 @@ class MessageBuilder:
         date: datetime,
         headers: tuple[tuple[str, str], ...] = (),
         attachments: tuple[AttachmentFile, ...] = (),
+        unsubscribe_url: str | None = None,
     ) -> Envelope:
         """One message for one recipient; every header value is checked for control characters.
 
-        ``headers`` (the job's Reply-To and X-* headers) replace the template's of the same name.
+        ``headers`` (the job's Reply-To and X-* headers) replace the template's of the same name;
+        ``unsubscribe_url`` adds this recipient's one-click List-Unsubscribe (RFC 8058).
         """
         _check_header("To", recipient_name or "")
         _check_header("Message-ID", message_id)
@@ -116,6 +118,11 @@ class MessageBuilder:
             to_line = f"To: {recipient}\r\n".encode("ascii")  # a validated address needs no encoding
         own_lines = f"Date: {format_datetime(date)}\r\n".encode("ascii") + to_line
         own_lines += f"Message-ID: {message_id}\r\n".encode("ascii")
+        if unsubscribe_url is not None:
+            _check_header("List-Unsubscribe", unsubscribe_url)
+            own_lines += (
+                f"List-Unsubscribe: <{unsubscribe_url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            ).encode("ascii")
         header_lines, content = self._shared_parts(rendered, sender, subject, policy, headers)
         return Envelope(
             sender=envelope_sender(sender),

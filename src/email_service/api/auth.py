@@ -1,4 +1,5 @@
-"""Who is calling: every request but the health checks and the API documentation needs an API key."""
+"""Who is calling: every request but the health checks, the API documentation and the unsubscribe links
+needs an API key."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from flask import Flask, g, request
 
 from ..errors import Unauthenticated
 from ..services import Services, auth
+from . import quotas
 
-# Endpoints anyone may call: the health check and the API documentation.
+# Endpoints anyone may call: the health check, the API documentation, the unsubscribe links.
 _PUBLIC_ENDPOINTS = frozenset({"_healthz", "static"})
-_PUBLIC_BLUEPRINTS = frozenset({"openapi", "swagger"})
+_PUBLIC_BLUEPRINTS = frozenset({"openapi", "swagger", "unsubscribe"})
 
 
 def install_authentication(app: Flask, services: Services) -> None:
@@ -27,6 +29,7 @@ def install_authentication(app: Flask, services: Services) -> None:
         if owner is None:
             raise Unauthenticated("this API key is unknown or revoked")
         g.owner = owner
+        quotas.take(owner, "requests", 1)
 
 
 def current_owner() -> str | None:

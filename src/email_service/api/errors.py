@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from ..errors import RequestError
+from ..errors import RequestError, TooManyRequests
 from .schemas import RECIPIENT_FORMS
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ def register_error_handlers(app: Flask) -> None:
         response = error_response(exc.status, exc.code, exc.message, exc.details)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="email_service"'
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.errorhandler(HTTPException)

@@ -11,6 +11,7 @@ from flask_openapi3.models.tag import Tag
 
 from ..services import Services, control, idempotency, intake, reports
 from ..storage.models import JobStatus, RecipientStatus
+from . import quotas
 from .auth import current_owner
 from .errors import API_KEY
 from .schemas import (
@@ -31,7 +32,14 @@ log = logging.getLogger(__name__)
 email_tag = Tag(name="email", description="Bulk sends and their per-recipient outcomes")
 blueprint = APIBlueprint("email", __name__, url_prefix="/api/email", abp_tags=[email_tag], abp_security=API_KEY)
 
-ERRORS: dict[int | str, Any] = {400: ErrorBody, 401: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody}
+ERRORS: dict[int | str, Any] = {
+    400: ErrorBody,
+    401: ErrorBody,
+    413: ErrorBody,
+    415: ErrorBody,
+    422: ErrorBody,
+    429: ErrorBody,
+}
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -65,9 +73,13 @@ def send_email(body: SendEmailBody) -> Any:
         if isinstance(claimed, idempotency.Replay):
             return _accepted(claimed.job_id, claimed.response, {REPLAYED_HEADER: "true"})
         claim = claimed
+    owner, counted = current_owner(), 0
     try:
-        accepted = intake.accept_job(services, _job_request(body), owner=current_owner(), idempotency=claim)
-    except BaseException:
+        quotas.take(owner, "recipients", len(body.recipients))
+        counted = len(body.recipients)
+        accepted = intake.accept_job(services, _job_request(body), owner=owner, idempotency=claim)
+    except BaseException:  # nothing stored: the request uses up neither quota nor key
+        quotas.give_back(owner, "recipients", counted)
         if claim is not None:
             idempotency.release(services, claim)
         raise
@@ -100,6 +112,7 @@ def _job_request(body: SendEmailBody) -> intake.JobRequest:
         send_at=body.send_at,
         expires_at=body.expires_at,
         callback_url=body.callback_url,
+        list_unsubscribe=body.list_unsubscribe,
     )
 
 

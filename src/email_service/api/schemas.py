@@ -140,6 +140,11 @@ class SendEmailBody(BaseModel):
         "recipients not sent by then end `expired`.",
         max_length=64,
     )
+    list_unsubscribe: bool = Field(
+        True,
+        description="Give each message a one-click `List-Unsubscribe` link (RFC 8058) to PUBLIC_URL/unsubscribe/...; "
+        "an address that uses it is suppressed. Turn off for transactional mail only.",
+    )
     callback_url: str | None = Field(
         None,
         description="Where webhook events of this job are POSTed (job.completed, job.cancelled, recipient.failed), "

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 
-from ..errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
+from ..errors import DeliveryError, PermanentDeliveryError, RecipientRefused, TemporaryDeliveryError
+
+_ADDRESS_UNKNOWN = re.compile(r"5\.1\.\d{1,3}\b|5\.2\.1\b")
 
 
-def error_from_reply(code: int, text: bytes | str) -> DeliveryError:
-    """A 5xx reply is permanent for that recipient; anything else (4xx, odd codes) is temporary."""
+def error_from_reply(code: int, text: bytes | str, *, to_rcpt: bool = False) -> DeliveryError:
+    """A 5xx reply is permanent for that recipient; anything else (4xx, odd codes) is temporary.
+
+    A 5xx to RCPT whose enhanced status says the address does not exist (5.1.x, or 5.2.1 mailbox
+    disabled) is a hard bounce. Other refusals (5.7.1 relaying denied, 5.2.2 mailbox full, no
+    enhanced status) say nothing certain about the address: they fail the recipient, no more.
+    """
     message = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     if 500 <= code <= 599:
+        if to_rcpt and _ADDRESS_UNKNOWN.match(message):
+            return RecipientRefused(code, message)
         return PermanentDeliveryError(code, message)
     return TemporaryDeliveryError(code, message)
 

@@ -121,7 +121,7 @@ class SMTPConnection:
             raise _sender_refused(code, text)
         code, text = smtp.rcpt(envelope.recipient)
         if code not in (250, 251):
-            raise error_from_reply(code, text)
+            raise error_from_reply(code, text, to_rcpt=True)
         code, text = smtp.docmd("DATA")
         if code != 354:
             raise error_from_reply(code, text)
@@ -144,7 +144,7 @@ class SMTPConnection:
         if mail_code != 250:
             raise _sender_refused(mail_code, mail_text)
         if rcpt_code not in (250, 251):
-            raise error_from_reply(rcpt_code, rcpt_text)
+            raise error_from_reply(rcpt_code, rcpt_text, to_rcpt=True)
         if data_code != 354:
             raise error_from_reply(data_code, data_text)
         self._send_content(smtp, envelope.data)

@@ -15,6 +15,7 @@ from ..delivery import make_transport
 from ..delivery.ratelimit import RateLimiter, make_rate_limiter
 from ..delivery.retry import RetryPolicy
 from ..delivery.transport import Transport
+from ..dkim_signing import DkimSigner
 from ..rendering import TemplateRenderer
 from ..storage.database import make_engine, make_reader_factory, make_session_factory
 
@@ -41,6 +42,7 @@ class Services:
     transport: Transport
     retry_policy: RetryPolicy
     rate_limiter: RateLimiter | None
+    dkim_signer: DkimSigner | None = None
     queue: TaskQueue | None = None
     # Set when the process is asked to stop: running batches give back what they have not sent.
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -58,4 +60,5 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
         transport=transport or make_transport(settings),
         retry_policy=RetryPolicy.from_settings(settings),
         rate_limiter=make_rate_limiter(settings),
+        dkim_signer=DkimSigner.from_settings(settings),
     )

@@ -14,12 +14,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from ..addresses import dedup_key
 from ..composer import JobContent, compose
 from ..delivery.transport import Connection
-from ..errors import DeliveryError, RelayUnavailable, TemplateError
+from ..errors import DeliveryError, RecipientRefused, RelayUnavailable, TemplateError
 from ..messages import AttachmentFile, MessageBuilder
-from ..storage import repository
-from ..storage.models import Job, JobStatus, Recipient, RecipientStatus, utcnow
+from ..storage import repository, suppressions
+from ..storage.models import Job, JobStatus, Recipient, RecipientStatus, SuppressionReason, utcnow
 from ..storage.outcomes import OutcomeWriter
 from . import Services, templates
 from .completion import finish_if_done
@@ -58,6 +61,7 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
         elif job.status == JobStatus.SENDING:
             lease_until = now + timedelta(seconds=settings.lease_seconds)
             claimed = repository.claim_batch(session, job_id, first, last, now=now, lease_until=lease_until)
+            claimed = _without_suppressed(session, claimed, now)
         elif job.status == JobStatus.CANCELLED:  # a late or repeated task
             repository.end_leftovers(session, job_id, RecipientStatus.CANCELLED, now, positions=(first, last))
         # Otherwise (paused, finished) nothing is claimed: a paused job's rows wait for its resume.
@@ -72,6 +76,18 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
     finish_if_done(services, job_id)
     if failures and has_webhook and services.queue is not None:
         services.queue.deliver_events(job_id)
+
+
+def _without_suppressed(session: Session, claimed: list[Recipient], now: datetime) -> list[Recipient]:
+    """The claimed rows whose address is not suppressed; the others end suppressed, unsent (an address
+    may have unsubscribed or bounced since the job was accepted)."""
+    found = suppressions.suppressed(session, [dedup_key(r.address) for r in claimed])
+    if not found:
+        return claimed
+    blocked = [r for r in claimed if dedup_key(r.address) in found]
+    reason = "suppressed: the address is on the suppression list"
+    repository.end_claimed(session, blocked, RecipientStatus.SUPPRESSED, now, reason)
+    return [r for r in claimed if dedup_key(r.address) not in found]
 
 
 class _BatchRun:
@@ -152,6 +168,7 @@ class _BatchRun:
                 position=recipient.position,
                 date=utcnow(),
                 builder=self.builder,
+                signer=self.services.dkim_signer,
             )
         except TemplateError as exc:
             self._fail(recipient, None, f"template: {exc}")
@@ -195,6 +212,9 @@ class _BatchRun:
         now = utcnow()
         if error.permanent:
             self._fail(recipient, error.code or None, str(error))
+            if isinstance(error, RecipientRefused):  # a hard bounce: the mailbox is not there
+                with self.services.sessions.begin() as session:
+                    suppressions.add(session, dedup_key(recipient.address), SuppressionReason.BOUNCED, self.job_id, now)
             return
         retry_at = self.services.retry_policy.retry_at(
             error, recipient.attempts, self.accepted_at, now, self.services.rng

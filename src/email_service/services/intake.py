@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from .. import unsubscribe
 from ..addresses import InvalidAddress, dedup_key, normalize_address
 from ..composer import JobContent, compose
 from ..errors import TemplateError, ValidationFailed
 from ..header_values import describe_control_character
 from ..messages import AttachmentFile
 from ..rendering import TemplateSource
-from ..storage import repository
+from ..storage import repository, suppressions
 from ..storage.models import Attachment, Job, JobStatus, RecipientStatus, utcnow
 from ..storage.repository import NewRecipient
 from . import Services, job_options, templates
@@ -52,6 +53,7 @@ class JobRequest:
     send_at: str | None = None
     expires_at: str | None = None
     callback_url: str | None = None
+    list_unsubscribe: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,18 +119,28 @@ def accept_job(
         tags=request.tags or None,
         meta=request.metadata,
         callback_url=callback_url,
+        unsubscribe_key=unsubscribe.new_key() if request.list_unsubscribe else None,
         send_at=send_at,
         expires_at=expires_at,
         created_at=now,
     )
     content = templates.job_content(services, job, attachments, source) if source is not None and not problems else None
-    rows = _recipient_rows(services, job.id, request.recipients, content, problems)
+    rows, keys = _recipient_rows(services, job.id, request.recipients, content, problems)
     if problems:
         raise ValidationFailed(f"{len(problems.items)} problem(s) in the request; nothing was queued", problems.items)
     job.total = len(rows)
+    with services.readers() as session:
+        suppressed = suppressions.suppressed(session, keys)
+    if suppressed:  # never sent to: final from the start
+        rows = [
+            (*row[:5], RecipientStatus.SUPPRESSED.value, 0) if key in suppressed else row
+            for row, key in zip(rows, keys, strict=True)
+        ]
     accepted = AcceptedJob(id=job.id, status=job.status, total=job.total)
     with services.sessions.begin() as session:
         repository.insert_job(session, job, rows)
+        if suppressed:
+            repository.explain_suppressed(session, job.id)
         session.add_all(_attachment_rows(job.id, attachments))
         if idempotency is not None:
             idempotency.complete(session, job.id, accepted.response())
@@ -148,11 +160,11 @@ def _recipient_rows(
     recipients: Sequence[str | RecipientRequest],
     content: JobContent | None,
     problems: Problems,
-) -> list[NewRecipient]:
-    """The recipients to store, normalized and deduplicated; the first one's message is built now,
-    so a template or option that cannot make a message is refused at intake."""
+) -> tuple[list[NewRecipient], list[str]]:
+    """The recipients to store, normalized and deduplicated, and their dedup keys; the first one's
+    message is built now, so a template or option that cannot make a message is refused at intake."""
     rows: list[NewRecipient] = []
-    seen: set[str] = set()
+    seen: dict[str, None] = {}  # insertion-ordered: the keys of the rows
     for index, recipient in enumerate(recipients):
         email, name, variables = (
             (recipient, None, None)
@@ -170,7 +182,7 @@ def _recipient_rows(
         key = dedup_key(address)
         if key in seen:
             continue
-        seen.add(key)
+        seen[key] = None
         if not rows and content is not None:
             try:
                 compose(
@@ -186,7 +198,7 @@ def _recipient_rows(
                 problems.items.append(exc.detail())
         encoded = json.dumps(variables) if variables is not None else None
         rows.append((job_id, len(rows), address, name, encoded, RecipientStatus.PENDING.value, 0))
-    return rows
+    return rows, list(seen)
 
 
 def _schedule(

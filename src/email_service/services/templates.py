@@ -178,6 +178,7 @@ def job_content(
         variables=job.variables,
         headers=extra_headers + tuple((job.headers or {}).items()),
         attachments=attachments,
+        unsubscribe=(services.settings.public_url, job.unsubscribe_key) if job.unsubscribe_key else None,
     )
 
 

@@ -121,11 +121,30 @@ class Job(Base):
     tags: Mapped[list[str] | None] = mapped_column(JSON)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)  # `metadata` is SQLAlchemy's
     callback_url: Mapped[str | None] = mapped_column(Text)
+    # Key of the job's List-Unsubscribe links (random, per job); null when the job has none.
+    unsubscribe_key: Mapped[str | None] = mapped_column(String(64))
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SuppressionReason(enum.StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"  # a 5xx reply to RCPT: the mailbox does not exist
+    MANUAL = "manual"  # added through /api/suppressions
+
+
+class Suppression(Base):
+    """An address nothing is sent to any more, checked at intake and again before sending."""
+
+    __tablename__ = "suppressions"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)  # addresses.dedup_key form
+    reason: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str | None] = mapped_column(String(36))  # the job it came from, if any
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Attachment(Base):

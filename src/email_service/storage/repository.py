@@ -42,6 +42,15 @@ def insert_job(session: Session, job: Job, recipients: Sequence[NewRecipient]) -
         driver_connection.executemany(f"INSERT INTO recipients ({columns}) VALUES ({placeholders})", recipients)
 
 
+def explain_suppressed(session: Session, job_id: str) -> None:
+    """Say why the rows stored suppressed will never be sent."""
+    session.execute(
+        update(Recipient)
+        .where(Recipient.job_id == job_id, Recipient.status == RecipientStatus.SUPPRESSED)
+        .values(last_error="suppressed: the address is on the suppression list")
+    )
+
+
 def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 

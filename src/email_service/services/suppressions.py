@@ -1,0 +1,67 @@
+"""The suppression list: addresses that unsubscribed, hard-bounced or were added by hand are never sent to."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..addresses import InvalidAddress, dedup_key, normalize_address
+from ..errors import NotFound, ValidationFailed
+from ..storage import suppressions
+from ..storage.models import Recipient, SuppressionReason, utcnow
+from ..unsubscribe import is_valid, parse_token
+from . import Services
+from .reports import find_job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SuppressionView:
+    email: str
+    reason: str
+    job_id: str | None
+    created_at: datetime
+
+
+def key_of(email: str) -> str:
+    """The form addresses have in the list (normalized, domain and local part compared as recipients are)."""
+    try:
+        return dedup_key(normalize_address(email))
+    except InvalidAddress as exc:
+        raise ValidationFailed("invalid address", [{"field": "email", "reason": str(exc)}]) from None
+
+
+def add(services: Services, email: str, reason: str = SuppressionReason.MANUAL, job_id: str | None = None) -> bool:
+    """Suppress an address; False when it already was."""
+    with services.sessions.begin() as session:
+        return suppressions.add(session, key_of(email), reason, job_id, utcnow())
+
+
+def remove(services: Services, email: str) -> None:
+    with services.sessions.begin() as session:
+        if not suppressions.remove(session, key_of(email)):
+            raise NotFound(f"{email!r} is not suppressed")
+
+
+def page(services: Services, *, after: str | None, limit: int) -> list[SuppressionView]:
+    with services.readers() as session:
+        rows = suppressions.page(session, after=after, limit=limit)
+    return [SuppressionView(r.address, r.reason, r.job_id, r.created_at) for r in rows]
+
+
+def unsubscribe(services: Services, token: str) -> str:
+    """Suppress the recipient a one-click token names; the address. NotFound for any bad token,
+    so that a guessed token learns nothing. Doing it twice is doing it once."""
+    parts = parse_token(token)
+    with services.sessions.begin() as session:
+        job = find_job(session, parts.job_id, None) if parts is not None else None
+        if parts is None or job is None or job.unsubscribe_key is None or not is_valid(parts, job.unsubscribe_key):
+            raise NotFound("this unsubscribe link is not valid")
+        recipient = session.query(Recipient).filter_by(job_id=job.id, position=parts.position).one_or_none()
+        if recipient is None:
+            raise NotFound("this unsubscribe link is not valid")
+        suppressions.add(session, dedup_key(recipient.address), SuppressionReason.UNSUBSCRIBED, job.id, utcnow())
+    log.info("job %s recipient %d unsubscribed", job.id, recipient.id)
+    return recipient.address

@@ -1,0 +1,51 @@
+"""One-click unsubscribe links (RFC 8058): a signed token per recipient, checked without a login.
+
+A token names a job and a position and carries an HMAC-SHA256 keyed with the job's own random key:
+it cannot be forged for another recipient, and it needs no secret in the configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+TOKEN = re.compile(r"([0-9a-f-]{36})\.(\d{1,9})\.([A-Za-z0-9_-]{22})")
+
+
+@dataclass(frozen=True)
+class TokenParts:
+    job_id: str
+    position: int
+    signature: str
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_for(job_id: str, position: int, key: str) -> str:
+    return f"{job_id}.{position}.{_signature(job_id, position, key)}"
+
+
+def parse_token(token: str) -> TokenParts | None:
+    match = TOKEN.fullmatch(token)
+    if match is None:
+        return None
+    return TokenParts(match.group(1), int(match.group(2)), match.group(3))
+
+
+def is_valid(parts: TokenParts, key: str) -> bool:
+    return hmac.compare_digest(parts.signature, _signature(parts.job_id, parts.position, key))
+
+
+def url_for(public_url: str, job_id: str, position: int, key: str) -> str:
+    return f"{public_url.rstrip('/')}/unsubscribe/{token_for(job_id, position, key)}"
+
+
+def _signature(job_id: str, position: int, key: str) -> str:
+    digest = hmac.new(key.encode("ascii"), f"{job_id}.{position}".encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode("ascii").rstrip("=")
