@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import redirect, request
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
@@ -20,6 +22,9 @@ from .errors import MalformedJSON
 from .logs import configure_logging
 from .services import Services, build_services
 from .worker import make_celery
+
+# Containers in a request body: recipients' variables need a few; a thousand are an attack on the parser.
+MAX_JSON_DEPTH = 32
 
 API_DESCRIPTION = (
     "Post a list of recipients, a subject, content and a template: the service answers at once with a "
@@ -74,12 +79,28 @@ def create_api(services: Services) -> OpenAPI:
             and not unsubscribing
         ):
             try:
-                request.get_json()
+                body = request.get_json()
             except BadRequest:
                 raise MalformedJSON("the request body is not valid JSON") from None
+            except RecursionError:
+                raise MalformedJSON(f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep") from None
+            if _depth(body) > MAX_JSON_DEPTH:
+                raise MalformedJSON(f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep")
 
     @app.get("/healthz")
     def _healthz() -> Response:
         return Response('{"status": "ok"}', mimetype="application/json")
 
     return app
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON containers nest in ``value`` (without recursion: the value is the caller's)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

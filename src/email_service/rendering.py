@@ -27,11 +27,11 @@ from jinja2 import (
     TemplateSyntaxError,
     UndefinedError,
 )
-from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import TemplateError
 from .header_values import describe_control_character
 from .html_text import html_to_text
+from .sandbox import BoundedSandbox, render_bounded
 
 TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TEMPLATE_SUFFIX = ".eml"
@@ -121,10 +121,10 @@ class TemplateRenderer:
         layouts.append(PackageLoader("email_service", f"templates/{LAYOUTS_FOLDER}"))
         self._files = ChoiceLoader(files)
         common: dict[str, Any] = {"undefined": StrictUndefined, "keep_trailing_newline": True}
-        self._head_env = SandboxedEnvironment(**common, autoescape=False, finalize=_safe_header_value)
+        self._head_env = BoundedSandbox(**common, autoescape=False, finalize=_safe_header_value)
         layout_loader = ChoiceLoader(layouts)
-        self._text_env = SandboxedEnvironment(**common, autoescape=False, loader=layout_loader)
-        self._html_env = SandboxedEnvironment(**common, autoescape=True, loader=layout_loader)
+        self._text_env = BoundedSandbox(**common, autoescape=False, loader=layout_loader)
+        self._html_env = BoundedSandbox(**common, autoescape=True, loader=layout_loader)
         self._compiled: dict[tuple[str, str, int | None], _Compiled] = {}
         self._compiled_lock = threading.Lock()  # a worker's threads share the cache
 
@@ -214,7 +214,7 @@ class TemplateRenderer:
         return _Compiled(head=None, subject=subject, text=text, html=html)
 
     @staticmethod
-    def _parse(env: SandboxedEnvironment, source: TemplateSource, part: str, text: str, offset: int) -> Template:
+    def _parse(env: BoundedSandbox, source: TemplateSource, part: str, text: str, offset: int) -> Template:
         try:
             return env.from_string(text)
         except TemplateSyntaxError as exc:
@@ -226,8 +226,8 @@ class TemplateRenderer:
 
 def _render_part(source: TemplateSource, part: _Part, context: dict[str, Any]) -> str:
     try:
-        return part.template.render(context)
-    except TemplateError as exc:  # a header value with a line break (_safe_header_value)
+        return render_bounded(part.template, context)
+    except TemplateError as exc:  # a header value with a line break, or past a sandbox bound
         raise TemplateError(f"template {source.name!r}, {part.name}: {exc}", part=part.name) from None
     except TemplateNotFound as exc:
         raise TemplateError(
