@@ -37,8 +37,8 @@ class ApiServer:
         self.headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         self.client = httpx.Client(base_url=self.url, timeout=30, headers=self.headers)
 
-    def new_key(self, name: str) -> str:
-        return auth.create_key(self.app.extensions["email_service"], name)[1]
+    def new_key(self, name: str, senders: tuple[str, ...] = ()) -> str:
+        return auth.create_key(self.app.extensions["email_service"], name, senders)[1]
 
     def start(self) -> ApiServer:
         self._thread.start()

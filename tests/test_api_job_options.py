@@ -97,6 +97,8 @@ GOOD = {"recipients": ["a@example.com"], "subject": "s", "content": "c"}
 BAD_OPTIONS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "Bcc header": ({"headers": {"Bcc": "x@example.com"}}, ["headers.Bcc"]),
     "Sender header": ({"headers": {"Sender": "x@example.com"}}, ["headers.Sender"]),
+    "Return-Path header": ({"headers": {"Return-Path": "x@example.com"}}, ["headers.Return-Path"]),
+    "From header": ({"headers": {"From": "ceo@example.com"}}, ["headers.From"]),
     "header line break": ({"headers": {"X-Ref": "a\r\nBcc: x@example.com"}}, ["headers.X-Ref"]),
     "bad reply_to": ({"reply_to": "not an address"}, ["reply_to"]),
     "attachment not base64": ({"attachments": [{"filename": "a.txt", "content": "%%%"}]}, ["attachments[0].content"]),

@@ -152,3 +152,34 @@ def test_keys_commands_and_serve_refusing_to_start_without_keys(tmp_path: Path):
         assert "revoked" in _cli("keys", "list", env=env).stdout
         assert _cli("keys", "revoke", "ops", env=env).returncode != 0, "nothing left to revoke"
         assert "no API key exists" in _cli("serve", "--port", "1", env=env).stderr
+
+
+def test_a_key_sends_as_the_default_sender_or_its_own_senders_only(api: ApiServer):
+    news = api.new_key("news", senders=("News <News@Example.org>",))
+    plain = api.new_key("plain")
+    for key, sender, status in (
+        (news, "News Desk <news@example.org>", 202),
+        (news, "news@EXAMPLE.org", 202),
+        (news, "Boss <ceo@example.org>", 422),
+        (news, "News <news@example.org>\r\nBcc: x@example.org", 422),
+        (plain, "news@example.org", 422),
+        (plain, "email-service@localhost", 202),  # MAIL_DEFAULT_SENDER: any key
+    ):
+        answer = _call(api, "POST", "/api/email/", key, json={**BODY, "sender": sender})
+        assert answer.status_code == status, (sender, answer.text)
+        if status == 422:
+            assert [d["field"] for d in answer.json()["details"]] == ["sender"]
+
+
+def test_staging_sends_only_to_allowed_recipient_domains(postgres_url: str):
+    env = {"DATABASE_URL": postgres_url, "CELERY_BROKER_URL": "memory://", "RECIPIENT_DOMAINS": "example.com, test.org"}
+    staging = ApiServer(settings_from(env)).start()
+    try:
+        body = {"recipients": ["a@example.com", "b@Test.org", "c@gmail.com"], "subject": "s"}
+        answer = staging.client.post("/api/email/", json=body)
+        assert answer.status_code == 422
+        assert [(d["field"], d["index"]) for d in answer.json()["details"]] == [("recipients[2]", 2)]
+        allowed = {**body, "recipients": body["recipients"][:2]}
+        assert staging.client.post("/api/email/", json=allowed).status_code == 202
+    finally:
+        staging.stop()

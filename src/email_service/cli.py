@@ -69,11 +69,16 @@ def keys() -> None:
 
 @keys.command("create")
 @click.argument("name")
-def keys_create(name: str) -> None:
+@click.option("--sender", "senders", multiple=True, help="A From address the key may use besides MAIL_DEFAULT_SENDER.")
+def keys_create(name: str, senders: tuple[str, ...]) -> None:
     """Create a key named NAME and print it: it is shown this once, only its SHA-256 is kept."""
+    from .errors import ValidationFailed
     from .services import auth, build_services
 
-    info, key = auth.create_key(build_services(Settings()), name)
+    try:
+        info, key = auth.create_key(build_services(Settings()), name, senders)
+    except ValidationFailed as exc:
+        raise click.ClickException(f"{exc.message}: {exc.details[0]['reason']}") from None
     click.echo(key)
     click.echo(f"key {info.id} ({info.name}) created; store it now, it cannot be shown again", err=True)
 
@@ -85,7 +90,8 @@ def keys_list() -> None:
 
     for info in auth.list_keys(build_services(Settings())):
         revoked = f"revoked {info.revoked_at.isoformat()}" if info.revoked_at else "active"
-        click.echo(f"{info.id}  {info.name}  {info.prefix}…  created {info.created_at.isoformat()}  {revoked}")
+        senders = f"  senders {','.join(info.senders)}" if info.senders else ""
+        click.echo(f"{info.id}  {info.name}  {info.prefix}…  created {info.created_at.isoformat()}  {revoked}{senders}")
 
 
 @keys.command("revoke")

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
         0, ge=0, description="Recipients per minute and key, counted when a job is accepted; 0 = no quota."
     )
     key_recipients_per_day: int = Field(0, ge=0, description="Recipients per UTC day and key; 0 = no quota.")
+    recipient_domains: str = Field(
+        "", description="Comma-separated domains recipients must be in (a staging guard); empty means any."
+    )
     auth_disabled: bool = Field(
         False, description="Serve the API without API keys (`dev` on 127.0.0.1 does); never on a reachable host."
     )
@@ -167,6 +170,10 @@ class Settings(BaseSettings):
     def dkim_key(self) -> DkimKey | None:
         """The private key DKIM_PRIVATE_KEY_FILE held when the settings were read; None when signing is off."""
         return self._dkim_key
+
+    @property
+    def allowed_recipient_domains(self) -> frozenset[str]:
+        return frozenset(d.strip().lower() for d in self.recipient_domains.split(",") if d.strip())
 
     @property
     def longest_send(self) -> float:

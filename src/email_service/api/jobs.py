@@ -113,6 +113,7 @@ def _job_request(body: SendEmailBody) -> intake.JobRequest:
         expires_at=body.expires_at,
         callback_url=body.callback_url,
         list_unsubscribe=body.list_unsubscribe,
+        sender=body.sender,
     )
 
 

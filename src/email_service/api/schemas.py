@@ -140,6 +140,12 @@ class SendEmailBody(BaseModel):
         "recipients not sent by then end `expired`.",
         max_length=64,
     )
+    sender: str | None = Field(
+        None,
+        description="From, e.g. `News <news@example.org>`: MAIL_DEFAULT_SENDER (the default) or one of the "
+        "senders of the API key (`email-service keys create NAME --sender ...`); anything else is a 422.",
+        max_length=320,
+    )
     list_unsubscribe: bool = Field(
         True,
         description="Give each message a one-click `List-Unsubscribe` link (RFC 8058) to PUBLIC_URL/unsubscribe/...; "

@@ -6,10 +6,13 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parseaddr
 
 from ..errors import NotFound, ValidationFailed
+from ..header_values import describe_control_character
 from ..storage import api_keys
 from ..storage.models import ApiKey, utcnow
 from . import Services
@@ -25,6 +28,7 @@ class KeyInfo:
     id: str
     name: str
     prefix: str
+    senders: list[str]
     created_at: datetime
     revoked_at: datetime | None
 
@@ -33,13 +37,26 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(services: Services, name: str) -> tuple[KeyInfo, str]:
-    """A new key named ``name``; the key itself is returned here and never again."""
+def create_key(services: Services, name: str, senders: Sequence[str] = ()) -> tuple[KeyInfo, str]:
+    """A new key named ``name``, which may send as ``senders`` besides MAIL_DEFAULT_SENDER; the key
+    itself is returned here and never again."""
     if not name or len(name) > 64 or not name.isprintable():
         raise ValidationFailed("invalid key name", [{"field": "name", "reason": "1 to 64 printable characters"}])
+    allowed = []
+    for sender in senders:
+        address = sender_address(sender)
+        if address is None:
+            raise ValidationFailed("invalid sender", [{"field": "senders", "reason": f"{sender!r} is not an address"}])
+        allowed.append(address)
     key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
     record = ApiKey(
-        id=str(uuid.uuid4()), name=name, key_hash=hash_key(key), prefix=key[:10], created_at=utcnow(), revoked_at=None
+        id=str(uuid.uuid4()),
+        name=name,
+        key_hash=hash_key(key),
+        prefix=key[:10],
+        senders=allowed or None,
+        created_at=utcnow(),
+        revoked_at=None,
     )
     with services.sessions.begin() as session:
         session.add(record)
@@ -55,6 +72,24 @@ def authenticate(services: Services, presented: str) -> str | None:
     if record is None or not hmac.compare_digest(record.key_hash, digest):
         return None
     return record.id
+
+
+def allowed_senders(services: Services, owner: str | None) -> set[str]:
+    """The From addresses (bare, lower case) a caller may send as: MAIL_DEFAULT_SENDER's, and its key's."""
+    allowed = {sender_address(services.settings.mail_default_sender) or ""}
+    if owner is not None:
+        with services.readers() as session:
+            record = session.get(ApiKey, owner)
+        allowed.update(record.senders or [] if record is not None else [])
+    return allowed
+
+
+def sender_address(sender: str) -> str | None:
+    """The bare address of a From value (``Name <a@b.org>`` or ``a@b.org``), lower case; None if it is not one."""
+    if describe_control_character(sender):
+        return None
+    address = parseaddr(sender)[1]
+    return address.lower() if "@" in address else None
 
 
 def list_keys(services: Services) -> list[KeyInfo]:
@@ -76,4 +111,4 @@ def has_active_keys(services: Services) -> bool:
 
 
 def _info(record: ApiKey) -> KeyInfo:
-    return KeyInfo(record.id, record.name, record.prefix, record.created_at, record.revoked_at)
+    return KeyInfo(record.id, record.name, record.prefix, record.senders or [], record.created_at, record.revoked_at)

@@ -20,7 +20,7 @@ from ..rendering import TemplateSource
 from ..storage import repository, suppressions
 from ..storage.models import Attachment, Job, JobStatus, RecipientStatus, utcnow
 from ..storage.repository import NewRecipient
-from . import Services, job_options, templates
+from . import Services, auth, job_options, templates
 from .idempotency import Claim
 from .job_options import AttachmentIn, Problems
 
@@ -54,6 +54,7 @@ class JobRequest:
     expires_at: str | None = None
     callback_url: str | None = None
     list_unsubscribe: bool = True
+    sender: str | None = None  # From; MAIL_DEFAULT_SENDER when absent
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ def accept_job(
         problems.add("template", str(exc))
     if reason := describe_control_character(request.subject):
         problems.add("subject", reason)
+    sender = request.sender or settings.mail_default_sender
+    if request.sender is not None and auth.sender_address(sender) not in auth.allowed_senders(services, owner):
+        problems.add("sender", "not a sender this API key may use (MAIL_DEFAULT_SENDER or the key's senders)")
     reply_to = _address_option(request.reply_to, "reply_to", problems)
     job_options.check_extra_headers(request.headers, problems)
     job_options.check_metadata(request.metadata, problems)
@@ -111,7 +115,7 @@ def accept_job(
         content=request.content,
         template=request.template,
         template_version=source.version if source is not None else None,
-        sender=settings.mail_default_sender,
+        sender=sender,
         total=0,
         variables=request.variables,
         reply_to=reply_to,
@@ -125,7 +129,9 @@ def accept_job(
         created_at=now,
     )
     content = templates.job_content(services, job, attachments, source) if source is not None and not problems else None
-    rows, keys = _recipient_rows(services, job.id, request.recipients, content, problems)
+    rows, keys = _recipient_rows(
+        services, job.id, request.recipients, content, problems, settings.allowed_recipient_domains
+    )
     if problems:
         raise ValidationFailed(f"{len(problems.items)} problem(s) in the request; nothing was queued", problems.items)
     job.total = len(rows)
@@ -160,6 +166,7 @@ def _recipient_rows(
     recipients: Sequence[str | RecipientRequest],
     content: JobContent | None,
     problems: Problems,
+    allowed_domains: frozenset[str],
 ) -> tuple[list[NewRecipient], list[str]]:
     """The recipients to store, normalized and deduplicated, and their dedup keys; the first one's
     message is built now, so a template or option that cannot make a message is refused at intake."""
@@ -175,6 +182,10 @@ def _recipient_rows(
             address = normalize_address(email)
         except InvalidAddress as exc:
             problems.add(f"recipients[{index}]", str(exc), index=index)
+            continue
+        domain = address.rpartition("@")[2].lower()
+        if allowed_domains and domain not in allowed_domains:
+            problems.add(f"recipients[{index}]", f"domain {domain!r} is not in RECIPIENT_DOMAINS", index=index)
             continue
         if name is not None and (reason := describe_control_character(name)):
             problems.add(f"recipients[{index}].name", reason, index=index)

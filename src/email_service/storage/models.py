@@ -96,6 +96,8 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(64))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to recognize it
+    # From addresses the key may send as, besides MAIL_DEFAULT_SENDER.
+    senders: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
