@@ -108,7 +108,10 @@ class SendEmailBody(BaseModel):
         max_length=64,
     )
     template_version: int | None = Field(
-        None, ge=1, description="A stored template's version; its current one when absent. The job records it."
+        None,
+        ge=1,
+        le=2_147_483_647,
+        description="A stored template's version; its current one when absent. The job records it.",
     )
     variables: dict[str, Any] | None = Field(
         None, description="Template variables of every recipient; a recipient's own variables win."
@@ -148,6 +151,7 @@ class SendEmailBody(BaseModel):
     )
     list_unsubscribe: bool = Field(
         True,
+        strict=True,  # a JSON boolean, as documented: not 0, 1 or "yes"
         description="Give each message a one-click `List-Unsubscribe` link (RFC 8058) to PUBLIC_URL/unsubscribe/...; "
         "an address that uses it is suppressed. Turn off for transactional mail only.",
     )
@@ -220,7 +224,9 @@ class RecipientList(BaseModel):
 
 class RecipientQuery(BaseModel):
     status: RecipientStatus | None = Field(None, description="Only recipients in this status.")
-    after: int | None = Field(None, ge=-1, description="Position from the previous page's next_after.")
+    after: int | None = Field(
+        None, ge=-1, le=2_147_483_647, description="Position from the previous page's next_after."
+    )
     limit: int = Field(100, ge=1, le=1000, description="Recipients per page.")
 
 

@@ -53,7 +53,9 @@ class TemplatePath(BaseModel):
 
 
 class TemplateVersionQuery(BaseModel):
-    version: int | None = Field(None, ge=1, description="A stored version; the current one when absent.")
+    version: int | None = Field(
+        None, ge=1, le=2_147_483_647, description="A stored version; the current one when absent."
+    )
 
 
 class TemplateView(BaseModel):
