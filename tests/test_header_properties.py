@@ -356,7 +356,6 @@ def _check_body(message: EmailMessage, subtype: str, expected: str) -> None:
 ENCODED_LINE_BREAK = "=?utf-8?b?DQpCY2M6IGV2ZUBleGFtcGxlLm5ldA==?="  # "\r\nBcc: eve@example.net"
 
 
-@pytest.mark.xfail(strict=True, reason="the email package decodes an encoded word and writes its line break raw")
 @pytest.mark.parametrize(
     ("subject", "headers", "variables"),
     [

@@ -18,7 +18,7 @@ from .api.quotas import make_key_quotas
 from .api.schemas import ErrorBody
 from .config import Settings
 from .delivery.transport import Transport
-from .errors import MalformedJSON
+from .errors import MalformedJSON, ValidationFailed
 from .logs import configure_logging
 from .services import Services, build_services
 from .worker import make_celery
@@ -61,12 +61,19 @@ def create_api(services: Services) -> OpenAPI:
     app.extensions["key_quotas"] = make_key_quotas(services.settings)
     install_authentication(app, services)  # first: nothing reads a request its caller may not make
     app.register_api(jobs.blueprint)
+    app.url_map.converters["template_name"] = templates.TemplateNameConverter
     app.register_api(templates.blueprint)
     app.register_api(suppressions.blueprint)
     app.register_blueprint(suppressions.unsubscribe)
     register_error_handlers(app)
     # The tutorial served its Swagger UI at /api/; keep that address.
     app.view_functions["openapi.openapi"] = lambda: redirect("/api/swagger", code=302)
+
+    @app.before_request
+    def _refuse_nul_in_path_and_query() -> None:
+        # No database stores U+0000 in text (PostgreSQL refuses it): refused here, everywhere at once.
+        if "\x00" in request.path or any("\x00" in f"{k}{v}" for k, v in request.args.items(multi=True)):
+            raise ValidationFailed("NUL characters are not accepted", [{"field": "path", "reason": "contains U+0000"}])
 
     @app.before_request
     def _parse_json_strictly() -> None:
@@ -84,23 +91,32 @@ def create_api(services: Services) -> OpenAPI:
                 raise MalformedJSON("the request body is not valid JSON") from None
             except RecursionError:
                 raise MalformedJSON(f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep") from None
-            if _depth(body) > MAX_JSON_DEPTH:
+            depth, has_nul = _shape(body)
+            if depth > MAX_JSON_DEPTH:
                 raise MalformedJSON(f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep")
+            if has_nul:
+                raise ValidationFailed(
+                    "NUL characters are not accepted", [{"field": "body", "reason": "contains U+0000"}]
+                )
 
-    @app.get("/healthz")
+    @app.get("/healthz", doc_ui=False)
     def _healthz() -> Response:
         return Response('{"status": "ok"}', mimetype="application/json")
 
     return app
 
 
-def _depth(value: Any) -> int:
-    """How deeply JSON containers nest in ``value`` (without recursion: the value is the caller's)."""
-    deepest, stack = 0, [(value, 1)]
+def _shape(value: Any) -> tuple[int, bool]:
+    """How deeply JSON containers nest in ``value``, and whether a key or string holds U+0000
+    (without recursion: the value is the caller's)."""
+    deepest, has_nul, stack = 0, False, [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
+        if isinstance(item, str):
+            has_nul = has_nul or "\x00" in item
+        elif isinstance(item, dict | list):
             deepest = max(deepest, depth)
             if depth <= MAX_JSON_DEPTH:
-                stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
+                children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+                stack.extend((child, depth + 1) for child in children)
+    return deepest, has_nul

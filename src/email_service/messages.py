@@ -199,6 +199,9 @@ def _encode_headers(policy: Policy, headers: list[tuple[str, str]]) -> bytes:
     message = EmailMessage(policy=policy)
     for name, value in headers:
         message[name] = value
+        # The value as the email package will write it: it decodes RFC 2047 encoded words, so
+        # "=?utf-8?b?DQpCY2M6...?=" would become a line break and a Bcc line if let through.
+        _check_header(name, str(message[name]))
     return message.as_bytes()[: -len(b"\r\n")]  # without the blank line that ends a header block
 
 

@@ -10,12 +10,16 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ..errors import RequestError, TooManyRequests
-from .schemas import RECIPIENT_FORMS
+from .schemas import RECIPIENT_FORMS, ErrorBody
 
 log = logging.getLogger(__name__)
 
 # Every operation of the API but the documentation and the health checks takes one of these.
 API_KEY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+# What any operation may answer: no key (401), a bad path or query (422), over a quota (429)...
+COMMON_ERRORS: dict[int | str, Any] = {401: ErrorBody, 422: ErrorBody, 429: ErrorBody}
+# ... and one taking a JSON body: not JSON (400), too large (413), not declared JSON (415).
+BODY_ERRORS: dict[int | str, Any] = {**COMMON_ERRORS, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody}
 
 
 def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
@@ -62,7 +66,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
+        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        for name, value in exc.get_headers():  # e.g. Allow on a 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

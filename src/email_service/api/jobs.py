@@ -13,7 +13,7 @@ from ..services import Services, control, idempotency, intake, reports
 from ..storage.models import JobStatus, RecipientStatus
 from . import quotas
 from .auth import current_owner
-from .errors import API_KEY
+from .errors import API_KEY, BODY_ERRORS, COMMON_ERRORS
 from .schemas import (
     ErrorBody,
     JobAccepted,
@@ -32,14 +32,6 @@ log = logging.getLogger(__name__)
 email_tag = Tag(name="email", description="Bulk sends and their per-recipient outcomes")
 blueprint = APIBlueprint("email", __name__, url_prefix="/api/email", abp_tags=[email_tag], abp_security=API_KEY)
 
-ERRORS: dict[int | str, Any] = {
-    400: ErrorBody,
-    401: ErrorBody,
-    413: ErrorBody,
-    415: ErrorBody,
-    422: ErrorBody,
-    429: ErrorBody,
-}
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -62,7 +54,7 @@ def _services() -> Services:
         "`Idempotent-Replayed: true`); with another body, 422; while the first request with the key is still "
         "being handled, 409."
     ),
-    responses={202: JobAccepted, 409: ErrorBody, **ERRORS},
+    responses={202: JobAccepted, 409: ErrorBody, **BODY_ERRORS},
 )
 def send_email(body: SendEmailBody) -> Any:
     services = _services()
@@ -122,7 +114,7 @@ def _job_request(body: SendEmailBody) -> intake.JobRequest:
     strict_slashes=False,
     summary="List recent jobs",
     description="Newest first, paginated with `before`.",
-    responses={200: JobList, **ERRORS},
+    responses={200: JobList, 404: ErrorBody, **COMMON_ERRORS},
 )
 def list_jobs(query: JobListQuery) -> Any:
     jobs = reports.recent_jobs(_services(), current_owner(), limit=query.limit, before=query.before)
@@ -134,7 +126,7 @@ def list_jobs(query: JobListQuery) -> Any:
     "/<id>",
     summary="Follow a job",
     description="Status, counts per recipient status, `current` (final outcomes so far) and `progress`.",
-    responses={200: JobView, 401: ErrorBody, 404: ErrorBody},
+    responses={200: JobView, 404: ErrorBody, **COMMON_ERRORS},
 )
 def get_job(path: JobPath) -> Any:
     return _current_view(_services(), path.id)
@@ -144,7 +136,7 @@ def get_job(path: JobPath) -> Any:
     "/<id>/recipients",
     summary="Per-recipient outcomes",
     description="In job order, optionally filtered by `status`, paginated with `after`.",
-    responses={200: RecipientList, 401: ErrorBody, 404: ErrorBody, 422: ErrorBody},
+    responses={200: RecipientList, 404: ErrorBody, **COMMON_ERRORS},
 )
 def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
     page = reports.recipient_page(
@@ -161,7 +153,7 @@ def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
         "Recipients not yet handed to a worker become `cancelled`; messages already in flight finish. "
         "A scheduled or paused job can be cancelled too; a finished job cannot (409)."
     ),
-    responses={200: JobView, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody},
+    responses={200: JobView, 404: ErrorBody, 409: ErrorBody, **COMMON_ERRORS},
 )
 def cancel_job(path: JobPath) -> Any:
     services = _services()
@@ -176,7 +168,7 @@ def cancel_job(path: JobPath) -> Any:
         "A scheduled, queued or sending job stops: batches being sent give their recipients back within a "
         "second (messages in flight finish). Nothing is lost; resume goes on where it stopped. 409 otherwise."
     ),
-    responses={200: JobView, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody},
+    responses={200: JobView, 404: ErrorBody, 409: ErrorBody, **COMMON_ERRORS},
 )
 def pause_job(path: JobPath) -> Any:
     services = _services()
@@ -191,7 +183,7 @@ def pause_job(path: JobPath) -> Any:
         "A job paused before it started waits for its `send_at` again (or is queued); a job paused while "
         "sending has its remaining recipients queued again. 409 when the job is not paused."
     ),
-    responses={200: JobView, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody},
+    responses={200: JobView, 404: ErrorBody, 409: ErrorBody, **COMMON_ERRORS},
 )
 def resume_job(path: JobPath) -> Any:
     services = _services()
@@ -206,7 +198,7 @@ def resume_job(path: JobPath) -> Any:
         "Only for a completed job: its failed recipients go back to `pending` and the job is queued again. "
         "409 when the job is not completed or has no failed recipient."
     ),
-    responses={202: JobView, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody},
+    responses={202: JobView, 404: ErrorBody, 409: ErrorBody, **COMMON_ERRORS},
 )
 def retry_job(path: JobPath) -> Any:
     services = _services()

@@ -163,8 +163,14 @@ class SendEmailBody(BaseModel):
     )
 
 
+# Ids are UUIDs; the pattern keeps anything a database could not even compare (U+0000) out.
+JOB_ID_PATTERN = r"^[0-9A-Za-z-]{1,64}$"
+# Text in paths and queries: anything but U+0000, which no database stores.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+
 class JobPath(BaseModel):
-    id: str = Field(description="Job id returned by POST /api/email/.", max_length=64)
+    id: str = Field(description="Job id returned by POST /api/email/.", pattern=JOB_ID_PATTERN)
 
 
 class JobAccepted(BaseModel):
@@ -200,7 +206,7 @@ class JobList(BaseModel):
 
 class JobListQuery(BaseModel):
     limit: int = Field(20, ge=1, le=200, description="Jobs per page.")
-    before: str | None = Field(None, description="Job id from the previous page's next_before.", max_length=64)
+    before: str | None = Field(None, description="Job id from the previous page's next_before.", pattern=JOB_ID_PATTERN)
 
 
 class RecipientView(BaseModel):

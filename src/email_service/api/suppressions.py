@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import NotFound
 from ..services import Services, suppressions
 from ..storage.models import SuppressionReason
-from .errors import API_KEY
-from .schemas import ErrorBody
+from .errors import API_KEY, BODY_ERRORS
+from .schemas import NO_NUL_PATTERN, ErrorBody
 
 suppressions_tag = Tag(
     name="suppressions",
@@ -25,7 +25,7 @@ suppressions_tag = Tag(
 blueprint = APIBlueprint(
     "suppressions", __name__, url_prefix="/api/suppressions", abp_tags=[suppressions_tag], abp_security=API_KEY
 )
-ERRORS: dict[int | str, Any] = {401: ErrorBody, 404: ErrorBody, 422: ErrorBody}
+ERRORS: dict[int | str, Any] = {404: ErrorBody, **BODY_ERRORS}
 
 
 class SuppressionBody(BaseModel):
@@ -35,11 +35,13 @@ class SuppressionBody(BaseModel):
 
 
 class SuppressionPath(BaseModel):
-    email: str = Field(description="A suppressed address.", max_length=320)
+    email: str = Field(description="A suppressed address.", max_length=320, pattern=NO_NUL_PATTERN)
 
 
 class SuppressionQuery(BaseModel):
-    after: str | None = Field(None, description="`next_after` of the previous page.", max_length=320)
+    after: str | None = Field(
+        None, description="`next_after` of the previous page.", max_length=320, pattern=NO_NUL_PATTERN
+    )
     limit: int = Field(100, ge=1, le=1000)
 
 

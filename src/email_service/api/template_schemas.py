@@ -49,7 +49,7 @@ class TemplateCreateBody(TemplateFieldsBody):
 
 
 class TemplatePath(BaseModel):
-    name: str = Field(description="Template name.", max_length=64)
+    name: str = Field(description="Template name.", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class TemplateVersionQuery(BaseModel):

@@ -7,11 +7,12 @@ from typing import Any
 from flask import current_app
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
+from werkzeug.routing import BaseConverter
 
 from ..rendering import TemplateSource
 from ..services import Services, templates
 from ..services.templates import TemplateFields, TemplateRecord
-from .errors import API_KEY
+from .errors import API_KEY, BODY_ERRORS, COMMON_ERRORS
 from .schemas import ErrorBody
 from .template_schemas import (
     DraftPreviewBody,
@@ -34,7 +35,15 @@ blueprint = APIBlueprint(
     "templates", __name__, url_prefix="/api/templates", abp_tags=[templates_tag], abp_security=API_KEY
 )
 
-ERRORS: dict[int | str, Any] = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody}
+# Templates are named in paths: an unknown one is a 404, a taken name a 409.
+ERRORS: dict[int | str, Any] = {404: ErrorBody, 409: ErrorBody, **BODY_ERRORS}
+
+
+class TemplateNameConverter(BaseConverter):
+    """A template name in a path; never `preview`, the address of the draft preview, so that its
+    OPTIONS answer lists the draft preview's methods only."""
+
+    regex = r"(?!preview(?:/|$))[A-Za-z0-9_-]{1,64}"
 
 
 def _services() -> Services:
@@ -42,7 +51,7 @@ def _services() -> Services:
     return services
 
 
-@blueprint.get("/", strict_slashes=False, summary="List templates", responses={200: TemplateList})
+@blueprint.get("/", strict_slashes=False, summary="List templates", responses={200: TemplateList, **COMMON_ERRORS})
 def list_templates() -> Any:
     return TemplateList(items=[_view(r) for r in templates.list_all(_services())]).model_dump(mode="json")
 
@@ -74,7 +83,7 @@ def preview_draft(body: DraftPreviewBody) -> Any:
 
 
 @blueprint.get(
-    "/<name>",
+    "/<template_name:name>",
     summary="Read a template",
     description="Its current version, or `?version=N`.",
     responses={200: TemplateView, **ERRORS},
@@ -84,7 +93,7 @@ def get_template(path: TemplatePath, query: TemplateVersionQuery) -> Any:
 
 
 @blueprint.put(
-    "/<name>",
+    "/<template_name:name>",
     summary="Change (or create) a template",
     description="Stores a new version; jobs accepted before keep rendering the version they recorded. "
     "201 when the template did not exist.",
@@ -96,7 +105,7 @@ def update_template(path: TemplatePath, body: TemplateFieldsBody) -> Any:
 
 
 @blueprint.delete(
-    "/<name>",
+    "/<template_name:name>",
     summary="Delete a template",
     description="New jobs can no longer use it; jobs already accepted with it still send. 409 for a template "
     "file (remove the file instead).",
@@ -108,7 +117,7 @@ def delete_template(path: TemplatePath) -> Any:
 
 
 @blueprint.get(
-    "/<name>/versions",
+    "/<template_name:name>/versions",
     summary="A stored template's versions",
     description="Newest first.",
     responses={200: TemplateList, **ERRORS},
@@ -119,7 +128,7 @@ def list_versions(path: TemplatePath) -> Any:
 
 
 @blueprint.post(
-    "/<name>/preview",
+    "/<template_name:name>/preview",
     summary="Preview a template",
     description="Renders the template (its current version) with the variables given; a render error is a 422 "
     "whose detail has the part, the `line` and the undefined `variable`.",

@@ -114,7 +114,7 @@ def decode_attachments(
         try:
             # Line breaks are common in base64 (MIME wraps it at 76); anything else that is not base64 is refused.
             data = binascii.a2b_base64("".join(attachment.content.split()), strict_mode=True)
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:  # ValueError: characters that are not ASCII
             problems.add(f"{where}.content", f"not base64: {exc}")
             continue
         total += len(data)

@@ -182,7 +182,13 @@ def job_content(
     )
 
 
+# A stored template by this name would be shadowed by POST /api/templates/preview.
+RESERVED_NAMES = frozenset({"preview"})
+
+
 def _check_name(services: Services, name: str) -> None:
+    if name in RESERVED_NAMES:
+        raise ValidationFailed("reserved name", [{"field": "name", "reason": f"{name!r} is reserved"}])
     if not is_valid_template_name(name):
         raise ValidationFailed(
             "invalid template name", [{"field": "name", "reason": f"must match {TEMPLATE_NAME.pattern}"}]
