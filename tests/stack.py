@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +221,11 @@ def relay_env(postgres_url: str, broker: str, redis_prefix: str, relay_port: int
         "MAIL_DEFAULT_SENDER": "Service <service@example.org>",
         **extra,
     }
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,17 +13,11 @@ import pytest
 import redis
 
 from .conftest import REDIS_URL, FeatureStack
+from .stack import wait_for
 
 
 def _domain() -> str:
     return f"s-{uuid.uuid4().hex[:10]}.example.com"
-
-
-def _wait(condition: Callable[[], Any], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def _job(stack: FeatureStack, job_id: str) -> dict[str, Any]:
@@ -90,7 +83,7 @@ def test_a_scheduled_job_cancelled_before_its_start_sends_nothing(feature_stack:
     job_id = answer.json()["id"]
     cancelled = feature_stack.api.client.post(f"/api/email/{job_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    _wait(lambda: _job(feature_stack, job_id)["finished_at"])
+    wait_for(lambda: _job(feature_stack, job_id)["finished_at"])
     time.sleep(1.5)
     job = _job(feature_stack, job_id)
     assert (job["status"], job["counts"]["cancelled"]) == ("cancelled", 5)
@@ -116,7 +109,7 @@ def test_an_expired_job_cannot_be_retried(feature_stack: FeatureStack):
     answer = feature_stack.api.post_job({"recipients": [f"gone@{domain}"], "subject": "s", "expires_at": "PT1S"})
     job_id = answer.json()["id"]
     assert feature_stack.api.wait_until_completed(job_id)["counts"]["failed"] == 1
-    _wait(lambda: datetime.fromisoformat(_job(feature_stack, job_id)["expires_at"]) < datetime.now(UTC))
+    wait_for(lambda: datetime.fromisoformat(_job(feature_stack, job_id)["expires_at"]) < datetime.now(UTC))
     retried = feature_stack.api.client.post(f"/api/email/{job_id}/retry")
     assert retried.status_code == 409 and "expired" in retried.json()["message"]
     assert _job(feature_stack, job_id)["counts"]["failed"] == 1
@@ -129,7 +122,7 @@ def test_pause_stops_sending_and_resume_goes_on_with_every_recipient_once(featur
     try:
         answer = feature_stack.api.post_job({"recipients": [f"r{i}@{domain}" for i in range(count)], "subject": "s"})
         job_id = answer.json()["id"]
-        _wait(lambda: len(feature_stack.messages_to(domain)) >= 10)
+        wait_for(lambda: len(feature_stack.messages_to(domain)) >= 10)
         paused = feature_stack.api.client.post(f"/api/email/{job_id}/pause")
         assert paused.status_code == 200 and paused.json()["status"] == "paused"
         time.sleep(1.5)  # batches see the pause within a second; messages in flight end

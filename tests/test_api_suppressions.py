@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,13 +13,6 @@ from .conftest import FeatureStack
 
 def _domain() -> str:
     return f"u-{uuid.uuid4().hex[:10]}.example.com"
-
-
-def _wait(condition: Callable[[], Any], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def _unsubscribe_path(stack: FeatureStack, address: str) -> str:

@@ -20,15 +20,8 @@ from email_service.webhooks.signing import SIGNATURE_HEADER, verify
 
 from .conftest import REDIS_URL, WEBHOOK_SECRET, FeatureStack, own_database
 from .smtp_sink import SMTPSink
-from .stack import ApiServer, SchedulerProcess, WorkerProcess, settings_from
+from .stack import ApiServer, SchedulerProcess, WorkerProcess, settings_from, wait_for
 from .webhook_receiver import Delivery, WebhookReceiver
-
-
-def _wait(condition: Callable[[], Any], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def _job_with_failures(api: ApiServer, sink: SMTPSink, callback_url: str, count: int = 25) -> tuple[str, set[str]]:
@@ -73,7 +66,7 @@ def test_failures_and_completion_are_delivered_signed_and_in_order(feature_stack
     job_id, rejected = _job_with_failures(feature_stack.api, feature_stack.sink, feature_stack.receiver.url)
     feature_stack.api.wait_until_completed(job_id)
     receiver = feature_stack.receiver
-    _wait(lambda: any(d.event["type"] == "job.completed" for d in receiver.deliveries(job_id)))
+    wait_for(lambda: any(d.event["type"] == "job.completed" for d in receiver.deliveries(job_id)))
     deliveries = receiver.deliveries(job_id)
     _check_events(deliveries, job_id, rejected, 25)
     assert len(deliveries) <= 4, "failures are batched, not one event each"
@@ -87,7 +80,7 @@ def test_a_receiver_that_fails_gets_the_event_again_later(feature_stack: Feature
         {"recipients": [f"a@{uuid.uuid4().hex[:8]}.example.com"], "subject": "s", "callback_url": receiver.url}
     )
     job_id = answer.json()["id"]
-    _wait(lambda: receiver.deliveries(job_id))
+    wait_for(lambda: receiver.deliveries(job_id))
     assert receiver.attempts - attempts_before >= 4
     assert [d.event["type"] for d in receiver.deliveries(job_id)] == ["job.completed"]
 
@@ -137,7 +130,7 @@ def test_no_event_is_lost_when_the_worker_dies(own_stack: dict[str, Any]):
         assert receiver.deliveries(job_id) == []
         replacement = WorkerProcess(env, own_stack["logs"] / "worker-2.log").wait_ready()
         own_stack["processes"].append(replacement)
-        _wait(lambda: any(d.event["type"] == "job.completed" for d in receiver.deliveries(job_id)))
+        wait_for(lambda: any(d.event["type"] == "job.completed" for d in receiver.deliveries(job_id)))
         _check_events(receiver.deliveries(job_id), job_id, rejected, 30)
     finally:
         receiver.stop()

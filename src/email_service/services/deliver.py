@@ -81,13 +81,14 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
 def _without_suppressed(session: Session, claimed: list[Recipient], now: datetime) -> list[Recipient]:
     """The claimed rows whose address is not suppressed; the others end suppressed, unsent (an address
     may have unsubscribed or bounced since the job was accepted)."""
-    found = suppressions.suppressed(session, [dedup_key(r.address) for r in claimed])
+    keys = [dedup_key(r.address) for r in claimed]
+    found = suppressions.suppressed(session, keys)
     if not found:
         return claimed
-    blocked = [r for r in claimed if dedup_key(r.address) in found]
+    blocked = [r for r, key in zip(claimed, keys, strict=True) if key in found]
     reason = "suppressed: the address is on the suppression list"
     repository.end_claimed(session, blocked, RecipientStatus.SUPPRESSED, now, reason)
-    return [r for r in claimed if dedup_key(r.address) not in found]
+    return [r for r, key in zip(claimed, keys, strict=True) if key not in found]
 
 
 class _BatchRun:
