@@ -101,6 +101,7 @@ BAD_OPTIONS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "From header": ({"headers": {"From": "ceo@example.com"}}, ["headers.From"]),
     "header line break": ({"headers": {"X-Ref": "a\r\nBcc: x@example.com"}}, ["headers.X-Ref"]),
     "bad reply_to": ({"reply_to": "not an address"}, ["reply_to"]),
+    "reply_to non-ASCII local part": ({"reply_to": "jörg@example.org"}, ["reply_to"]),
     "attachment not base64": ({"attachments": [{"filename": "a.txt", "content": "%%%"}]}, ["attachments[0].content"]),
     "attachment path": (
         {"attachments": [{"filename": "../etc/passwd", "content": "eA=="}]}, ["attachments[0].filename"]

@@ -6,14 +6,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
-from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.policy import Policy
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 
-import idna
-
+from .address_headers import address_line, parse_mailboxes, transport_address
 from .errors import TemplateError
 from .header_values import describe_control_character
 from .rendering import RenderedEmail
@@ -23,6 +21,8 @@ from .rendering import RenderedEmail
 SMTP_POLICY = policy.SMTP.clone(cte_type="7bit")
 # A non-ASCII local part cannot be encoded in a header: such messages need SMTPUTF8 (RFC 6531).
 SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)
+# Written by address_headers, never by the email package's folder (see there why).
+_ADDRESS_HEADERS = frozenset({"from", "reply-to"})
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: a batch's messages share the same objects
@@ -54,22 +54,6 @@ def message_id_for(job_id: str, position: int, sender: str) -> str:
 def envelope_sender(sender: str) -> str:
     """The bare address of a From value such as ``Name <addr@example.org>`` (MAIL FROM takes it)."""
     return parseaddr(sender)[1]
-
-
-def transport_address(address: str) -> str:
-    """The address as relays expect it: an internationalized domain in its ASCII (IDNA) form."""
-    local, _, domain = address.rpartition("@")
-    if domain.isascii():
-        return address
-    return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
-
-
-def format_recipient(address: str, name: str | None) -> str:
-    """The To value for one recipient, with the display name quoted or encoded as needed."""
-    if not name:
-        return address
-    local, _, domain = address.rpartition("@")
-    return str(Address(display_name=name, username=local, domain=domain))
 
 
 class MessageBuilder:
@@ -112,10 +96,7 @@ class MessageBuilder:
         _check_header("Message-ID", message_id)
         recipient = transport_address(recipient)
         policy = SMTP_POLICY if recipient.isascii() else SMTPUTF8_POLICY
-        if recipient_name or not recipient.isascii():
-            to_line = _encode_headers(policy, [("To", format_recipient(recipient, recipient_name))])
-        else:
-            to_line = f"To: {recipient}\r\n".encode("ascii")  # a validated address needs no encoding
+        to_line = address_line("To", [(recipient_name, recipient)], utf8=policy is SMTPUTF8_POLICY)
         own_lines = f"Date: {format_datetime(date)}\r\n".encode("ascii") + to_line
         own_lines += f"Message-ID: {message_id}\r\n".encode("ascii")
         if unsubscribe_url is not None:
@@ -148,7 +129,14 @@ class MessageBuilder:
             headers += job_headers
             for name, value in headers:
                 _check_header(name, value)
-            shared = (_encode_headers(policy, headers), _content_part(rendered, policy))
+            utf8 = policy is SMTPUTF8_POLICY
+            address_lines = b"".join(
+                address_line(name, parse_mailboxes(name, value), utf8=utf8)
+                for name, value in headers
+                if name.lower() in _ADDRESS_HEADERS
+            )
+            other_headers = [(name, value) for name, value in headers if name.lower() not in _ADDRESS_HEADERS]
+            shared = (address_lines + _encode_headers(policy, other_headers), _content_part(rendered, policy))
             if len(self._shared) >= self._cache_size:
                 self._shared.pop(next(iter(self._shared)))
             self._shared[key] = shared

@@ -116,7 +116,11 @@ class SendEmailBody(BaseModel):
     variables: dict[str, Any] | None = Field(
         None, description="Template variables of every recipient; a recipient's own variables win."
     )
-    reply_to: str | None = Field(None, description="Reply-To address of every message.", max_length=320)
+    reply_to: str | None = Field(
+        None,
+        description="Reply-To address of every message (its local part ASCII; an internationalized domain is fine).",
+        max_length=320,
+    )
     headers: dict[str, str] | None = Field(
         None, description="Extra headers, `X-*` names only (at most 20); they replace a template's of the same name."
     )

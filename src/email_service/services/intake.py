@@ -86,7 +86,7 @@ def accept_job(
     sender = request.sender or settings.mail_default_sender
     if request.sender is not None and auth.sender_address(sender) not in auth.allowed_senders(services, owner):
         problems.add("sender", "not a sender this API key may use (MAIL_DEFAULT_SENDER or the key's senders)")
-    reply_to = _address_option(request.reply_to, "reply_to", problems)
+    reply_to = _reply_to(request.reply_to, problems)
     job_options.check_extra_headers(request.headers, problems)
     job_options.check_metadata(request.metadata, problems)
     attachments = job_options.decode_attachments(
@@ -227,14 +227,19 @@ def _schedule(
     return send_at, expires_at
 
 
-def _address_option(value: str | None, name: str, problems: Problems) -> str | None:
+def _reply_to(value: str | None, problems: Problems) -> str | None:
     if value is None:
         return None
     try:
-        return normalize_address(value)
+        address = normalize_address(value)
     except InvalidAddress as exc:
-        problems.add(name, str(exc))
+        problems.add("reply_to", str(exc))
         return None
+    if not address.rpartition("@")[0].isascii():
+        # Only an SMTPUTF8 message can carry it, and a job's recipients are mostly ASCII addresses.
+        problems.add("reply_to", "a non-ASCII local part is not accepted in Reply-To")
+        return None
+    return address
 
 
 def _attachment_rows(job_id: str, attachments: Sequence[AttachmentFile]) -> list[Attachment]:

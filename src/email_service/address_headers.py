@@ -1,0 +1,111 @@
+"""Address header lines (From, To, Reply-To), written without the email package's folder.
+
+Python 3.11's folder drops the quotes of a display name it has to fold (``"Ann, eve@example.net"``
+then reads as two addresses), leaves the name of an SMTPUTF8 message unfolded past 998 octets, and
+writes RFC 2047 encoded words inside an internationalized address. Here a display name is written
+as plain words, as one short quoted string, or as base64 encoded words of at most 75 characters,
+each of which may start a folded line; an address is never encoded, only its domain put in its
+ASCII (IDNA) form.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from email.utils import getaddresses
+
+import idna
+
+from .errors import TemplateError
+
+# atext without "=" and "?": a plain word can never be read as an encoded word.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")
+# Printable ASCII that a quoted string holds with \ escapes only.
+_QUOTABLE_NAME = re.compile(r"[\x20-\x7e]*")
+_LOCAL_PART = re.compile(r"[^\x00-\x20\x7f\"(),:;<>@\[\\\]]+")
+_ASCII_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
+_LINE_GOAL = 78  # RFC 5322's recommended limit; only an address longer than that exceeds it
+_ENCODED_WORD_PREFIX = "=?utf-8?b?"
+# 75 characters per encoded word (RFC 2047): 10 of prefix, 2 of "?=", 60 of base64 for 45 octets.
+_ENCODED_WORD_OCTETS = 45
+
+
+def transport_address(address: str) -> str:
+    """The address as relays expect it: an internationalized domain in its ASCII (IDNA) form."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+
+
+def address_line(header: str, mailboxes: Sequence[tuple[str | None, str]], *, utf8: bool) -> bytes:
+    """The header line naming ``mailboxes`` (display name or None, address), folded, CRLF-ended.
+
+    ``utf8`` is true for an SMTPUTF8 message, the only kind that may carry a non-ASCII local part.
+    """
+    if not mailboxes:
+        raise TemplateError(f"header {header}: no address")
+    tokens: list[str] = []
+    for index, (name, address) in enumerate(mailboxes):
+        spec = _address_spec(header, address, utf8=utf8)
+        tokens += _display_name_tokens(name) if name else []
+        tokens.append((f"<{spec}>" if name else spec) + ("," if index < len(mailboxes) - 1 else ""))
+    return _fold(f"{header}:", tokens)
+
+
+def parse_mailboxes(header: str, value: str) -> list[tuple[str | None, str]]:
+    """The (display name, address) pairs of a header value such as ``Desk <desk@example.org>, b@example.org``."""
+    pairs = getaddresses([value])
+    if not pairs or any(not address for _, address in pairs):
+        raise TemplateError(f"header {header}: {value!r} is not a list of addresses")
+    return [(name or None, address) for name, address in pairs]
+
+
+def _address_spec(header: str, address: str, *, utf8: bool) -> str:
+    try:
+        spec = transport_address(address)
+    except idna.IDNAError as exc:
+        raise TemplateError(f"header {header}: {address!r} has an invalid domain ({exc})") from None
+    local, at, domain = spec.rpartition("@")
+    if not (at and _LOCAL_PART.fullmatch(local) and _ASCII_DOMAIN.fullmatch(domain)):
+        raise TemplateError(f"header {header}: {address!r} is not an address")
+    if not (utf8 or local.isascii()):
+        raise TemplateError(f"header {header}: {address!r} has a non-ASCII local part, which needs SMTPUTF8")
+    return spec
+
+
+def _display_name_tokens(name: str) -> list[str]:
+    if _PLAIN_NAME.fullmatch(name):
+        return name.split(" ")
+    quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # A quoted string is never folded here; an "=?" in it is decoded by some readers all the same.
+    if _QUOTABLE_NAME.fullmatch(name) and "=?" not in name and len(quoted) <= _LINE_GOAL - len("Reply-To: "):
+        return [quoted]
+    return _encoded_words(name)
+
+
+def _encoded_words(text: str) -> list[str]:
+    """``text`` as RFC 2047 base64 encoded words, each holding whole characters (RFC 2047 section 5)."""
+    words, chunk = [], b""
+    for character in text:
+        octets = character.encode("utf-8")
+        if len(chunk) + len(octets) > _ENCODED_WORD_OCTETS:
+            words.append(chunk)
+            chunk = b""
+        chunk += octets
+    words.append(chunk)
+    return [f"{_ENCODED_WORD_PREFIX}{base64.b64encode(word).decode('ascii')}?=" for word in words]
+
+
+def _fold(start: str, tokens: list[str]) -> bytes:
+    """``start`` and the tokens separated by spaces, a space becoming CRLF + space where a line would
+    pass 78 octets (white space between two encoded words is ignored by readers)."""
+    lines, line = [], start
+    for token in tokens:
+        if len((line + " " + token).encode("utf-8")) > _LINE_GOAL and line != start:
+            lines.append(line)
+            line = ""
+        line += " " + token
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
