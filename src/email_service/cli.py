@@ -57,6 +57,7 @@ def serve(host: str, port: int, workers: int, bind: str | None) -> None:
         "--bind", address,
         "--workers", str(workers),
         "--access-logfile", "-",
+        "--logger-class", "email_service.access_log.MaskingAccessLogger",
         "email_service.app:create_app()",
     ]  # fmt: skip
     os.execv(sys.executable, argv)
