@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from .. import metrics
 from ..errors import Conflict
 from ..storage import repository
-from ..storage.models import JobStatus, utcnow
+from ..storage.models import JobStatus, RecipientStatus, utcnow
 from . import Services
 from .completion import finish_if_done
 from .dispatch import enqueue_batches
@@ -20,8 +21,10 @@ def cancel(services: Services, job_id: str, owner: str | None) -> None:
     """Recipients not yet handed to a worker become cancelled; sends in flight finish."""
     with services.sessions.begin() as session:
         status = find_job(session, job_id, owner).status
-        if not repository.cancel_job(session, job_id, utcnow()):
+        cancelled = repository.cancel_job(session, job_id, utcnow())
+        if cancelled is None:
             raise Conflict(f"job {job_id} is {status}: a finished job cannot be cancelled")
+    metrics.recipients_ended(RecipientStatus.CANCELLED, cancelled)
     log.info("job %s cancelled", job_id)
     finish_if_done(services, job_id)  # finished now if nothing was in flight
 

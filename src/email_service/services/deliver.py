@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.orm import Session
 
+from .. import metrics
 from ..addresses import dedup_key
 from ..composer import JobContent, compose
 from ..delivery.transport import Connection
@@ -49,8 +48,9 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
             log.warning("batch [%d, %d) of unknown job %s dropped", first, last, job_id)
             return
         claimed: list[Recipient] = []
+        ended: tuple[RecipientStatus, int] | None = None  # rows this task ended unsent, counted once committed
         if job.expires_at is not None and job.expires_at <= now:
-            repository.end_leftovers(
+            expired = repository.end_leftovers(
                 session,
                 job_id,
                 RecipientStatus.EXPIRED,
@@ -58,16 +58,23 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
                 reason=repository.expiry_reason(job.expires_at),
                 positions=(first, last),
             )
+            ended = (RecipientStatus.EXPIRED, expired)
         elif job.status == JobStatus.SENDING:
             lease_until = now + timedelta(seconds=settings.lease_seconds)
             claimed = repository.claim_batch(session, job_id, first, last, now=now, lease_until=lease_until)
-            claimed = _without_suppressed(session, claimed, now)
+            claimed, suppressed = _without_suppressed(session, claimed, now)
+            ended = (RecipientStatus.SUPPRESSED, suppressed)
         elif job.status == JobStatus.CANCELLED:  # a late or repeated task
-            repository.end_leftovers(session, job_id, RecipientStatus.CANCELLED, now, positions=(first, last))
+            cancelled = repository.end_leftovers(
+                session, job_id, RecipientStatus.CANCELLED, now, positions=(first, last)
+            )
+            ended = (RecipientStatus.CANCELLED, cancelled)
         # Otherwise (paused, finished) nothing is claimed: a paused job's rows wait for its resume.
         attachments = repository.job_attachments(session, job_id) if claimed else ()
         accepted_at = job.started_at or job.created_at  # a retried job's lifetime starts again
         has_webhook = job.callback_url is not None
+    if ended is not None:
+        metrics.recipients_ended(*ended)
     failures = 0
     if claimed:
         run = _BatchRun(services, job, attachments, accepted_at, claimed)
@@ -78,17 +85,17 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
         services.queue.deliver_events(job_id)
 
 
-def _without_suppressed(session: Session, claimed: list[Recipient], now: datetime) -> list[Recipient]:
+def _without_suppressed(session: Session, claimed: list[Recipient], now: datetime) -> tuple[list[Recipient], int]:
     """The claimed rows whose address is not suppressed; the others end suppressed, unsent (an address
-    may have unsubscribed or bounced since the job was accepted)."""
+    may have unsubscribed or bounced since the job was accepted): how many."""
     keys = [dedup_key(r.address) for r in claimed]
     found = suppressions.suppressed(session, keys)
     if not found:
-        return claimed
+        return claimed, 0
     blocked = [r for r, key in zip(claimed, keys, strict=True) if key in found]
     reason = "suppressed: the address is on the suppression list"
-    repository.end_claimed(session, blocked, RecipientStatus.SUPPRESSED, now, reason)
-    return [r for r, key in zip(claimed, keys, strict=True) if key not in found]
+    suppressed = repository.end_claimed(session, blocked, RecipientStatus.SUPPRESSED, now, reason)
+    return [r for r, key in zip(claimed, keys, strict=True) if key not in found], suppressed
 
 
 class _BatchRun:
@@ -130,14 +137,14 @@ class _BatchRun:
                 now = utcnow()
                 status = self._job_status_change()
                 if status == JobStatus.CANCELLED:
-                    self._give_back(repository.end_claimed, self.claimed[index:], RecipientStatus.CANCELLED, now)
+                    self._end_unsent(self.claimed[index:], RecipientStatus.CANCELLED, now)
                     return
                 if self.expires_at is not None and now >= self.expires_at:
                     reason = repository.expiry_reason(self.expires_at)
-                    self._give_back(repository.end_claimed, self.claimed[index:], RecipientStatus.EXPIRED, now, reason)
+                    self._end_unsent(self.claimed[index:], RecipientStatus.EXPIRED, now, reason)
                     return
                 if status == JobStatus.PAUSED or self.services.stopping.is_set() or time.monotonic() > self.deadline:
-                    self._give_back(repository.release, self.claimed[index:], wake_at=now, now=now)
+                    self._give_back(self.claimed[index:], wake_at=now, now=now)
                     return
                 if recipient.attempts > MAX_ATTEMPTS:
                     self._fail(recipient, None, f"gave up after {MAX_ATTEMPTS} attempts without an outcome")
@@ -177,7 +184,8 @@ class _BatchRun:
         pause = self.services.settings.throttle_delay
         for tries_left in range(THROTTLED_TRIES_IN_BATCH, 0, -1):
             try:
-                connection.send(envelope)
+                with metrics.relay_send():
+                    connection.send(envelope)
             except RelayUnavailable:
                 raise
             except DeliveryError as exc:
@@ -190,7 +198,8 @@ class _BatchRun:
                     continue
                 self._record_failure(recipient, exc)
                 return
-            self._written(self.outcomes.sent(recipient, utcnow()), recipient)
+            if self._written(self.outcomes.sent(recipient, utcnow()), recipient):
+                metrics.recipients_ended(RecipientStatus.SENT)
             return
 
     def _wait_for_rate(self, recipient: Recipient) -> bool:
@@ -203,10 +212,13 @@ class _BatchRun:
         wait = limiter.acquire(recipient.address.rpartition("@")[2], max(0.0, max_wait))
         if wait > max_wait or self.services.stopping.is_set():
             now = utcnow()
-            self._give_back(repository.release, [recipient], wake_at=now + timedelta(seconds=wait), now=now)
+            self._give_back([recipient], wake_at=now + timedelta(seconds=wait), now=now)
+            metrics.rate_limit_released()
             return False
         if wait > 0:
+            started = time.monotonic()
             self.services.stopping.wait(wait)
+            metrics.rate_limit_waited(time.monotonic() - started)
         return True
 
     def _record_failure(self, recipient: Recipient, error: DeliveryError) -> None:
@@ -235,21 +247,32 @@ class _BatchRun:
 
     def _fail(self, recipient: Recipient, code: int | None, reason: str) -> None:
         self.failures += 1
-        self._written(self.outcomes.failed(recipient, code=code, reason=reason, now=utcnow()), recipient)
+        if self._written(self.outcomes.failed(recipient, code=code, reason=reason, now=utcnow()), recipient):
+            metrics.recipients_ended(RecipientStatus.FAILED)
         log.warning("job %s recipient %d failed: %s", self.job_id, recipient.id, reason)
 
-    def _give_back(self, operation: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-        """Release or cancel claimed rows (rare: shutdown, lease ending, rate wait, cancel)."""
+    def _give_back(self, rows: list[Recipient], *, wake_at: datetime, now: datetime) -> None:
+        """Release claimed rows unsent, for the scheduler to queue at ``wake_at`` (rare: shutdown, pause,
+        lease ending, rate wait)."""
         with self.services.sessions.begin() as session:
-            operation(session, *args, **kwargs)
+            repository.release(session, rows, wake_at=wake_at, now=now)
 
-    def _written(self, written: bool, recipient: Recipient) -> None:
+    def _end_unsent(
+        self, rows: list[Recipient], status: RecipientStatus, now: datetime, reason: str | None = None
+    ) -> None:
+        """End claimed rows unsent: their job was cancelled or expired meanwhile."""
+        with self.services.sessions.begin() as session:
+            ended = repository.end_claimed(session, rows, status, now, reason)
+        metrics.recipients_ended(status, ended)
+
+    def _written(self, written: bool, recipient: Recipient) -> bool:
         if not written:
             log.warning(
                 "job %s recipient %d: outcome not recorded, the claim had expired and another worker owns it",
                 self.job_id,
                 recipient.id,
             )
+        return written
 
     def _job_status_change(self) -> str | None:
         """The job's status when it was cancelled or paused meanwhile (asked once a second at most)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from .. import unsubscribe
+from .. import metrics, unsubscribe
 from ..addresses import InvalidAddress, dedup_key, normalize_address
 from ..composer import JobContent, compose
 from ..errors import TemplateError, ValidationFailed
@@ -150,6 +150,7 @@ def accept_job(
         session.add_all(_attachment_rows(job.id, attachments))
         if idempotency is not None:
             idempotency.complete(session, job.id, accepted.response())
+    metrics.job_accepted(len(rows), suppressed=len(suppressed))
     log.info(
         "job %s accepted: %d recipients (%d duplicates merged), %s",
         job.id,

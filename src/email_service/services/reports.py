@@ -1,4 +1,4 @@
-"""Reading jobs and their recipients' outcomes, as callers follow them."""
+"""Reading jobs and their recipients' outcomes, as callers follow them, and the work waiting overall."""
 
 from __future__ import annotations
 
@@ -66,3 +66,10 @@ def recipient_page(
         job = find_job(session, job_id, owner)
         recipients = repository.list_recipients(session, job.id, status=status, after=after, limit=limit)
     return [RecipientReport(r, message_id_for(job.id, r.position, job.sender)) for r in recipients]
+
+
+def waiting_work(services: Services) -> tuple[dict[str, int], dict[str, int]]:
+    """What waits, over every job: recipients of started jobs still to be sent by status (pending,
+    deferred, sending), and unfinished jobs by status. Cheap enough for every metrics scrape."""
+    with services.readers() as session:
+        return repository.waiting_recipients(session), repository.unfinished_jobs(session)

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .. import metrics
 from ..storage import outbox, repository
 from ..storage.models import JobStatus, RecipientStatus, utcnow
 from . import Services, idempotency
@@ -40,8 +41,10 @@ def sweep(services: Services) -> SweepReport:
     requeue_after = timedelta(seconds=settings.requeue_after)
     with services.sessions.begin() as session:
         due = repository.queue_due_scheduled_jobs(session, now)
-        for job_id, expires_at in repository.expired_jobs(session, now):
+        expired = sum(
             repository.expire_job(session, job_id, expires_at, now)
+            for job_id, expires_at in repository.expired_jobs(session, now)
+        )
         stalled = repository.stalled_queued_jobs(session, now - requeue_after)
         batches = repository.take_due_batches(
             session, now=now, batch_size=settings.batch_size, dispatch_deadline=now + requeue_after
@@ -49,6 +52,7 @@ def sweep(services: Services) -> SweepReport:
         unfinished = repository.jobs_to_finish(session)
         with_events = outbox.jobs_with_events_due(session, now)
         idempotency.forget_expired(session, settings.idempotency_hours)
+    metrics.recipients_ended(RecipientStatus.EXPIRED, expired)
     for job_id in due + stalled:
         services.queue.start_job(job_id)
     for job_id, first, last in batches:
@@ -57,7 +61,8 @@ def sweep(services: Services) -> SweepReport:
     for job_id, status in unfinished:
         if status == JobStatus.CANCELLED:  # rows deferred or abandoned after the cancel
             with services.sessions.begin() as session:
-                repository.end_leftovers(session, job_id, RecipientStatus.CANCELLED, utcnow())
+                cancelled = repository.end_leftovers(session, job_id, RecipientStatus.CANCELLED, utcnow())
+            metrics.recipients_ended(RecipientStatus.CANCELLED, cancelled)
         if finish_if_done(services, job_id):
             finished += 1
     for job_id in with_events:

@@ -1,0 +1,109 @@
+"""Prometheus metrics: what the processes count (metrics_export serves them).
+
+The API's gunicorn workers, the Celery worker processes and the scheduler count through the
+functions below, called from the few places where a job is accepted, a recipient ends, a message
+is handed to the relay or waits for a rate limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from .errors import DeliveryError
+from .storage.models import TERMINAL_RECIPIENT_STATUSES
+
+SMTP_ERROR_CLASSES = ("4xx", "5xx", "connection", "tls")
+
+JOBS_ACCEPTED = Counter("email_service_jobs_accepted", "Jobs accepted by the API (answered 202; replays not counted).")
+RECIPIENTS_ACCEPTED = Counter(
+    "email_service_recipients_accepted", "Recipients stored with the jobs accepted (duplicates merged)."
+)
+RECIPIENTS_FINAL = Counter(
+    "email_service_recipients_final",
+    "Recipients that reached a final status (a retried job's recipients count again when they end again).",
+    ["status"],
+)
+SEND_SECONDS = Histogram(
+    "email_service_send_seconds",
+    "Time to hand one message to the relay, for the messages it accepted (the first of a connection "
+    "includes opening the session).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+SENDS_IN_PROGRESS = Gauge(
+    "email_service_sends_in_progress",
+    "Messages being handed to the relay right now, over all worker processes.",
+    multiprocess_mode="livesum",
+)
+SMTP_ERRORS = Counter(
+    "email_service_smtp_errors",
+    "Sends the relay did not take, by class: a 4xx or 5xx reply, a connection that failed, dropped or "
+    "timed out, or TLS.",
+    ["class"],
+)
+RATE_LIMITED = Counter(
+    "email_service_rate_limited",
+    "Messages delayed by a rate limit: waited for their slot, or released to the scheduler (slot too far off).",
+    ["action"],
+)
+RATE_LIMIT_WAIT_SECONDS = Counter(
+    "email_service_rate_limit_wait_seconds", "Seconds worker threads spent waiting for a rate-limit slot."
+)
+
+# Every series exists from the start, at 0, so that rate() sees the first increase.
+for _status in sorted(TERMINAL_RECIPIENT_STATUSES):
+    RECIPIENTS_FINAL.labels(_status)
+for _class in SMTP_ERROR_CLASSES:
+    SMTP_ERRORS.labels(_class)
+for _action in ("waited", "released"):
+    RATE_LIMITED.labels(_action)
+
+
+def job_accepted(recipients: int, suppressed: int) -> None:
+    """A job was stored with ``recipients`` recipients, ``suppressed`` of them suppressed from the start."""
+    JOBS_ACCEPTED.inc()
+    RECIPIENTS_ACCEPTED.inc(recipients)
+    recipients_ended("suppressed", suppressed)
+
+
+def recipients_ended(status: str, count: int = 1) -> None:
+    """``count`` recipients reached the final ``status`` (sent, failed, suppressed, cancelled, expired)."""
+    if count:
+        RECIPIENTS_FINAL.labels(status).inc(count)
+
+
+@contextmanager
+def relay_send() -> Iterator[None]:
+    """Around handing one message to the relay: its time when the relay took it, its class when not."""
+    started = time.perf_counter()
+    with SENDS_IN_PROGRESS.track_inprogress():
+        try:
+            yield
+        except DeliveryError as exc:
+            SMTP_ERRORS.labels(smtp_error_class(exc)).inc()
+            raise
+    SEND_SECONDS.observe(time.perf_counter() - started)
+
+
+def smtp_error_class(error: DeliveryError) -> str:
+    """4xx or 5xx by the reply code; tls for a failed handshake or certificate; connection otherwise
+    (refused, dropped, timed out: no reply at all)."""
+    if error.text.startswith("TLS:"):
+        return "tls"
+    if 400 <= error.code <= 499:
+        return "4xx"
+    if 500 <= error.code <= 599:
+        return "5xx"
+    return "connection"
+
+
+def rate_limit_waited(seconds: float) -> None:
+    RATE_LIMITED.labels("waited").inc()
+    RATE_LIMIT_WAIT_SECONDS.inc(seconds)
+
+
+def rate_limit_released() -> None:
+    RATE_LIMITED.labels("released").inc()
