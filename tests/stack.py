@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
 from email_service.app import create_app
@@ -141,6 +142,21 @@ class WorkerProcess(ServiceProcess):
         return child_pids(self.pid)
 
 
+class GunicornApi(ServiceProcess):
+    """``email-service serve``: gunicorn and its worker processes on 127.0.0.1 and a free port."""
+
+    ready_marker = b"Booting worker with pid"
+
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2) -> None:
+        port = free_port()
+        super().__init__(["serve", "--port", str(port), "--workers", str(workers)], env, log_path)
+        self.url = f"http://127.0.0.1:{port}"
+        self.ready_count = workers
+
+    def workers(self) -> set[int]:
+        return child_pids(self.pid)
+
+
 class SchedulerProcess(ServiceProcess):
     ready_marker = b"scheduler sweeping"
     ready_count = 1
@@ -169,6 +185,17 @@ def is_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def metric_values(exposition: str) -> dict[str, float]:
+    """The samples of a Prometheus text exposition by name and labels, e.g.
+    ``email_service_recipients_final_total{status="sent"}``."""
+    values = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            labels = ",".join(f'{name}="{value}"' for name, value in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
 
 
 def settings_from(env: dict[str, str]) -> Settings:

@@ -79,8 +79,9 @@ def test_a_refused_request_stores_nothing(api: ApiServer):
 
 
 def test_health_and_documentation_are_public(api: ApiServer):
-    for path in ("/healthz", "/api/openapi.json", "/api/swagger"):
+    for path in ("/healthz", "/metrics", "/api/openapi.json", "/api/swagger"):
         assert _call(api, "GET", path).status_code == 200, path
+    assert "checks" in _call(api, "GET", "/readyz").json()  # 200 or 503 as the relay answers, never 401
     spec = _call(api, "GET", "/api/openapi.json").json()
     assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
     assert spec["paths"]["/api/email/"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]

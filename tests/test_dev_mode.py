@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from .smtp_sink import free_port
-from .stack import child_pids, is_alive
+from .stack import child_pids, is_alive, metric_values
 
 TUTORIAL_BODY = {
     "recipients": ["will@example.com", "eleven@example.com", "dustin@example.com"],
@@ -64,6 +64,13 @@ def test_dev_sends_the_tutorial_request_into_the_maildir_and_stops_cleanly(tmp_p
                 assert time.monotonic() < deadline, job
                 time.sleep(0.2)
             assert job["counts"]["sent"] == 3
+            # One metrics directory for every process of dev: the API's /metrics counts the worker's sends.
+            figures = metric_values(client.get("/metrics").text)
+            assert figures["email_service_jobs_accepted_total"] == 1
+            assert figures['email_service_recipients_final_total{status="sent"}'] == 3
+            assert figures["email_service_send_seconds_count"] == 3
+            ready = client.get("/readyz")
+            assert ready.status_code == 200, ready.text
             assert client.get("/api/").status_code == 302
             assert client.get("/api/swagger").status_code == 200
         maildir = mailbox.Maildir(tmp_path / "var" / "mail", create=False)
@@ -80,3 +87,4 @@ def test_dev_sends_the_tutorial_request_into_the_maildir_and_stops_cleanly(tmp_p
         log.close()
     assert code == 0
     assert not [pid for pid in children if is_alive(pid)]
+    assert list((tmp_path / "var" / "metrics").iterdir()) == []  # the metrics directory went with them

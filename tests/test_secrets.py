@@ -1,6 +1,7 @@
 """Secrets stay where they are needed: canaries planted in the relay password, the database password, the
-API key and the webhook secret are looked for in every log, everything the broker saw, every error body
-and the OpenAPI document, after a job with failures and refused requests; INFO logs mask addresses."""
+API key and the webhook secret are looked for in every log, everything the broker saw, every error body,
+the OpenAPI document, /readyz and /metrics, after a job with failures and refused requests; readiness
+errors never quote a password; INFO logs mask addresses."""
 
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ import pytest
 import redis
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from email_service.app import create_app
+from email_service.config import Settings
 from email_service.logs import MaskingFormatter
 from email_service.storage.migrate import upgrade
 
 from .conftest import POSTGRES_ADMIN, REDIS_URL
-from .smtp_sink import SinkHandler, SMTPSink
+from .smtp_sink import SinkHandler, SMTPSink, free_port
 from .stack import ApiServer, WorkerProcess, relay_env, settings_from
 from .webhook_receiver import WebhookReceiver
 
@@ -207,6 +210,8 @@ def test_secrets_never_leak_and_info_logs_mask_addresses(redis_prefix: str, tmp_
             _wait_for(lambda: len(receiver.deliveries(queued)) >= 1, "the recipient.failed event")
             openapi = httpx.get(f"{api.url}/api/openapi.json")
             assert openapi.status_code == 200
+            health = [httpx.get(f"{api.url}/readyz", timeout=10), httpx.get(f"{api.url}/metrics")]
+            assert [h.status_code for h in health] == [200, 200], health[0].text
         finally:
             if worker is not None:
                 worker.stop()
@@ -227,6 +232,7 @@ def test_secrets_never_leak_and_info_logs_mask_addresses(redis_prefix: str, tmp_
         "redis commands": tapped,
         "error bodies": bodies,
         "openapi.json": [openapi.content],
+        "readyz and metrics": [h.content for h in health],
         "webhook deliveries": webhooks,
     }
 
@@ -257,6 +263,29 @@ def test_secrets_never_leak_and_info_logs_mask_addresses(redis_prefix: str, tmp_
         for name, text in logs.items():
             assert local.encode() not in text, f"{address} is in {name} in clear"
     assert b"n***@example.com" in logs["worker-file.log"], "the refused recipient is logged masked"
+
+
+def test_readiness_errors_name_the_failure_never_a_password(tmp_path: Path) -> None:
+    """Each check failing with a password in its URL (or the relay's): the answer says what failed, and
+    none of the passwords."""
+    password = f"url-canary-{secrets.token_hex(8)}"
+    closed = free_port()
+    failing = {
+        "database": {"database_url": f"postgresql+psycopg://postgres:{password}@127.0.0.1:{closed}/db"},
+        "database ": {"database_url": f"postgresql+psycopg://postgres:{password}@127.0.0.1:5432/no_such_database"},
+        "broker": {"celery_broker_url": f"redis://user:{password}@127.0.0.1:{closed}/0"},
+        "broker ": {"celery_broker_url": f"amqp://guest:{password}@127.0.0.1:5672//"},  # a login RabbitMQ refuses
+        "relay": {"mail_port": closed},
+    }
+    for check, values in failing.items():
+        settings = Settings(
+            data_dir=tmp_path, mail_server="127.0.0.1", mail_username=RELAY_USER, mail_password=password, **values
+        )
+        answer = create_app(settings).test_client().get("/readyz")
+        assert answer.status_code == 503, check
+        body = answer.get_json()
+        assert body["checks"][check.strip()]["ok"] is False and body["checks"][check.strip()]["error"], body
+        assert not any(form in answer.data for form in _forms(password)), f"{check}: {answer.text}"
 
 
 def _post_job(api: ApiServer, recipients: list[str], callback_url: str, template: str = "default") -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from email_service.config import Settings
-from email_service.delivery.smtp import SMTPTransport
+from email_service.delivery.smtp import SMTPTransport, greet_relay
 from email_service.errors import RelayUnavailable
 from email_service.messages import Envelope
 from email_service.services import Services, build_services, deliver, intake
@@ -147,6 +147,17 @@ def test_implicit_tls_without_the_ca_is_refused_before_any_command(start_relay: 
     reason = _refused(relay, mail_use_ssl=True)
     assert reason == "TLS: certificate verify failed: unable to get local issuer certificate"
     assert relay.handler.commands == []
+
+
+def test_the_readiness_greeting_verifies_tls_like_the_sender_and_sends_no_command(
+    start_relay: StartRelay, pki: Certificates
+):
+    relay = start_relay(implicit=pki.localhost)
+    greet_relay(_settings(relay, mail_use_ssl=True, mail_tls_ca_file=pki.ca), timeout=3)
+    with pytest.raises(RelayUnavailable) as refused:
+        greet_relay(_settings(relay, mail_use_ssl=True), timeout=3)
+    assert refused.value.text == "TLS: certificate verify failed: unable to get local issuer certificate"
+    assert relay.handler.verbs() == [] and relay.handler.logins == []  # no EHLO, no AUTH: the 220, then QUIT
 
 
 def test_implicit_tls_to_a_plaintext_relay_is_a_tls_failure(start_relay: StartRelay):

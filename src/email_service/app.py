@@ -14,6 +14,7 @@ from . import __version__
 from .api import jobs, suppressions, templates
 from .api.auth import install_authentication
 from .api.errors import register_error_handlers, validation_error_response
+from .api.health import install_health
 from .api.quotas import make_key_quotas
 from .api.schemas import ErrorBody
 from .config import Settings
@@ -102,6 +103,8 @@ def create_api(services: Services) -> OpenAPI:
     @app.get("/healthz", doc_ui=False)
     def _healthz() -> Response:
         return Response('{"status": "ok"}', mimetype="application/json")
+
+    install_health(app, services)  # /readyz and /metrics
 
     return app
 

@@ -52,12 +52,14 @@ def serve(host: str, port: int, workers: int, bind: str | None) -> None:
             "or set AUTH_DISABLED=true to serve without keys (never on a reachable host)"
         )
     address = bind or f"{host}:{port}"
+    _share_metrics_directory(settings, "api")  # one /metrics for all gunicorn workers
     argv = [
         sys.executable, "-m", "gunicorn",
         "--bind", address,
         "--workers", str(workers),
         "--access-logfile", "-",
         "--logger-class", "email_service.access_log.MaskingAccessLogger",
+        "--config", "python:email_service.gunicorn_hooks",
         "email_service.app:create_app()",
     ]  # fmt: skip
     os.execv(sys.executable, argv)
@@ -113,13 +115,18 @@ def keys_revoke(id_or_name: str) -> None:
 @click.option("--processes", type=int, default=None, help="Worker processes (default WORKER_PROCESSES: one per core).")
 def worker(processes: int | None) -> None:
     """Run the Celery workers that send the queued batches, SMTP_CONCURRENCY connections each."""
+    from . import metrics_export
     from .supervisor import Child, supervise
 
     settings = Settings()
     configure_logging(settings)
     count = processes or settings.worker_processes
+    folder = _share_metrics_directory(settings, "worker")  # before the children start
+    _serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     children = [Child(f"worker {i + 1}", ["worker-process"], dict(os.environ)) for i in range(count)]
-    sys.exit(supervise(children))
+    code = supervise(children, on_exit=metrics_export.process_ended)
+    metrics_export.remove_directory(folder)
+    sys.exit(code)
 
 
 @main.command("worker-process", hidden=True)
@@ -156,6 +163,7 @@ def scheduler() -> None:
     configure_logging(settings)
     services = build_services(settings)
     make_celery(services)
+    _serve_metrics(settings.metrics_host, settings.scheduler_metrics_port)
     stop = _termination_event()
     click.echo(f"scheduler sweeping every {settings.scheduler_interval}s", err=True)
     while not stop.is_set():
@@ -191,6 +199,33 @@ def dev(host: str, port: int, smtp_port: int, data_dir: Path) -> None:
     from .devserver import run_dev
 
     sys.exit(run_dev(host=host, port=port, smtp_port=smtp_port, data_dir=data_dir))
+
+
+def _share_metrics_directory(settings: Settings, role: str) -> Path | None:
+    from . import metrics_export
+
+    try:
+        return metrics_export.share_directory(settings.data_dir, role)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot create the metrics directory under DATA_DIR {settings.data_dir}: {exc.strerror or exc}"
+        ) from None
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    """Serve this process's metrics (those of every process of its metrics directory) on host:port, if
+    a port is set, from a thread."""
+    if not port:
+        return
+    from prometheus_client import start_http_server
+
+    from . import metrics_export
+
+    try:
+        start_http_server(port, addr=host, registry=metrics_export.registry())
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    click.echo(f"metrics on http://{host}:{port}/metrics", err=True)
 
 
 def _termination_event() -> threading.Event:

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
-    data_dir: Path = Field(Path("var"), description="Folder for the embedded SQLite database, broker and catcher.")
+    data_dir: Path = Field(
+        Path("var"), description="Folder for the embedded SQLite database, broker and catcher, and metrics files."
+    )
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at DATA_DIR/email_service.db.")
 
     mail_server: str = Field("localhost", description="SMTP relay host.")
@@ -124,6 +126,15 @@ class Settings(BaseSettings):
     )
     webhook_retry_lifetime: float = Field(
         86400, gt=0, description="Seconds during which an undelivered webhook event is retried."
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics endpoints of `worker` and `scheduler` listen on."
+    )
+    worker_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of the metrics endpoint of `email-service worker`; 0 = none."
+    )
+    scheduler_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of the metrics endpoint of `email-service scheduler`; 0 = none."
     )
     batch_size: int = Field(100, ge=1, le=10_000, description="Recipients sent by one worker task.")
     lease_seconds: int = Field(600, ge=2, description="How long a worker owns a claimed batch.")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from . import metrics_export
 from .storage.migrate import upgrade
 from .supervisor import Child, supervise
 
@@ -17,6 +18,8 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
     """Start catcher, worker, scheduler and API; stop them all on Ctrl-C or SIGTERM. Exit code."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    # One metrics directory for all: the API's /metrics shows the worker's and the scheduler's figures too.
+    metrics = metrics_export.share_directory(data_dir, "dev")
     env = _dev_environment(data_dir, smtp_port)
     # On this machine only, the API runs without keys; reachable from elsewhere, it needs them.
     keys_off = host in LOOPBACK_HOSTS
@@ -39,6 +42,7 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
         f"  API           {base}/api/email/\n"
         f"  Swagger UI    {base}/api/\n"
         f"  OpenAPI spec  {base}/api/openapi.json\n"
+        f"  metrics       {base}/metrics (API, worker and scheduler), readiness {base}/readyz\n"
         f"  SMTP catcher  127.0.0.1:{smtp_port}, messages in {data_dir / 'mail' / 'new'}\n"
         f"  data          {data_dir} (SQLite, broker, logs)\n"
         + (
@@ -49,7 +53,9 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
         + "Press Ctrl-C to stop.\n",
         err=True,
     )
-    return supervise(children, own_sessions=True)
+    code = supervise(children, own_sessions=True)
+    metrics_export.remove_directory(metrics)
+    return code
 
 
 def _dev_environment(data_dir: Path, smtp_port: int) -> dict[str, str]:

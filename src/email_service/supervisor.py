@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,14 @@ class Child:
         self.started_at = time.monotonic()
 
 
-def supervise(children: list[Child], *, own_sessions: bool = False) -> int:
+def supervise(
+    children: list[Child], *, own_sessions: bool = False, on_exit: Callable[[int], None] | None = None
+) -> int:
     """Run ``children`` until SIGINT or SIGTERM; restart any that exits. Returns the exit code.
 
     With ``own_sessions`` each child has its own session, so a Ctrl-C reaches only this process,
-    which then stops the children one by one in reverse order of start.
+    which then stops the children one by one in reverse order of start. ``on_exit`` is told the pid
+    of each child that ended before it is restarted.
     """
     stopping = False
 
@@ -51,6 +55,8 @@ def supervise(children: list[Child], *, own_sessions: bool = False) -> int:
             assert child.process is not None
             if child.process.poll() is not None and not stopping:
                 log.warning("%s exited with status %s; restarting it", child.name, child.process.returncode)
+                if on_exit is not None:
+                    on_exit(child.process.pid)
                 time.sleep(max(0.0, child.started_at + RESTART_PAUSE_SECONDS - time.monotonic()))
                 child.start(own_sessions)
         time.sleep(0.2)

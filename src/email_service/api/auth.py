@@ -1,5 +1,5 @@
-"""Who is calling: every request but the health checks, the API documentation and the unsubscribe links
-needs an API key."""
+"""Who is calling: every request but the health checks, the metrics, the API documentation and the
+unsubscribe links needs an API key."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from ..errors import Unauthenticated
 from ..services import Services, auth
 from . import quotas
 
-# Endpoints anyone may call: the health check, the API documentation, the unsubscribe links.
-_PUBLIC_ENDPOINTS = frozenset({"_healthz", "static"})
+# Endpoints anyone may call: the health checks and metrics, the API documentation, the unsubscribe links.
+_PUBLIC_ENDPOINTS = frozenset({"_healthz", "_readyz", "_metrics", "static"})
 _PUBLIC_BLUEPRINTS = frozenset({"openapi", "swagger", "unsubscribe"})
 
 

@@ -164,15 +164,7 @@ class SMTPConnection:
         settings = self._settings
         smtp: smtplib.SMTP | None = None
         try:
-            if settings.mail_use_ssl:
-                smtp = smtplib.SMTP_SSL(
-                    settings.mail_server,
-                    settings.mail_port,
-                    timeout=settings.mail_timeout,
-                    context=self._tls_context(),
-                )
-            else:
-                smtp = smtplib.SMTP(settings.mail_server, settings.mail_port, timeout=settings.mail_timeout)
+            smtp = _connect(settings, settings.mail_timeout, self._tls_context)
             _greet(smtp)
             if settings.mail_use_tls:
                 _start_tls(smtp, self._tls_context())
@@ -182,18 +174,13 @@ class SMTPConnection:
         except DeliveryError:
             _close_quietly(smtp)
             raise
-        except ssl.SSLError as exc:
-            _close_quietly(smtp)
-            # A certificate or handshake failure: no session for anyone until the operator fixes it.
-            raise RelayUnavailable(0, f"TLS: {_tls_detail(exc)}") from exc
         except smtplib.SMTPAuthenticationError as exc:
             _close_quietly(smtp)
             # A refused login is the operator's to fix, not the recipient's fault: try again later.
             raise RelayUnavailable(exc.smtp_code, "relay refused the login") from exc
         except (OSError, smtplib.SMTPException) as exc:
             _close_quietly(smtp)
-            cause = error_from_exception(exc)
-            raise RelayUnavailable(cause.code, f"cannot open a session: {cause.text}") from exc
+            raise _no_session(exc) from exc
         self._smtp = smtp
         return smtp
 
@@ -210,6 +197,35 @@ class SMTPConnection:
         smtp, self._smtp = self._smtp, None
         self._sent_on_connection = 0
         _close_quietly(smtp)
+
+
+def greet_relay(settings: Settings, timeout: float) -> None:
+    """Open a connection to the relay as the sender does (host, port, implicit TLS), read its 220
+    greeting and say QUIT: nothing else is sent. Raises RelayUnavailable saying why not."""
+    smtp: smtplib.SMTP | None = None
+    try:
+        smtp = _connect(settings, timeout, lambda: verifying_context(settings))
+        smtp.quit()
+    except (OSError, smtplib.SMTPException) as exc:
+        raise _no_session(exc) from exc
+    finally:
+        _close_quietly(smtp)
+
+
+def _connect(settings: Settings, timeout: float, tls_context: Callable[[], ssl.SSLContext]) -> smtplib.SMTP:
+    """A connection to the relay whose 220 greeting was read, over implicit TLS with MAIL_USE_SSL."""
+    if settings.mail_use_ssl:
+        return smtplib.SMTP_SSL(settings.mail_server, settings.mail_port, timeout=timeout, context=tls_context())
+    return smtplib.SMTP(settings.mail_server, settings.mail_port, timeout=timeout)
+
+
+def _no_session(exc: OSError | smtplib.SMTPException) -> RelayUnavailable:
+    """Why no session could be opened: a certificate or handshake failure (no session for anyone until
+    the operator fixes it), or the relay's refusal, silence or absence."""
+    if isinstance(exc, ssl.SSLError):
+        return RelayUnavailable(0, f"TLS: {_tls_detail(exc)}")
+    cause = error_from_exception(exc)
+    return RelayUnavailable(cause.code, f"cannot open a session: {cause.text}")
 
 
 def _greet(smtp: smtplib.SMTP) -> None:
