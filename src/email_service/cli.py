@@ -28,11 +28,8 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the schema of DATABASE_URL."""
-    from .storage.migrate import upgrade
-
-    settings = Settings()
-    upgrade(settings.database_url)
+    """Create or migrate the schema of DATABASE_URL, once the database answers (DB_WAIT_SECONDS)."""
+    _database_ready(Settings(), migrate=True)
     click.echo("database is up to date")
 
 
@@ -42,10 +39,11 @@ def db_upgrade() -> None:
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
 @click.option("--bind", default=None, help="gunicorn bind address instead of host:port (e.g. unix:/run/api.sock).")
 def serve(host: str, port: int, workers: int, bind: str | None) -> None:
-    """Run the HTTP API under gunicorn, configured by the environment."""
+    """Run the HTTP API under gunicorn, configured by the environment; migrate the database first."""
     from .services import auth, build_services
 
     settings = Settings()
+    _database_ready(settings, migrate=True)
     if not settings.auth_disabled and not auth.has_active_keys(build_services(settings)):
         raise click.ClickException(
             "no API key exists: create one with `email-service keys create NAME`, "
@@ -74,12 +72,16 @@ def keys() -> None:
 @click.argument("name")
 @click.option("--sender", "senders", multiple=True, help="A From address the key may use besides MAIL_DEFAULT_SENDER.")
 def keys_create(name: str, senders: tuple[str, ...]) -> None:
-    """Create a key named NAME and print it: it is shown this once, only its SHA-256 is kept."""
+    """Create a key named NAME and print it: it is shown this once, only its SHA-256 is kept.
+
+    The first command of a new deployment: it migrates the database, as `serve` does."""
     from .errors import ValidationFailed
     from .services import auth, build_services
 
+    settings = Settings()
+    _database_ready(settings, migrate=True)
     try:
-        info, key = auth.create_key(build_services(Settings()), name, senders)
+        info, key = auth.create_key(build_services(settings), name, senders)
     except ValidationFailed as exc:
         raise click.ClickException(f"{exc.message}: {exc.details[0]['reason']}") from None
     click.echo(key)
@@ -119,7 +121,7 @@ def worker(processes: int | None) -> None:
     from .supervisor import Child, supervise
 
     settings = Settings()
-    configure_logging(settings)
+    _database_ready(settings, migrate=False)
     count = processes or settings.worker_processes
     folder = _share_metrics_directory(settings, "worker")  # before the children start
     _serve_metrics(settings.metrics_host, settings.worker_metrics_port)
@@ -160,7 +162,7 @@ def scheduler() -> None:
     from .worker import make_celery
 
     settings = Settings()
-    configure_logging(settings)
+    _database_ready(settings, migrate=False)
     services = build_services(settings)
     make_celery(services)
     _serve_metrics(settings.metrics_host, settings.scheduler_metrics_port)
@@ -226,6 +228,21 @@ def _serve_metrics(host: str, port: int) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
     click.echo(f"metrics on http://{host}:{port}/metrics", err=True)
+
+
+def _database_ready(settings: Settings, *, migrate: bool) -> None:
+    """Wait up to DB_WAIT_SECONDS for the database (containers start together), then migrate it or,
+    without ``migrate``, wait for its schema; logging is set up on the way."""
+    from .storage.migrate import DatabaseNotReady, upgrade_when_reachable, wait_for_schema
+
+    configure_logging(settings)
+    try:
+        if migrate:
+            upgrade_when_reachable(settings.database_url, settings.db_wait_seconds)
+        else:
+            wait_for_schema(settings.database_url, settings.db_wait_seconds)
+    except DatabaseNotReady as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _termination_event() -> threading.Event:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         Path("var"), description="Folder for the embedded SQLite database, broker and catcher, and metrics files."
     )
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at DATA_DIR/email_service.db.")
+    db_wait_seconds: float = Field(
+        60, ge=0, description="How long serve, worker and scheduler wait at start for the database and its schema."
+    )
 
     mail_server: str = Field("localhost", description="SMTP relay host.")
     mail_port: int = Field(1025, ge=1, le=65535, description="SMTP relay port.")
