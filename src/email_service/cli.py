@@ -1,12 +1,15 @@
-"""The ``email-service`` command: dev, serve, worker, scheduler, catcher, db, and send (a client of the API)."""
+"""The ``email-service`` command: the service's processes (dev, serve, worker, scheduler, catcher), db, keys,
+cleanup, and send (a client of the API)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -174,6 +177,48 @@ def scheduler() -> None:
         except Exception:  # a database or broker outage: log it and sweep again next time
             logging.getLogger(__name__).exception("sweep failed")
         stop.wait(settings.scheduler_interval)
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "age",
+    required=True,
+    metavar="AGE",
+    callback=lambda _ctx, _param, value: _parse_age(value),
+    help="Delete jobs that finished more than AGE ago: days or hours, e.g. 30d or 12h.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+def cleanup(age: timedelta, dry_run: bool) -> None:
+    """Delete finished jobs older than AGE with their recipients, attachments and webhook events.
+
+    Jobs still scheduled, queued, sending or paused, and finished ones with webhook events still to
+    deliver, are kept. Rows go a few thousand per transaction, so it can run beside the service.
+    """
+    from .services.retention import count_finished_jobs, delete_finished_jobs
+    from .storage.database import make_engine, make_session_factory
+    from .storage.models import utcnow
+
+    settings = Settings()
+    configure_logging(settings)
+    cutoff = utcnow() - age
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        sessions = make_session_factory(engine)
+        counts = count_finished_jobs(sessions, cutoff) if dry_run else delete_finished_jobs(sessions, cutoff)
+    finally:
+        engine.dispose()
+    verb = "would delete" if dry_run else "deleted"
+    details = ", ".join(f"{count} {table.replace('_', ' ')}" for table, count in counts.items() if table != "jobs")
+    click.echo(f"{verb} {counts['jobs']} job(s) finished before {cutoff.isoformat(timespec='seconds')}: {details}")
+
+
+def _parse_age(value: str) -> timedelta:
+    match = re.fullmatch(r"([0-9]+)([dh])", value.strip())
+    if not match or int(match.group(1)) == 0:
+        raise click.BadParameter(f"{value!r} is not an age like 30d (days) or 12h (hours)")
+    number, unit = int(match.group(1)), match.group(2)
+    return timedelta(days=number) if unit == "d" else timedelta(hours=number)
 
 
 @main.command()

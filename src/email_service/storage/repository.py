@@ -299,7 +299,8 @@ def expire_job(session: Session, job_id: str, expires_at: datetime, now: datetim
 def retry_failed(session: Session, job_id: str, now: datetime) -> int:
     """Queue the failed recipients of a completed job again; how many go again (0: nothing done)."""
     job = session.get(Job, job_id, with_for_update=True)
-    if job is None or job.status != JobStatus.COMPLETED:
+    # Checked under the lock: storage.retention makes a job expire before deleting its rows.
+    if job is None or job.status != JobStatus.COMPLETED or (job.expires_at is not None and job.expires_at <= now):
         return 0
     result = session.execute(
         update(Recipient)
