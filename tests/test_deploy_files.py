@@ -70,6 +70,8 @@ def _ports(service: dict[str, Any]) -> list[tuple[str, int, int]]:
 def test_every_service_is_there(compose: dict[str, Any]):
     assert set(compose["services"]) == {"nginx", "api", "worker", "scheduler", "redis", "postgres", "mailpit"}
     assert set(compose["volumes"]) == {"sockets", "redis-data", "postgres-data"}
+    for name, service in compose["services"].items():
+        assert service["logging"]["options"]["max-size"], f"{name}'s logs must rotate"
 
 
 def test_nginx_reaches_the_api_through_a_socket_in_a_shared_volume(compose: dict[str, Any]):
@@ -95,6 +97,8 @@ def test_workers_scale_and_every_app_service_waits_for_its_servers(compose: dict
         assert depends["postgres"]["condition"] == depends["redis"]["condition"] == "service_healthy"
         assert services[name]["image"] == "email-service:latest" and services[name]["build"]["context"] == str(ROOT)
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    # Room for several worker containers' connection pools (SMTP_CONCURRENCY + 2 per process).
+    assert "max_connections=300" in services["postgres"]["command"]
     assert "ping" in services["redis"]["healthcheck"]["test"]
 
 
