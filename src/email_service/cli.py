@@ -192,8 +192,8 @@ def scheduler() -> None:
 def cleanup(age: timedelta, dry_run: bool) -> None:
     """Delete finished jobs older than AGE with their recipients, attachments and webhook events.
 
-    Jobs still scheduled, queued, sending or paused, and finished ones with webhook events still to
-    deliver, are kept. Rows go a few thousand per transaction, so it can run beside the service.
+    Jobs still scheduled, queued, sending or paused, and finished ones with webhook events or failure
+    reports still to deliver, are kept. Rows go a few thousand per transaction, so it can run beside the service.
     """
     from .services.retention import count_finished_jobs, delete_finished_jobs
     from .storage.database import make_engine, make_session_factory

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     )
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at DATA_DIR/email_service.db.")
     db_wait_seconds: float = Field(
-        60, ge=0, description="How long serve, worker and scheduler wait at start for the database and its schema."
+        60, ge=0, description="Seconds a starting process waits for the database (serve) or its schema (worker)."
     )
 
     mail_server: str = Field("localhost", description="SMTP relay host.")
