@@ -40,12 +40,13 @@ def delete_finished_jobs(
         if not job_ids:
             return counts
         for table in retention.JOB_ROWS:
-            while True:
-                with sessions.begin() as session:
-                    deleted = retention.delete_rows(session, table, job_ids, rows_per_transaction)
-                counts[table] += deleted
-                if deleted < rows_per_transaction:
-                    break
+            for job_id in job_ids:
+                while True:
+                    with sessions.begin() as session:
+                        deleted = retention.delete_rows(session, table, job_id, rows_per_transaction)
+                    counts[table] += deleted
+                    if deleted < rows_per_transaction:
+                        break
         with sessions.begin() as session:
             counts["jobs"] += retention.delete_jobs(session, job_ids)
         log.info("cleanup: %d job(s) deleted so far", counts["jobs"])

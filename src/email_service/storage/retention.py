@@ -11,17 +11,18 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from .models import Attachment, EventStatus, IdempotencyKey, Job, JobStatus, Recipient, Suppression, WebhookEvent
 
 FINISHED_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.CANCELLED)
 
-# The rows of a job, deleted before it: each table has an index whose first column is job_id.
-JOB_ROWS: dict[str, type[Recipient] | type[Attachment] | type[WebhookEvent]] = {
-    "recipients": Recipient,
-    "attachments": Attachment,
-    "webhook_events": WebhookEvent,
+# The rows of a job, deleted before it, each table with the column that orders a job's rows in an
+# index starting with job_id: a chunk is found and deleted through that index, never by a table scan.
+JOB_ROWS: dict[str, tuple[type[Recipient] | type[Attachment] | type[WebhookEvent], InstrumentedAttribute[int]]] = {
+    "recipients": (Recipient, Recipient.position),
+    "attachments": (Attachment, Attachment.position),
+    "webhook_events": (WebhookEvent, WebhookEvent.id),
 }
 
 
@@ -57,11 +58,14 @@ def take_jobs(session: Session, cutoff: datetime, now: datetime, limit: int) -> 
     return ids
 
 
-def delete_rows(session: Session, table: str, job_ids: Sequence[str], limit: int) -> int:
-    """Delete up to ``limit`` rows of ``table`` belonging to these jobs; how many went."""
-    model = JOB_ROWS[table]
-    chunk = select(model.id).where(model.job_id.in_(job_ids)).limit(limit).scalar_subquery()
-    result = session.execute(delete(model).where(model.id.in_(chunk)))
+def delete_rows(session: Session, table: str, job_id: str, limit: int) -> int:
+    """Delete the job's first ``limit`` rows of ``table``; how many went."""
+    model, order = JOB_ROWS[table]
+    of_job = model.job_id == job_id
+    last = session.scalar(select(order).where(of_job).order_by(order).offset(limit - 1).limit(1))
+    result = session.execute(
+        delete(model).where(of_job, order <= last) if last is not None else delete(model).where(of_job)
+    )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -78,6 +82,6 @@ def count_deletable(session: Session, cutoff: datetime) -> dict[str, int]:
     """How many jobs, and rows of each table, a deletion with this cutoff would remove."""
     jobs = select(Job.id).where(deletable(cutoff)).scalar_subquery()
     counts = {"jobs": session.scalar(select(func.count()).select_from(Job).where(Job.id.in_(jobs))) or 0}
-    for table, model in JOB_ROWS.items():
+    for table, (model, _) in JOB_ROWS.items():
         counts[table] = session.scalar(select(func.count()).select_from(model).where(model.job_id.in_(jobs))) or 0
     return counts
