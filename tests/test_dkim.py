@@ -5,20 +5,23 @@ from __future__ import annotations
 import base64
 import logging
 import subprocess
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dkim
 import dkim.util
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from email_service.composer import JobContent, compose
 from email_service.config import Settings
 from email_service.dkim_signing import DkimError, DkimSigner
 from email_service.errors import TemplateError
-from email_service.rendering import TemplateRenderer
+from email_service.messages import AttachmentFile
+from email_service.rendering import TemplateRenderer, TemplateSource
 
 DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DOMAIN = "example.org"
@@ -72,21 +75,42 @@ def _signer(key: Key) -> DkimSigner:
     return signer
 
 
-def _compose(signer: DkimSigner | None, content: str = "Run for your life", unsubscribe: bool = True) -> bytes:
+HTML_AND_TEXT = TemplateSource(
+    name="both",
+    origin="stored",
+    version=1,
+    subject="{{ subject }}",
+    text="Hello {{ name }},\n\n{{ content }}\n",
+    html="<p>Hello {{ name }},</p><p>{{ content }}</p>",
+)
+
+
+def _compose(
+    signer: DkimSigner | None,
+    content: str = "Run for your life",
+    unsubscribe: bool = True,
+    *,
+    subject: str = "Démogorgon",
+    template: TemplateSource | None = None,
+    address: str = "will@example.com",
+    name: str = "Will",
+    headers: tuple[tuple[str, str], ...] = (),
+    attachments: tuple[AttachmentFile, ...] = (),
+) -> bytes:
     renderer = TemplateRenderer()
-    template = renderer.file_source("default")
+    template = template or renderer.file_source("default")
     assert template is not None
     job = JobContent(
         job_id="8b56a168-ea95-4ea4-ab88-8b5ada5991c9",
         template=template,
         sender="Service <service@example.org>",
-        subject="Démogorgon",
+        subject=subject,
         content=content,
+        headers=headers,
+        attachments=attachments,
         unsubscribe=("https://mail.example.org", "k" * 43) if unsubscribe else None,
     )
-    envelope = compose(
-        renderer, job, address="will@example.com", name="Will", variables=None, position=17, date=DATE, signer=signer
-    )
+    envelope = compose(renderer, job, address=address, name=name, variables=None, position=17, date=DATE, signer=signer)
     return envelope.data
 
 
@@ -263,20 +287,95 @@ def test_the_private_key_never_shows_in_settings_signer_or_logs(
     assert not any(base64.b64encode(raw).decode()[:20] in text for text in shown)
 
 
-def test_signing_cost_per_message(keys: dict[str, Key], capsys: pytest.CaptureFixture[str]):
-    line = "Run for your life, the Demogorgon is coming. Run!\n"  # 50 characters
-    unsigned = _compose(None, content="")
-    unsigned = _compose(None, content=line * ((1024 - len(unsigned)) // (len(line) + 1)))
-    assert 950 <= len(unsigned) <= 1024, len(unsigned)
-    lines = []
-    for kind, key in keys.items():
-        signer = _signer(key)
-        start = time.perf_counter()
-        for _ in range(200):
-            signed = signer.sign(unsigned)
-        per_message = (time.perf_counter() - start) / 200 * 1000
-        assert dkim.verify(signed, dnsfunc=_dns(key))
-        lines.append(f"DKIM {kind}: {per_message:.2f} ms per {len(unsigned)}-byte message (200 messages)")
-        assert per_message < 100, "signing should cost milliseconds, not a relay round trip"
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
+PDF = AttachmentFile("rapport été.pdf", "application/pdf", bytes(range(256)) * 40)
+NOTES = AttachmentFile("notes.txt", "text/plain", b"line one   \nline two\t\n\n\n")
+# Each case names what it must show in the signed bytes, so that it really exercises what it is named for.
+MESSAGES: dict[str, tuple[dict[str, Any], list[bytes]]] = {
+    "encoded-word subject": (
+        {"subject": "Démogorgon ☃ — 日本語の件名, " * 4, "name": "Élodie Ñúñez"},
+        [b"Subject: =?utf-8?", b"To: =?utf-8?"],
+    ),
+    "folded headers": (
+        {
+            "name": "Hawkins National Laboratory, Department of Energy, Indiana, United States",
+            "headers": (("Reply-To", "Joyce Byers <joyce@example.net>"), ("X-Campaign", "winter " * 20)),
+        },
+        [b"\r\nReply-To: ", b"\r\nX-Campaign: winter", b"winter\r\n winter"],
+    ),
+    "multipart with attachments": (
+        {"template": HTML_AND_TEXT, "attachments": (PDF, NOTES)},
+        [b"multipart/mixed", b"multipart/alternative", b"text/html", b'filename="notes.txt"', b"base64"],
+    ),
+    "trailing blank lines and white space": (
+        {"content": "trailing spaces   \n\ttabbed  line\t\n\n\n\n"},
+        [b"trailing spaces   \r\n\ttabbed  line\t\r\n\r\n\r\n\r\n"],
+    ),
+    "internationalized recipient": ({"address": "wíll@exämple.com"}, [b"To: Will <w\xc3\xadll@xn--exmple-cua.com>"]),
+}
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+@pytest.mark.parametrize("case", MESSAGES)
+def test_every_kind_of_message_the_builder_makes_verifies(keys: dict[str, Key], kind: str, case: str):
+    options, shown = MESSAGES[case]
+    data = _compose(_signer(keys[kind]), **options)
+    for piece in shown:
+        assert piece in data, piece
+    assert dkim.verify(data, dnsfunc=_dns(keys[kind]))
+    assert not dkim.verify(data.replace(b"\r\n\r\n", b"\r\n\r\nP.S.\r\n", 1), dnsfunc=_dns(keys[kind]))
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+def test_relaxed_canonicalisation_survives_a_relay_changing_white_space_but_not_words(keys: dict[str, Key], kind: str):
+    data = _compose(_signer(keys[kind]), **MESSAGES["trailing blank lines and white space"][0])
+    respaced = _replace(data, b"trailing spaces   \r\n\ttabbed  line\t\r\n", b"trailing \t spaces\r\n tabbed line\r\n")
+    assert dkim.verify(respaced + b"\r\n\r\n", dnsfunc=_dns(keys[kind]))
+    assert not dkim.verify(_replace(data, b"tabbed  line", b"tabbed  lime"), dnsfunc=_dns(keys[kind]))
+
+
+RAW = (
+    b"Received: from relay\r\n"
+    b"From:   Service\t<service@example.org>  \r\n"
+    b"Subject: folded\r\n\t and   tabbed \r\n  twice\r\n"
+    b"X-Tag: first\r\n"
+    b"To: will@example.com\r\n"
+    b"X-Tag: second\r\n"
+    b"\r\n"
+    b"  body with\t\truns  \r\n\r\nand blank lines\r\n\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+def test_a_message_of_any_header_layout_verifies_and_lists_only_what_it_has(keys: dict[str, Key], kind: str):
+    data = _signer(keys[kind]).sign(RAW)
+    assert data.endswith(RAW) and dkim.verify(data, dnsfunc=_dns(keys[kind]))
+    assert [name.strip() for name in _tags(data)[b"h"].split(b":")] == [b"from", b"to", b"subject", b"from"]
+    assert not dkim.verify(_replace(data, b"and   tabbed", b"and   tabbet"), dnsfunc=_dns(keys[kind]))
+
+
+def test_a_message_that_is_not_smtp_text_is_refused_saying_why(keys: dict[str, Key]):
+    signer = _signer(keys["rsa"])
+    with pytest.raises(DkimError, match="bare CR or LF"):
+        signer.sign(RAW.replace(b"\r\n", b"\n"))
+    with pytest.raises(DkimError, match="no From header"):
+        signer.sign(b"To: will@example.com\r\n\r\nbody\r\n")
+
+
+HEADER_TEXT = st.text(st.characters(exclude_categories=["Cs", "Cc", "Zl", "Zp"]), max_size=120)
+BODY_PIECES = ["a", "é", "☃", " ", "  ", "\t", "\n", ".", "From ", "=", "-" * 80]
+BODY_TEXT = st.lists(st.sampled_from(BODY_PIECES), max_size=60).map("".join)
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(subject=HEADER_TEXT, name=HEADER_TEXT, content=BODY_TEXT, html=st.booleans())
+def test_any_subject_name_and_content_signs_and_verifies(
+    keys: dict[str, Key], kind: str, subject: str, name: str, content: str, html: bool
+):
+    try:
+        data = _compose(
+            _signer(keys[kind]), content, subject=subject, name=name, template=HTML_AND_TEXT if html else None
+        )
+    except TemplateError:
+        assume(False)  # refused by the builder (see test_header_properties.py), so never signed
+    assert dkim.verify(data, dnsfunc=_dns(keys[kind]))

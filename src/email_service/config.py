@@ -173,7 +173,7 @@ class Settings(BaseSettings):
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ValueError("LEASE_SECONDS must be shorter than BROKER_VISIBILITY_TIMEOUT")
         if self.dkim_domain or self.dkim_selector or self.dkim_private_key_file:
-            from .dkim_signing import check_settings  # dkimpy (and dnspython) load only when signing is on
+            from .dkim_signing import check_settings  # cryptography loads only when signing is on
 
             self._dkim_key = check_settings(self.dkim_domain, self.dkim_selector, self.dkim_private_key_file)
         if not self.database_url:
