@@ -32,6 +32,7 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/dkim_signing.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis
