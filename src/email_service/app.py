@@ -8,6 +8,7 @@ from flask import redirect, request
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
 from werkzeug.exceptions import BadRequest
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from . import __version__
@@ -58,6 +59,10 @@ def create_api(services: Services) -> OpenAPI:
         },
     )
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_request_bytes
+    if hops := services.settings.proxy_hops:
+        # The values the last ``hops`` proxies wrote, never what the client sent before them. X-Forwarded-Port
+        # and -Prefix stay untrusted: the nginx file does not set them, so they would be the client's.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.extensions["email_service"] = services
     app.extensions["key_quotas"] = make_key_quotas(services.settings)
     install_authentication(app, services)  # first: nothing reads a request its caller may not make

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     auth_disabled: bool = Field(
         False, description="Serve the API without API keys (`dev` on 127.0.0.1 does); never on a reachable host."
     )
+    proxy_hops: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Reverse proxies in front of the API whose X-Forwarded-For/-Proto/-Host are trusted; 0 = none.",
+    )
     max_recipients: int = Field(100_000, ge=1, description="Most recipients one job may have.")
     max_request_bytes: int = Field(25_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
     max_attachment_bytes: int = Field(

@@ -6,6 +6,17 @@ from typing import Any
 
 from .metrics_export import process_ended
 
+# Forwarded headers are trusted in one place only: the app's PROXY_HOPS (werkzeug's ProxyFix). Left alone,
+# gunicorn would also take X-Forwarded-Proto (and SCRIPT_NAME/PATH_INFO headers) from 127.0.0.1 and, always,
+# from any peer on a unix socket, whatever PROXY_HOPS says.
+secure_scheme_headers: dict[str, str] = {}
+forwarded_allow_ips = ""
+forwarder_headers = ""
+
+# gunicorn's default format plus the scheme: the client address (%(h)s) and scheme are read after the app
+# ran, so they show what PROXY_HOPS made of the forwarded headers.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({wsgi.url_scheme}e)s'
+
 
 def child_exit(server: Any, worker: Any) -> None:
     """A worker process ended (gunicorn starts another): its share of the live gauges goes with it."""
