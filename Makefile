@@ -18,21 +18,25 @@ run: $(INSTALLED)
 test: $(INSTALLED) deploy-tools
 	$(BIN)/pytest
 
-# Debian's docker-compose checks docker-compose.yml in the tests (`docker-compose config` needs no Docker engine).
+# Debian packages for the tests and benchmarks, installed only when missing (`make run` needs none of them):
+# docker-compose checks docker-compose.yml (`docker-compose config` needs no Docker engine), nginx fronts the
+# deployment test and the load benchmark, and wrk drives the latter. Where systemd runs, nginx starts on port 80.
 deploy-tools:
-	@command -v docker-compose >/dev/null || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose; }
+	@test -x /usr/sbin/nginx && command -v wrk >/dev/null && command -v docker-compose >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends docker-compose nginx wrk; }
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-bench: $(INSTALLED)
+bench: $(INSTALLED) deploy-tools
 	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/dkim_signing.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -75,16 +75,24 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[session
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def redis_prefix() -> Iterator[str]:
+@contextlib.contextmanager
+def own_redis_prefix() -> Iterator[str]:
     """A key prefix of our own on the machine's Redis; every key under it is deleted at the end."""
     prefix = f"email-service-test-{uuid.uuid4().hex[:12]}:"
     client = redis.Redis.from_url(REDIS_URL)
     client.ping()
-    yield prefix
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
-    client.close()
+    try:
+        yield prefix
+    finally:
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    with own_redis_prefix() as prefix:
+        yield prefix
 
 
 @dataclass

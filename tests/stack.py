@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,30 +25,16 @@ from email_service.services import auth
 from .smtp_sink import free_port
 
 
-class ApiServer:
-    """The Flask app behind werkzeug's threaded HTTP server, on 127.0.0.1 and a free port."""
+class ApiClient:
+    """A client of the service's HTTP API at ``url``, sending ``headers`` (an API key) with every request."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.app = create_app(settings)
-        self._server = make_server("127.0.0.1", free_port(), self.app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        # A key of its own: the tests call the API as a client of the service would.
-        self.api_key = self.new_key("tests") if not settings.auth_disabled else None
-        self.headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        self.client = httpx.Client(base_url=self.url, timeout=30, headers=self.headers)
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.url = url
+        self.headers = headers
+        self.client = httpx.Client(base_url=url, timeout=30, headers=headers)
 
-    def new_key(self, name: str, senders: tuple[str, ...] = ()) -> str:
-        return auth.create_key(self.app.extensions["email_service"], name, senders)[1]
-
-    def start(self) -> ApiServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
+    def close(self) -> None:
         self.client.close()
-        self._server.shutdown()
-        self._thread.join(timeout=10)
 
     def post_job(self, body: dict[str, Any]) -> httpx.Response:
         return self.client.post("/api/email/", json=body)
@@ -75,8 +61,34 @@ class ApiServer:
                 return items
 
 
-class ServiceProcess:
-    """An ``email-service`` command run by a test as a child process, configured by its environment.
+class ApiServer(ApiClient):
+    """The Flask app behind werkzeug's threaded HTTP server, on 127.0.0.1 and a free port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self._server = make_server("127.0.0.1", free_port(), self.app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A key of its own: the tests call the API as a client of the service would.
+        self.api_key = self.new_key("tests") if not settings.auth_disabled else None
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        super().__init__(f"http://127.0.0.1:{self._server.server_port}", headers)
+
+    def new_key(self, name: str, senders: tuple[str, ...] = ()) -> str:
+        return auth.create_key(self.app.extensions["email_service"], name, senders)[1]
+
+    def start(self) -> ApiServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.close()
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+
+
+class LoggedProcess:
+    """A program run by a test as a child process, its output in ``log_path``; ready once its log holds
+    ``ready_marker`` ``ready_count`` times.
 
     It gets its own process group, so a test can kill it with all its children at once.
     """
@@ -84,11 +96,11 @@ class ServiceProcess:
     ready_marker = b""
     ready_count = 0
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "email_service", *args],
+            command,
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -99,15 +111,19 @@ class ServiceProcess:
     def pid(self) -> int:
         return self.process.pid
 
-    def wait_ready(self, timeout: float = 60) -> ServiceProcess:
+    def wait_ready(self, timeout: float = 60) -> Self:
         deadline = time.monotonic() + timeout
         while self.log_path.read_bytes().count(self.ready_marker) < self.ready_count:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.process.args} exited early:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.process.args} not ready after {timeout}s:\n{self.log()}")
+            self.check_running(deadline, timeout)
             time.sleep(0.1)
         return self
+
+    def check_running(self, deadline: float, timeout: float) -> None:
+        """Fail if the process has exited, or is still not ready at ``deadline``."""
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.process.args} exited early:\n{self.log()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{self.process.args} not ready after {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -128,6 +144,13 @@ class ServiceProcess:
         self._log.close()
 
 
+class ServiceProcess(LoggedProcess):
+    """An ``email-service`` command, configured by its environment."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        super().__init__([sys.executable, "-m", "email_service", *args], env, log_path)
+
+
 class WorkerProcess(ServiceProcess):
     """``email-service worker``: a supervisor and its Celery worker processes."""
 
@@ -142,27 +165,54 @@ class WorkerProcess(ServiceProcess):
         return child_pids(self.pid)
 
 
-class GunicornApi(ServiceProcess):
-    """``email-service serve``: gunicorn and its worker processes on 127.0.0.1 and a free port."""
-
-    ready_marker = b"Booting worker with pid"
-
-    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2) -> None:
-        port = free_port()
-        super().__init__(["serve", "--port", str(port), "--workers", str(workers)], env, log_path)
-        self.url = f"http://127.0.0.1:{port}"
-        self.ready_count = workers
-
-    def workers(self) -> set[int]:
-        return child_pids(self.pid)
-
-
 class SchedulerProcess(ServiceProcess):
     ready_marker = b"scheduler sweeping"
     ready_count = 1
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         super().__init__(["scheduler"], env, log_path)
+
+
+class GunicornApi(ServiceProcess):
+    """``email-service serve``: gunicorn and its worker processes, on 127.0.0.1 and a free port or, given one,
+    on the unix socket ``socket`` (as behind nginx)."""
+
+    ready_marker = b"Booting worker with pid"
+
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2, socket: Path | None = None) -> None:
+        port = free_port()
+        bind = ["--bind", f"unix:{socket}"] if socket else ["--port", str(port)]
+        super().__init__(["serve", *bind, "--workers", str(workers)], env, log_path)
+        self.socket = socket
+        self.url = "http://api" if socket else f"http://127.0.0.1:{port}"  # no host name on a socket
+        self.ready_count = workers
+
+    def workers(self) -> set[int]:
+        return child_pids(self.pid)
+
+    def client(self) -> httpx.Client:
+        transport = httpx.HTTPTransport(uds=str(self.socket)) if self.socket else None
+        return httpx.Client(transport=transport, base_url=self.url, timeout=30)
+
+    def wait_ready(self, timeout: float = 60) -> Self:
+        deadline = time.monotonic() + timeout
+        super().wait_ready(timeout)
+        with self.client() as client:  # each worker loads the app after booting; the socket waits for one
+            while not _answers(client, "/healthz"):
+                self.check_running(deadline, timeout)
+                time.sleep(0.1)
+        return self
+
+    def access_log(self, marker: str) -> list[str]:
+        """Access log lines holding ``marker`` (e.g. in the query): client address first, scheme last."""
+        return [line for line in self.log().splitlines() if marker in line]
+
+
+def _answers(client: httpx.Client, path: str) -> bool:
+    try:
+        return client.get(path).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def child_pids(pid: int) -> set[int]:
