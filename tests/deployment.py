@@ -113,7 +113,9 @@ def production_topology(
     with contextlib.ExitStack() as stack:
         postgres_url = stack.enter_context(own_database())
         redis_prefix = stack.enter_context(own_redis_prefix())
-        env = relay_env(postgres_url, REDIS_URL, redis_prefix, relay_port, PROXY_HOPS="1", **settings)
+        env = relay_env(
+            postgres_url, REDIS_URL, redis_prefix, relay_port, PROXY_HOPS="1", DATA_DIR=str(folder / "data"), **settings
+        )
         services = build_services(settings_from(env))
         api_key = auth.create_key(services, "deployment")[1]  # `serve` refuses to start without one
         services.engine.dispose()

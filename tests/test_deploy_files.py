@@ -84,6 +84,7 @@ def test_nginx_reaches_the_api_through_a_socket_in_a_shared_volume(compose: dict
     assert _ports(nginx) == [("", 80, 80)]
     assert nginx["depends_on"]["api"]["condition"] == "service_healthy"
     assert "ports" not in api, "the API is reached through nginx only"
+    assert api["environment"]["PROXY_HOPS"] == "1", "the API believes nginx's forwarded headers"
 
 
 def test_workers_scale_and_every_app_service_waits_for_its_servers(compose: dict[str, Any]):

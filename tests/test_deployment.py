@@ -156,6 +156,17 @@ def test_on_the_socket_itself_only_proxy_hops_decides(topology: Topology, untrus
         assert (line.split(" ", 1)[0], line.rsplit(" ", 1)[1]) == expected, line
 
 
+def test_readiness_and_metrics_are_served_to_private_addresses_only(topology: Topology):
+    assert topology.api.client.get("/metrics").status_code == 200  # from 127.0.0.1
+    # Any address of 127.0.0.0/8 reaches the loopback interface; the nginx file allows only 127.0.0.1 there.
+    outside = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(transport=outside, base_url=topology.nginx.url, timeout=10) as client:
+        for path in ("/metrics", "/readyz"):
+            answer = client.get(path)
+            assert answer.status_code == 403 and answer.json()["error"] == "forbidden", path
+        assert client.get("/healthz").status_code == 200
+
+
 def test_nginx_compresses_json(topology: Topology):
     job_id, _ = _post(topology, "gzip.example", 200)
     answer = topology.api.client.get(
