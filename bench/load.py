@@ -172,6 +172,9 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100, help="recipients per job")
     parser.add_argument("--step-seconds", type=float, default=10, help="length of each step to find the knee")
     parser.add_argument("--hold-seconds", type=float, default=120, help="length of the run at 70 %% of the knee")
+    parser.add_argument(
+        "--workers-nice", type=int, default=0, help="run the worker processes at this niceness (the API stays at 0)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: `make deploy-tools` installs it (and nginx)")
@@ -185,6 +188,10 @@ def main() -> None:
     try:
         with production_topology(folder, sink.port) as topology:
             print(f"topology up: nginx {topology.nginx.url} -> gunicorn unix:{topology.gunicorn.socket}", flush=True)
+            if args.workers_nice:  # the supervisor's children, and those it restarts, inherit its niceness
+                for pid in (topology.worker.pid, *topology.worker.children()):
+                    os.setpriority(os.PRIO_PROCESS, pid, args.workers_nice)
+                print(f"worker processes at niceness {args.workers_nice}")
             # Warm-up: both gunicorn workers, connections, caches, and a backlog that keeps the workers sending
             # through every step (jobs are accepted faster than they are sent).
             wrk(topology, 2, 5, args.recipients)
