@@ -7,7 +7,7 @@ service's default settings; the workers send to an aiosmtpd sink in this process
 the same POSTs with the worker processes paused. Then the knee: closed-loop steps of 1, 2, 4,
 8, 16 and 32 connections; the knee is the fewest connections giving 90 % of the best rate. Then 70 % of the
 knee's rate is held for two minutes: Debian's wrk cannot pace a rate, so many connections each pause
-between a response and their next request (wrk's delay()), ten times longer than a request takes.
+between a response and their next request (wrk's delay()), twenty times longer than a request takes.
 
     .venv/bin/python bench/load.py
     .venv/bin/python bench/load.py --step-seconds 5 --hold-seconds 30     # a quicker look
@@ -40,7 +40,7 @@ STEPS = (1, 2, 4, 8, 16, 32)
 KNEE_SHARE = 0.9  # the knee: the fewest connections reaching this share of the best rate
 HOLD_SHARE = 0.7  # the sustained load, as a share of the knee's rate
 P99_GOAL_MS = 200
-PACING_RATIO = 10  # pause / latency of each paced connection
+PACING_RATIO = 20  # pause / latency of each paced connection
 MAX_PAUSE_MS = 6000  # drawn up to 1.5 times: 9 s
 SETTLE_SECONDS = 3
 
@@ -147,7 +147,7 @@ def measure_knee(topology: Topology, args: argparse.Namespace) -> tuple[list[Run
 
 def hold(topology: Topology, knee: Run, unqueued: Run, args: argparse.Namespace) -> Run:
     """HOLD_SHARE of the knee's rate. C connections, each pausing P ms after an answer of L ms, send
-    C / (L + P) requests a second; with P ten times L, the rate hardly depends on L, nor on how L varies.
+    C / (L + P) requests a second; with P twenty times L, the rate hardly depends on L, nor on how L varies.
     L is taken from ``unqueued``, the one-connection step: under more load L grows, and the rate falls a
     little short of the target rather than over it."""
     target = HOLD_SHARE * knee.rate
