@@ -4,6 +4,7 @@ scheduler wait for the schema, concurrent migrations do not collide, a newer sch
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -111,7 +112,10 @@ def test_two_processes_migrating_at_once_both_succeed(tmp_path: Path):
         assert schema_state(url) is SchemaState.CURRENT
 
 
-def test_a_schema_migrated_by_a_later_version_is_left_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+def test_a_schema_migrated_by_a_later_version_is_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(logging.getLogger("email_service"), "propagate", True)  # let caplog see it
     url = f"sqlite:///{tmp_path / 'later.db'}"
     upgrade(url)
     engine = create_engine(url)
