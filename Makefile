@@ -16,7 +16,7 @@ run: $(INSTALLED)
 	$(BIN)/email-service dev
 
 test: $(INSTALLED) deploy-tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile  # two processes: most tests wait on servers, not the CPU
 
 # Debian packages for the tests and benchmarks, installed only when missing (`make run` needs none of them):
 # docker-compose checks docker-compose.yml (`docker-compose config` needs no Docker engine), nginx fronts the

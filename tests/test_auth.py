@@ -44,15 +44,18 @@ def _call(
         return client.request(method, path, headers=sent, **kwargs)
 
 
+SOME_JOB_ID = "5d0c7a52-3c4e-4f4e-9d55-2f9e6c1b7a10"  # fixed: every test process collects the same tests
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
         ("POST", "/api/email/"),
         ("GET", "/api/email/"),
-        ("GET", f"/api/email/{uuid.uuid4()}"),
-        ("GET", f"/api/email/{uuid.uuid4()}/recipients"),
-        ("POST", f"/api/email/{uuid.uuid4()}/cancel"),
-        ("POST", f"/api/email/{uuid.uuid4()}/pause"),
+        ("GET", f"/api/email/{SOME_JOB_ID}"),
+        ("GET", f"/api/email/{SOME_JOB_ID}/recipients"),
+        ("POST", f"/api/email/{SOME_JOB_ID}/cancel"),
+        ("POST", f"/api/email/{SOME_JOB_ID}/pause"),
         ("GET", "/api/templates"),
         ("POST", "/api/templates/preview"),
         ("DELETE", "/api/templates/default"),
