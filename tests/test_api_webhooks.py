@@ -130,7 +130,9 @@ def test_no_event_is_lost_when_the_worker_dies(own_stack: dict[str, Any]):
         assert receiver.deliveries(job_id) == []
         replacement = WorkerProcess(env, own_stack["logs"] / "worker-2.log").wait_ready()
         own_stack["processes"].append(replacement)
-        wait_for(lambda: any(d.event["type"] == "job.completed" for d in receiver.deliveries(job_id)))
+        # Each failed attempt before the kill doubled the delay from 0.3 s: the next one is due about as
+        # long after the kill as the deliveries had been failing before it (longer on a busy machine).
+        wait_for(lambda: any(d.event["type"] == "job.completed" for d in receiver.deliveries(job_id)), timeout=90)
         _check_events(receiver.deliveries(job_id), job_id, rejected, 30)
     finally:
         receiver.stop()
