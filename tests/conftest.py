@@ -34,6 +34,14 @@ def sink() -> Iterator[SMTPSink]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_sink() -> Iterator[SMTPSink]:
+    """One aiosmtpd sink for the tests of a module that share a stack."""
+    server = SMTPSink().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def sqlite_settings(tmp_path: Path) -> Settings:
     settings = Settings(data_dir=tmp_path, mail_server="127.0.0.1")

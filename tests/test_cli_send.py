@@ -32,16 +32,9 @@ JOB_ID = re.compile(r"^[0-9a-f-]{36}$")
 
 
 @pytest.fixture(scope="module")
-def relay() -> Iterator[SMTPSink]:
-    server = SMTPSink().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(postgres_url: str, redis_prefix: str, relay: SMTPSink, tmp_path_factory) -> Iterator[ApiServer]:
+def stack(postgres_url: str, redis_prefix: str, module_sink: SMTPSink, tmp_path_factory) -> Iterator[ApiServer]:
     folder = Path(tmp_path_factory.mktemp("cli-send"))
-    with client_stack(postgres_url, redis_prefix, relay.port, folder, {"greeting": GREETING}) as api:
+    with client_stack(postgres_url, redis_prefix, module_sink.port, folder, {"greeting": GREETING}) as api:
         STACK_KEY["key"] = api.api_key
         yield api
 
@@ -76,8 +69,8 @@ def tagged(*names: str) -> list[str]:
     return [f"{name}-{tag}@example.com" for name in names]
 
 
-def received(relay: SMTPSink, address: str) -> list[Received]:
-    return [item for item in relay.handler.messages() if item.recipients == [address]]
+def received(module_sink: SMTPSink, address: str) -> list[Received]:
+    return [item for item in module_sink.handler.messages() if item.recipients == [address]]
 
 
 def text(message: EmailMessage) -> str:
@@ -88,7 +81,7 @@ def text(message: EmailMessage) -> str:
 
 
 def test_csv_recipients_get_their_own_variables_and_the_summary_says_all_sent(
-    stack: ApiServer, relay: SMTPSink, tmp_path: Path
+    stack: ApiServer, module_sink: SMTPSink, tmp_path: Path
 ):
     ann, bob = tagged("ann", "bob")
     path = tmp_path / "people.csv"
@@ -102,15 +95,17 @@ def test_csv_recipients_get_their_own_variables_and_the_summary_says_all_sent(
     assert summary[0] == f"job {job_id} completed: 2 recipient(s)"
     assert re.search(r"^  sent +2$", result.stdout, re.MULTILINE)
     assert "100%" in result.stderr and "2/2 completed" in result.stderr and "\r" not in result.stderr
-    ann_message = received(relay, ann)[0].message
+    ann_message = received(module_sink, ann)[0].message
     assert ann_message["Subject"] == "Codes"
     assert text(ann_message).startswith("Hello Ann from Hawkins, IN, your code is 011.\nSee you.")
-    assert text(received(relay, bob)[0].message).startswith("Hello Bob from Chicago, your code is 022.")
+    assert text(received(module_sink, bob)[0].message).startswith("Hello Bob from Chicago, your code is 022.")
 
 
-def test_refused_recipients_are_listed_and_the_exit_status_is_3(stack: ApiServer, relay: SMTPSink, tmp_path: Path):
+def test_refused_recipients_are_listed_and_the_exit_status_is_3(
+    stack: ApiServer, module_sink: SMTPSink, tmp_path: Path
+):
     ok1, ok2, gone1, gone2 = tagged("ok1", "ok2", "gone1", "gone2")
-    relay.handler.reject_rcpt.update({gone1, gone2})
+    module_sink.handler.reject_rcpt.update({gone1, gone2})
     path = tmp_path / "list.json"
     path.write_text(json.dumps({"recipients": [ok1, {"email": gone1, "name": "Gone"}, ok2, gone2]}))
     result = send(str(path), "--subject", "s", "--url", stack.url)
@@ -123,7 +118,7 @@ def test_refused_recipients_are_listed_and_the_exit_status_is_3(stack: ApiServer
 
     # New addresses: the first two bounced, so they are suppressed from now on.
     ok3, gone3, gone4 = tagged("ok3", "gone3", "gone4")
-    relay.handler.reject_rcpt.update({gone3, gone4})
+    module_sink.handler.reject_rcpt.update({gone3, gone4})
     stdin = json.dumps([gone3, ok3, gone4])
     limited = send("-", "--subject", "s", "--show-failures", "1", "--url", stack.url, stdin=stdin)
     assert limited.returncode == 3, limited.stderr
@@ -194,11 +189,11 @@ def test_no_wait_prints_the_job_id_and_exits(client: EmailServiceClient, tmp_pat
     assert f"job {result.stdout.strip()} queued: 2 recipient(s)" in result.stderr
 
 
-def test_ctrl_c_stops_following_and_the_job_goes_on(client: EmailServiceClient, relay: SMTPSink, tmp_path: Path):
+def test_ctrl_c_stops_following_and_the_job_goes_on(client: EmailServiceClient, module_sink: SMTPSink, tmp_path: Path):
     path = tmp_path / "list.json"
     path.write_text(json.dumps([f"slow{i}-{uuid.uuid4().hex[:6]}@example.com" for i in range(150)]))
     out, err = tmp_path / "out", tmp_path / "err"
-    relay.handler.delay = 0.1  # about 40 messages a second: the job lasts several seconds
+    module_sink.handler.delay = 0.1  # about 40 messages a second: the job lasts several seconds
     try:
         with out.open("w") as stdout, err.open("w") as stderr:
             process = subprocess.Popen(
@@ -220,7 +215,7 @@ def test_ctrl_c_stops_following_and_the_job_goes_on(client: EmailServiceClient, 
         job = client.get_job(job_id)
         assert job["status"] in ("queued", "sending") and job["current"] < 150
     finally:
-        relay.handler.delay = 0.0
+        module_sink.handler.delay = 0.0
     client.cancel(job_id)
 
 
@@ -262,7 +257,7 @@ def test_progress_bar_redraws_in_place_on_a_terminal(stack: ApiServer, tmp_path:
 
 
 def test_every_option_reaches_the_message_and_a_repeated_key_answers_the_same_job(
-    client: EmailServiceClient, relay: SMTPSink, tmp_path: Path
+    client: EmailServiceClient, module_sink: SMTPSink, tmp_path: Path
 ):
     [ann] = tagged("ann")
     (tmp_path / "people.csv").write_text(f"email,name\n{ann},Ann\n")
@@ -281,7 +276,7 @@ def test_every_option_reaches_the_message_and_a_repeated_key_answers_the_same_jo
     result = send(*options)
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.splitlines()[0]
-    message = received(relay, ann)[0].message
+    message = received(module_sink, ann)[0].message
     assert message["Reply-To"] == "replies@example.org"
     assert text(message).startswith("Hello Ann from Hawkins, your code is 123.\nFrom the file.")
     [attached] = list(message.iter_attachments())
@@ -292,7 +287,7 @@ def test_every_option_reaches_the_message_and_a_repeated_key_answers_the_same_jo
     again = send(*options)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0] == job_id and "same job" in again.stderr
-    assert len(received(relay, ann)) == 1
+    assert len(received(module_sink, ann)) == 1
 
 
 def test_send_at_schedules_the_job(client: EmailServiceClient, tmp_path: Path):

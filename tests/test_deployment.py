@@ -38,13 +38,6 @@ LIMIT = 25_000_000  # MAX_REQUEST_BYTES's default, which the nginx file repeats
 
 
 @pytest.fixture(scope="module")
-def relay() -> Iterator[SMTPSink]:
-    server = SMTPSink().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def untrusting_gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornApi]:
     """``serve`` with PROXY_HOPS=0 on a socket of its own (no database needed without keys); started before
     the topology, so that both boot at the same time."""
@@ -57,10 +50,10 @@ def untrusting_gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gu
 
 @pytest.fixture(scope="module")
 def topology(
-    relay: SMTPSink, untrusting_gunicorn: GunicornApi, tmp_path_factory: pytest.TempPathFactory
+    module_sink: SMTPSink, untrusting_gunicorn: GunicornApi, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Topology]:
     folder = Path(tmp_path_factory.mktemp("deployment"))
-    with production_topology(folder, relay.port, worker_processes=2, **FAST_RECOVERY) as running:
+    with production_topology(folder, module_sink.port, worker_processes=2, **FAST_RECOVERY) as running:
         yield running
 
 
@@ -71,38 +64,38 @@ def _post(topology: Topology, domain: str, count: int) -> tuple[str, set[str]]:
     return answer.json()["id"], addresses
 
 
-def _deliveries(relay: SMTPSink, domain: str) -> collections.Counter[str]:
+def _deliveries(module_sink: SMTPSink, domain: str) -> collections.Counter[str]:
     """How many times the relay received a message for each address of ``domain``."""
     return collections.Counter(
-        rcpt for message in relay.handler.messages() for rcpt in message.recipients if rcpt.endswith("@" + domain)
+        rcpt for message in module_sink.handler.messages() for rcpt in message.recipients if rcpt.endswith("@" + domain)
     )
 
 
-def test_a_job_through_nginx_reaches_every_recipient_exactly_once(topology: Topology, relay: SMTPSink):
+def test_a_job_through_nginx_reaches_every_recipient_exactly_once(topology: Topology, module_sink: SMTPSink):
     job_id, addresses = _post(topology, "once.example", 1000)
     job = topology.api.wait_until_completed(job_id, timeout=40)
     assert job["counts"]["sent"] == 1000
-    assert _deliveries(relay, "once.example") == dict.fromkeys(addresses, 1)
+    assert _deliveries(module_sink, "once.example") == dict.fromkeys(addresses, 1)
     assert {r["status"] for r in topology.api.recipients(job_id)} == {"sent"}
 
 
-def test_a_worker_process_killed_mid_job_loses_nobody(topology: Topology, relay: SMTPSink):
-    relay.handler.delay = 0.004  # the job lasts a few seconds: time to kill a worker half way
+def test_a_worker_process_killed_mid_job_loses_nobody(topology: Topology, module_sink: SMTPSink):
+    module_sink.handler.delay = 0.004  # the job lasts a few seconds: time to kill a worker half way
     try:
         job_id, addresses = _post(topology, "killed.example", 1000)
-        wait_for(lambda: len(_deliveries(relay, "killed.example")) >= 150)
+        wait_for(lambda: len(_deliveries(module_sink, "killed.example")) >= 150)
         victim = sorted(topology.worker.children())[0]
         os.kill(victim, signal.SIGKILL)
-        delivered_at_kill = sum(_deliveries(relay, "killed.example").values())
+        delivered_at_kill = sum(_deliveries(module_sink, "killed.example").values())
         assert delivered_at_kill < 1000, "the job ended before the worker was killed"
         job = topology.api.wait_until_completed(job_id, timeout=40)
     finally:
-        relay.handler.delay = 0
+        module_sink.handler.delay = 0
     outcomes = topology.api.recipients(job_id)
     assert {r["email"] for r in outcomes} == addresses
     assert job["counts"]["sent"] + job["counts"]["failed"] == 1000
     assert all(r["status"] == "sent" or (r["status"] == "failed" and r["error"]) for r in outcomes)
-    deliveries = _deliveries(relay, "killed.example")
+    deliveries = _deliveries(module_sink, "killed.example")
     sent = {r["email"] for r in outcomes if r["status"] == "sent"}
     assert sent - set(deliveries) == set(), "recipients marked sent that the relay never received"
     # Only the messages in flight in the killed process (one per connection) may have gone twice.

@@ -34,13 +34,6 @@ def _stack_env(broker: str, postgres_url: str, sink: SMTPSink, **extra: str) -> 
 
 
 @pytest.fixture(scope="module")
-def module_sink() -> Iterator[SMTPSink]:
-    server = SMTPSink().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def redis_stack(postgres_url: str, redis_prefix: str, module_sink: SMTPSink, tmp_path_factory) -> Iterator[ApiServer]:
     env = _stack_env(REDIS_URL, postgres_url, module_sink, CELERY_BROKER_KEY_PREFIX=redis_prefix)
     worker = WorkerProcess(env, Path(tmp_path_factory.mktemp("worker")) / "worker.log").wait_ready()
