@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.storage import repository
@@ -20,6 +21,8 @@ from email_service.storage.database import make_engine, make_reader_factory, mak
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Base, Job, JobStatus, RecipientStatus, utcnow
 from email_service.storage.outcomes import OutcomeWriter
+
+from .conftest import POSTGRES_ADMIN
 
 
 def _new_job(sessions: sessionmaker[Session], total: int) -> str:
@@ -154,4 +157,54 @@ def test_on_sqlite_a_reader_does_not_wait_for_a_writer(tmp_path: Path):
         assert list(reader.scalars(select(Job.id))) == []
     assert time.monotonic() - started < 5, "the reader waited for the write lock (busy timeout is 30 s)"
     writer.close()
+    engine.dispose()
+
+
+def test_on_postgresql_a_pooled_connection_the_server_closed_is_replaced_before_use(postgres_url: str):
+    engine = make_engine(postgres_url, pool_size=1, ping_idle_seconds=0.05)
+    readers = make_reader_factory(engine)
+    with readers() as session:
+        first = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:  # as a server restart would
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    time.sleep(0.1)  # idle for longer than the window: the next checkout pings
+    with readers() as session:
+        second = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    assert second != first
+    engine.dispose()
+
+
+def test_on_postgresql_a_connection_used_within_the_window_is_not_pinged(postgres_url: str, monkeypatch):
+    engine = make_engine(postgres_url, pool_size=1, ping_idle_seconds=60)
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(connection) or ping(connection))
+    sessions = make_session_factory(engine)
+    for _ in range(3):
+        with sessions() as session:
+            session.execute(select(Job.id).limit(1))
+    assert pings == [], "every checkout paid a round trip for a ping"
+    engine.dispose()
+    engine = make_engine(postgres_url, pool_size=1, ping_idle_seconds=0)
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(connection) or ping(connection))
+    for _ in range(3):
+        with make_session_factory(engine)() as session:
+            session.execute(select(Job.id).limit(1))
+    assert len(pings) == 2, "a connection idle longer than the window is pinged (a new one is not)"
+    engine.dispose()
+
+
+def test_on_postgresql_readers_run_in_autocommit_and_writers_still_roll_back(postgres_url: str):
+    engine = make_engine(postgres_url, pool_size=1)
+    with make_reader_factory(engine)() as reader:
+        assert reader.connection().connection.driver_connection.autocommit is True
+        assert list(reader.scalars(select(Job.id).where(Job.id == "none"))) == []
+    sessions = make_session_factory(engine)
+    job_id = _new_job(sessions, 1)
+    with sessions() as writer:  # the same pooled connection, lent back in transaction mode
+        assert writer.connection().connection.driver_connection.autocommit is False
+        writer.execute(text("DELETE FROM recipients WHERE job_id = :id"), {"id": job_id})
+        writer.rollback()
+    with sessions() as session:
+        assert session.execute(text("SELECT count(*) FROM recipients WHERE job_id = :id"), {"id": job_id}).scalar() == 1
     engine.dispose()
