@@ -92,6 +92,7 @@ def test_workers_scale_and_every_app_service_waits_for_its_servers(compose: dict
     worker = services["worker"]
     assert "container_name" not in worker and "ports" not in worker
     assert worker["command"] == ["worker"]
+    assert worker["cpu_shares"] < 1024, "on a shared host the API's callers come before sending"
     assert services["scheduler"]["command"] == ["scheduler"]
     for name in APP_SERVICES:
         depends = services[name]["depends_on"]

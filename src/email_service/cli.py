@@ -120,11 +120,12 @@ def keys_revoke(id_or_name: str) -> None:
 @click.option("--processes", type=int, default=None, help="Worker processes (default WORKER_PROCESSES: one per core).")
 def worker(processes: int | None) -> None:
     """Run the Celery workers that send the queued batches, SMTP_CONCURRENCY connections each."""
-    from . import metrics_export
+    from . import cpu_priority, metrics_export
     from .supervisor import Child, supervise
 
     settings = Settings()
     _database_ready(settings, migrate=False)
+    cpu_priority.lower(settings.worker_nice)  # the children inherit it
     count = processes or settings.worker_processes
     folder = _share_metrics_directory(settings, "worker")  # before the children start
     _serve_metrics(settings.metrics_host, settings.worker_metrics_port)

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="Celery worker processes `worker` runs."
     )
     smtp_concurrency: int = Field(20, ge=1, le=500, description="SMTP connections (threads) per worker process.")
+    worker_nice: int = Field(
+        10, ge=0, le=19, description="Niceness `worker` runs its processes at, so the API answers first; 0: unchanged."
+    )
 
     retry_first_delay: float = Field(300, gt=0, description="Seconds before the first retry of a deferred recipient.")
     retry_max_delay: float = Field(4000, gt=0, description="Longest wait between two retries.")
