@@ -2,12 +2,13 @@
 
 The topology is the deployment test's (tests/deployment.py): Debian's nginx with deploy/nginx/email-service.conf,
 gunicorn (2 workers) on a unix socket, 2 worker processes, the scheduler, PostgreSQL and Redis, all with the
-service's default settings; the workers send to an aiosmtpd sink in this process that only counts. wrk
-(bench/post_jobs.lua) posts 100-recipient jobs with an API key. Baselines on one connection: GET /healthz, and
-the same POSTs with the worker processes paused. Then the knee: closed-loop steps of 1, 2, 4,
-8, 16 and 32 connections; the knee is the fewest connections giving 90 % of the best rate. Then 70 % of the
-knee's rate is held for two minutes: Debian's wrk cannot pace a rate, so many connections each pause
-between a response and their next request (wrk's delay()), twenty times longer than a request takes.
+service's default settings (so the workers run at WORKER_NICE, as they would beside the API on one host); the
+workers send to an aiosmtpd sink in this process that only counts. wrk (bench/post_jobs.lua) posts
+100-recipient jobs with an API key. Baselines on one connection: GET /healthz, and the same POSTs with the
+worker processes paused. Then the knee: closed-loop steps of 1, 2, 4, 8, 16 and 32 connections; the knee is
+the fewest connections giving 90 % of the best rate. Then 70 % of the knee's rate is held for two minutes:
+Debian's wrk cannot pace a rate, so many connections each pause between a response and their next request
+(wrk's delay()), twenty times longer than a request takes at that rate (measured by a 10 s trial first).
 
     .venv/bin/python bench/load.py
     .venv/bin/python bench/load.py --step-seconds 5 --hold-seconds 30     # a quicker look
@@ -43,6 +44,7 @@ P99_GOAL_MS = 200
 PACING_RATIO = 20  # pause / latency of each paced connection
 MAX_PAUSE_MS = 6000  # drawn up to 1.5 times: 9 s
 SETTLE_SECONDS = 3
+TRIAL_SECONDS = 10  # the trial run that measures a request's latency at the held rate
 
 
 @dataclass
@@ -145,19 +147,27 @@ def measure_knee(topology: Topology, args: argparse.Namespace) -> tuple[list[Run
     return steps, knee
 
 
-def hold(topology: Topology, knee: Run, unqueued: Run, args: argparse.Namespace) -> Run:
-    """HOLD_SHARE of the knee's rate. C connections, each pausing P ms after an answer of L ms, send
-    C / (L + P) requests a second; with P twenty times L, the rate hardly depends on L, nor on how L varies.
-    L is taken from ``unqueued``, the one-connection step: under more load L grows, and the rate falls a
-    little short of the target rather than over it."""
-    target = HOLD_SHARE * knee.rate
-    latency_ms = unqueued.mean_ms
+def pacing(target: float, latency_ms: float) -> tuple[int, float]:
+    """Connections, and the mean pause of each, that send ``target`` requests a second when a request
+    takes ``latency_ms``: C connections pausing P ms send C / (L + P) a second, and with P twenty times L
+    the rate hardly depends on how L varies."""
     connections = max(8, math.ceil(PACING_RATIO * target * latency_ms / 1000))
     # nginx closes a new connection that sends nothing for client_header_timeout (10 s): pauses stay shorter.
     connections = max(1, min(connections, math.floor(target * (MAX_PAUSE_MS + latency_ms) / 1000)))
-    pause_ms = 1000 * connections / target - latency_ms
+    return connections, 1000 * connections / target - latency_ms
+
+
+def hold(topology: Topology, knee: Run, unqueued: Run, args: argparse.Namespace) -> Run:
+    """HOLD_SHARE of the knee's rate. The pacing is planned with the latency of ``unqueued`` (the
+    one-connection step), tried for TRIAL_SECONDS, and planned again with the latency the trial measured:
+    under this load requests take longer than on one connection, and the rate would fall short."""
+    target = HOLD_SHARE * knee.rate
+    planned, planned_pause_ms = pacing(target, unqueued.mean_ms)
+    trial = wrk(topology, planned, TRIAL_SECONDS, args.recipients, planned_pause_ms, threads=1)
+    connections, pause_ms = pacing(target, trial.mean_ms)
     print(f"\n== {HOLD_SHARE:.0%} of the knee: {target:.1f} req/s for {args.hold_seconds:.0f} s "
-          f"({connections} connections pausing {pause_ms:.0f} ms on average)", flush=True)  # fmt: skip
+          f"({connections} connections pausing {pause_ms:.0f} ms on average; a {TRIAL_SECONDS} s trial "
+          f"measured {trial.mean_ms:.1f} ms a request)", flush=True)  # fmt: skip
     held = wrk(topology, connections, args.hold_seconds, args.recipients, pause_ms, threads=1)
     print_table(HEADERS, [held.row()])
     p99 = "met" if held.p99_ms <= P99_GOAL_MS else "MISSED"
@@ -172,9 +182,6 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100, help="recipients per job")
     parser.add_argument("--step-seconds", type=float, default=10, help="length of each step to find the knee")
     parser.add_argument("--hold-seconds", type=float, default=120, help="length of the run at 70 %% of the knee")
-    parser.add_argument(
-        "--workers-nice", type=int, default=0, help="run the worker processes at this niceness (the API stays at 0)"
-    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: `make deploy-tools` installs it (and nginx)")
@@ -188,10 +195,7 @@ def main() -> None:
     try:
         with production_topology(folder, sink.port) as topology:
             print(f"topology up: nginx {topology.nginx.url} -> gunicorn unix:{topology.gunicorn.socket}", flush=True)
-            if args.workers_nice:  # the supervisor's children, and those it restarts, inherit its niceness
-                for pid in (topology.worker.pid, *topology.worker.children()):
-                    os.setpriority(os.PRIO_PROCESS, pid, args.workers_nice)
-                print(f"worker processes at niceness {args.workers_nice}")
+            print(f"worker processes at niceness {os.getpriority(os.PRIO_PROCESS, topology.worker.pid)} (WORKER_NICE)")
             # Warm-up: both gunicorn workers, connections, caches, and a backlog that keeps the workers sending
             # through every step (jobs are accepted faster than they are sent).
             wrk(topology, 2, 5, args.recipients)
