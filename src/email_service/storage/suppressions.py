@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import String, any_, bindparam, delete, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,9 +19,16 @@ def suppressed(session: Session, addresses: Iterable[str]) -> dict[str, str]:
     """Of these addresses (dedup_key form), those suppressed, with their reason."""
     wanted = list(dict.fromkeys(addresses))
     found: dict[str, str] = {}
+    # On PostgreSQL one array parameter: the statement stays the same whatever the count, so it is compiled
+    # and planned once, where IN (...) has a parameter per address to render every time.
+    postgresql = session.get_bind().dialect.name == "postgresql"
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        rows = session.execute(select(Suppression.address, Suppression.reason).where(Suppression.address.in_(chunk)))
+        if postgresql:
+            among = Suppression.address == any_(bindparam("addresses", chunk, type_=ARRAY(String)))
+        else:
+            among = Suppression.address.in_(chunk)
+        rows = session.execute(select(Suppression.address, Suppression.reason).where(among))
         found.update({address: reason for address, reason in rows})
     return found
 
