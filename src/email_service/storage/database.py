@@ -9,7 +9,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-
 # A pooled connection used this recently is handed out without a ping (HikariCP's aliveBypassWindowMs does
 # the same): under load every checkout would otherwise cost a round trip more, and a connection that dies
 # within the window fails one statement, after which the pool replaces all connections older than it.
