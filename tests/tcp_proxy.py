@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -21,10 +22,16 @@ class TcpProxy:
         return self
 
     def stop(self) -> None:
-        self._listener.close()
+        """Refuse new connections and cut the open ones, as a server going down would."""
         with self._lock:
-            for sock in self._sockets:
-                sock.close()
+            sockets = [self._listener, *self._sockets]
+        # shutdown() first: a close() alone wakes neither the accept() nor a recv() blocked on the socket,
+        # and the connection stays up while they hold it.
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for sock in sockets:
+            sock.close()
         self._thread.join(timeout=5)
 
     def _accept(self) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ..errors import RequestError, TooManyRequests
@@ -16,8 +17,9 @@ log = logging.getLogger(__name__)
 
 # Every operation of the API but the documentation and the health checks takes one of these.
 API_KEY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
-# What any operation may answer: no key (401), a bad path or query (422), over a quota (429)...
-COMMON_ERRORS: dict[int | str, Any] = {401: ErrorBody, 422: ErrorBody, 429: ErrorBody}
+# What any operation may answer: no key (401), a bad path or query (422), over a quota (429), the database
+# out of reach (503)...
+COMMON_ERRORS: dict[int | str, Any] = {401: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody}
 # ... and one taking a JSON body: not JSON (400), too large (413), not declared JSON (415).
 BODY_ERRORS: dict[int | str, Any] = {**COMMON_ERRORS, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody}
 
@@ -70,6 +72,16 @@ def register_error_handlers(app: Flask) -> None:
         for name, value in exc.get_headers():  # e.g. Allow on a 405
             if name.lower() != "content-type":
                 response.headers[name] = value
+        return response
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(exc: OperationalError) -> Response:
+        # Down, restarting, or refusing connections: the caller may try again (POST /api/email/ with the same
+        # Idempotency-Key). The driver's first line names the failure and never the password.
+        cause = str(exc.orig or exc).strip().splitlines()[0]
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, cause)
+        response = error_response(503, "database_unavailable", "the database is unavailable; try again shortly")
+        response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(Exception)
