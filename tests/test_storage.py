@@ -175,23 +175,19 @@ def test_on_postgresql_a_pooled_connection_the_server_closed_is_replaced_before_
 
 
 def test_on_postgresql_a_connection_used_within_the_window_is_not_pinged(postgres_url: str, monkeypatch):
-    engine = make_engine(postgres_url, pool_size=1, ping_idle_seconds=60)
-    pings: list[object] = []
-    ping = engine.dialect.do_ping
-    monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(connection) or ping(connection))
-    sessions = make_session_factory(engine)
-    for _ in range(3):
-        with sessions() as session:
-            session.execute(select(Job.id).limit(1))
-    assert pings == [], "every checkout paid a round trip for a ping"
-    engine.dispose()
-    engine = make_engine(postgres_url, pool_size=1, ping_idle_seconds=0)
-    monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(connection) or ping(connection))
-    for _ in range(3):
-        with make_session_factory(engine)() as session:
-            session.execute(select(Job.id).limit(1))
-    assert len(pings) == 2, "a connection idle longer than the window is pinged (a new one is not)"
-    engine.dispose()
+    def pings_over_three_sessions(ping_idle_seconds: float) -> int:
+        engine = make_engine(postgres_url, pool_size=1, ping_idle_seconds=ping_idle_seconds)
+        pings: list[object] = []
+        ping = engine.dialect.do_ping
+        monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(connection) or ping(connection))
+        for _ in range(3):
+            with make_session_factory(engine)() as session:
+                session.execute(select(Job.id).limit(1))
+        engine.dispose()
+        return len(pings)
+
+    assert pings_over_three_sessions(60) == 0, "every checkout paid a round trip for a ping"
+    assert pings_over_three_sessions(0) == 2, "a connection idle longer than the window is pinged (a new one is not)"
 
 
 def test_on_postgresql_readers_run_in_autocommit_and_writers_still_roll_back(postgres_url: str):

@@ -91,6 +91,11 @@ def _connect_broker(services: Services) -> None:
         broker.ensure_connection(max_retries=0, timeout=CHECK_TIMEOUT)
 
 
+def describe_failure(services: Services, exc: Exception) -> str:
+    """``exc`` in one line fit for a log or an answer: the driver's error, never a password."""
+    return _describe(exc, _secrets(services))
+
+
 def _secrets(services: Services) -> list[str]:
     """The passwords an error text could quote: the database's, the broker's and the relay's."""
     settings = services.settings

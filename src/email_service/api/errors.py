@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ..errors import RequestError, TooManyRequests
+from ..readiness import describe_failure
 from .schemas import RECIPIENT_FORMS, ErrorBody
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def _database_unavailable(exc: OperationalError) -> Response:
         # Down, restarting, or refusing connections: the caller may try again (POST /api/email/ with the same
-        # Idempotency-Key). The driver's first line names the failure and never the password.
-        cause = str(exc.orig or exc).strip().splitlines()[0]
+        # Idempotency-Key).
+        cause = describe_failure(current_app.extensions["email_service"], exc)
         log.warning("database unavailable on %s %s: %s", request.method, request.path, cause)
         response = error_response(503, "database_unavailable", "the database is unavailable; try again shortly")
         response.headers["Retry-After"] = "1"
