@@ -12,6 +12,7 @@ Debian's wrk cannot pace a rate, so many connections each pause between a respon
 
     .venv/bin/python bench/load.py
     .venv/bin/python bench/load.py --step-seconds 5 --hold-seconds 30     # a quicker look
+    .venv/bin/python bench/load.py --worker-nice 0     # the workers at the API's priority: the baseline
 """
 
 from __future__ import annotations
@@ -182,6 +183,9 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100, help="recipients per job")
     parser.add_argument("--step-seconds", type=float, default=10, help="length of each step to find the knee")
     parser.add_argument("--hold-seconds", type=float, default=120, help="length of the run at 70 %% of the knee")
+    parser.add_argument(
+        "--worker-nice", type=int, help="WORKER_NICE of the workers (default: the service's); 0: the API's priority"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: `make deploy-tools` installs it (and nginx)")
@@ -193,7 +197,8 @@ def main() -> None:
     sink = SMTPSink(CountingHandler()).start()  # counts, keeps nothing: the run sends some 100,000 messages
     folder = Path(tempfile.mkdtemp(prefix="bench_load_"))
     try:
-        with production_topology(folder, sink.port) as topology:
+        settings = {} if args.worker_nice is None else {"WORKER_NICE": str(args.worker_nice)}
+        with production_topology(folder, sink.port, **settings) as topology:
             print(f"topology up: nginx {topology.nginx.url} -> gunicorn unix:{topology.gunicorn.socket}", flush=True)
             print(f"worker processes at niceness {os.getpriority(os.PRIO_PROCESS, topology.worker.pid)} (WORKER_NICE)")
             # Warm-up: both gunicorn workers, connections, caches, and a backlog that keeps the workers sending
