@@ -20,11 +20,12 @@ test: $(INSTALLED) deploy-tools
 
 # Debian packages for the tests and benchmarks, installed only when missing (`make run` needs none of them):
 # docker-compose checks docker-compose.yml (`docker-compose config` needs no Docker engine), nginx fronts the
-# deployment test and the load benchmark, and wrk drives the latter. Where systemd runs, nginx starts on port 80.
+# deployment test and the load benchmark, wrk drives the latter, and strace counts round trips in
+# bench/round_trips.py. Where systemd runs, nginx starts on port 80.
 deploy-tools:
-	@test -x /usr/sbin/nginx && command -v wrk >/dev/null && command -v docker-compose >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends docker-compose nginx wrk; }
+	@test -x /usr/sbin/nginx && command -v wrk >/dev/null && command -v docker-compose >/dev/null && \
+		command -v strace >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends docker-compose nginx wrk strace; }
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench
@@ -37,6 +38,7 @@ bench: $(INSTALLED) deploy-tools
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/dkim_signing.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/round_trips.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis
