@@ -119,6 +119,30 @@ def test_worker_killed_with_all_its_children_loses_nobody(stack: Stack, relay: F
     _check_nothing_lost(relay, stack.message_ids(job_id), in_flight_bound)
 
 
+def test_with_the_default_settings_a_killed_worker_s_job_completes_within_90_s(
+    postgres_url: str, redis_prefix: str, tmp_path: Path
+):
+    """Only the relay and the stack's own names are set: the lease, its renewal, the sweep interval, the
+    requeue delay, batch size, processes and connections are the service's defaults."""
+    relay = FakeRelay(Behaviour(rtt=0.02)).start()
+    env = relay_env(postgres_url, REDIS_URL, redis_prefix, relay.port)
+    defaults = settings_from(env)
+    stack = Stack(env, tmp_path, processes=defaults.worker_processes)
+    try:
+        job_id = stack.post(6000)
+        _wait_for_relay(relay, 3000)
+        stack.worker.kill_all()
+        killed_at = time.monotonic()
+        stack.worker = WorkerProcess(env, tmp_path / "worker2.log", defaults.worker_processes).wait_ready()
+        job = stack.api.wait_until_completed(job_id, timeout=90 - (time.monotonic() - killed_at))
+        assert job["counts"]["sent"] == 6000
+        in_flight_bound = defaults.worker_processes * defaults.smtp_concurrency  # one per connection
+        _check_nothing_lost(relay, stack.message_ids(job_id), in_flight_bound)
+    finally:
+        stack.stop()
+        relay.stop()
+
+
 def test_one_worker_process_killed_is_restarted_and_loses_nobody(
     postgres_url: str, redis_prefix: str, relay: FakeRelay, tmp_path: Path
 ):

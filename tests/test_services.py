@@ -4,8 +4,10 @@ queue runs each task inline (the Celery path is covered by test_end_to_end)."""
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,32 @@ def test_the_same_batch_run_twice_at_once_sends_each_message_once(tmp_path: Path
     assert sorted(m.recipients[0] for m in sink.handler.messages()) == sorted(f"r{i}@example.com" for i in range(20))
     assert _counts(services, accepted.id) == {"sent": 20}
     dispatch.start_job(services, accepted.id)  # a redelivered start task: the job is no longer queued
+    assert len(sink.handler.messages()) == 20
+
+
+def test_a_batch_slower_than_its_lease_keeps_its_claim_by_renewing_it(tmp_path: Path, sink: SMTPSink):
+    """The lease is 2 s, the batch takes about 4 s: its rows never look abandoned to a sweep."""
+    services = _services(tmp_path, mail_port=sink.port, batch_size=20, lease_seconds=2)
+    accepted = intake.accept_job(
+        services, intake.JobRequest(recipients=[Recipient(f"r{i}@example.com") for i in range(20)], subject="s")
+    )
+    now = utcnow()
+    with services.sessions.begin() as session:
+        repository.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
+    sink.handler.delay = 0.2
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(deliver.send_batch, services, accepted.id, 0, 20)
+        latest_lease = now
+        while not batch.done():
+            checked_at = utcnow()
+            with services.sessions() as session:
+                sending = repository.list_recipients(session, accepted.id, status="sending", after=None, limit=20)
+            assert all(r.lease_until > checked_at for r in sending), "a running batch's lease expired"
+            latest_lease = max([latest_lease, *(r.lease_until for r in sending)])
+            time.sleep(0.1)
+        batch.result()
+    assert latest_lease > now + timedelta(seconds=3)  # renewed beyond the first 2 s
+    assert _counts(services, accepted.id) == {"sent": 20}
     assert len(sink.handler.messages()) == 20
 
 

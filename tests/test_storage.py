@@ -4,6 +4,7 @@ a terminal status never changes, and a job completes exactly once."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +17,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from email_service.storage import repository
+from email_service.services.leases import LeaseKeeper
+from email_service.storage import leases, repository
 from email_service.storage.database import make_engine, make_reader_factory, make_session_factory
+from email_service.storage.leases import Lease
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Base, Job, JobStatus, RecipientStatus, utcnow
 from email_service.storage.outcomes import OutcomeWriter
@@ -88,10 +91,10 @@ def test_an_expired_lease_can_be_claimed_again_and_a_live_one_cannot(sessions: s
         assert [r.attempts for r in again] == [2, 2, 2]
 
 
-def _claim(sessions: sessionmaker[Session], job_id: str, now, lease_seconds: float = 60) -> list:
+def _claim(sessions: sessionmaker[Session], job_id: str, now, lease_seconds: float = 60) -> tuple[list, Lease]:
+    lease = Lease.starting(job_id, 0, 1000, now, lease_seconds)
     with sessions.begin() as session:
-        lease = now + timedelta(seconds=lease_seconds)
-        return repository.claim_batch(session, job_id, 0, 1000, now=now, lease_until=lease)
+        return repository.claim_batch(session, job_id, 0, 1000, now=now, lease_until=lease.until), lease
 
 
 def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sessionmaker[Session]):
@@ -99,12 +102,12 @@ def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sess
     now = utcnow()
     with sessions.begin() as session:
         assert repository.mark_job_sending(session, job_id, now, dispatch_deadline=now)
-    first, second = _claim(sessions, job_id, now)
+    (first, second), lease = _claim(sessions, job_id, now)
     outcomes = OutcomeWriter(sessions.kw["bind"])
-    assert outcomes.sent(first, now)
-    assert not outcomes.failed(first, code=550, reason="late failure", now=now)
-    assert outcomes.failed(second, code=550, reason="no such user", now=now)
-    assert not outcomes.sent(second, now)
+    assert outcomes.sent(first, lease, now)
+    assert not outcomes.failed(first, lease, code=550, reason="late failure", now=now)
+    assert outcomes.failed(second, lease, code=550, reason="no such user", now=now)
+    assert not outcomes.sent(second, lease, now)
     outcomes.close()
     with sessions.begin() as session:
         assert repository.complete_job_if_done(session, job_id, now) == "completed"
@@ -118,14 +121,15 @@ def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sess
 def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owner(sessions: sessionmaker[Session]):
     job_id = _new_job(sessions, 1)
     now = utcnow()
-    [late] = _claim(sessions, job_id, now, lease_seconds=1)
+    [late], late_lease = _claim(sessions, job_id, now, lease_seconds=1)
     later = now + timedelta(seconds=2)
-    [owner] = _claim(sessions, job_id, later)
+    [owner], lease = _claim(sessions, job_id, later)
     outcomes = OutcomeWriter(sessions.kw["bind"])
-    assert not outcomes.deferred(late, code=451, reason="x", retry_at=later, now=later)
+    assert not outcomes.deferred(late, late_lease, code=451, reason="x", retry_at=later, now=later)
     with sessions.begin() as session:
-        repository.release(session, [late], wake_at=later, now=later)
-    assert outcomes.sent(owner, later)
+        repository.release(session, [late], late_lease, wake_at=later, now=later)
+        assert leases.renew(session, late_lease, later) is None
+    assert outcomes.sent(owner, lease, later)
     outcomes.close()
     with sessions() as session:
         [row] = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
@@ -135,11 +139,11 @@ def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owner(sessions: s
 def test_sent_clears_the_error_of_an_earlier_attempt(sessions: sessionmaker[Session]):
     job_id = _new_job(sessions, 1)
     now = utcnow()
-    [first] = _claim(sessions, job_id, now)
+    [first], lease = _claim(sessions, job_id, now)
     outcomes = OutcomeWriter(sessions.kw["bind"])
-    assert outcomes.deferred(first, code=451, reason="busy", retry_at=now, now=now)
-    [second] = _claim(sessions, job_id, now + timedelta(seconds=1))
-    assert outcomes.sent(second, now)
+    assert outcomes.deferred(first, lease, code=451, reason="busy", retry_at=now, now=now)
+    [second], lease = _claim(sessions, job_id, now + timedelta(seconds=1))
+    assert outcomes.sent(second, lease, now)
     outcomes.close()
     with sessions() as session:
         [row] = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
@@ -204,3 +208,34 @@ def test_on_postgresql_readers_run_in_autocommit_and_writers_still_roll_back(pos
     with sessions() as session:
         assert session.execute(text("SELECT count(*) FROM recipients WHERE job_id = :id"), {"id": job_id}).scalar() == 1
     engine.dispose()
+
+
+def test_renewals_never_make_a_concurrent_outcome_write_miss(sessions: sessionmaker[Session]):
+    """The lease changes under the writer's feet hundreds of times; every write still finds its row."""
+    job_id = _new_job(sessions, 50)
+    now = utcnow()
+    rows, lease = _claim(sessions, job_id, now)
+    first_lease = lease.until
+    keeper = LeaseKeeper(sessions, 60)
+    done = threading.Event()
+
+    def renew_until_done() -> int:
+        renewals = 0
+        while not done.is_set():
+            keeper.renew_all()
+            renewals += 1
+        return renewals
+
+    outcomes = OutcomeWriter(sessions.kw["bind"])
+    with keeper.keeping(lease), ThreadPoolExecutor(1) as pool:
+        renewals = pool.submit(renew_until_done)
+        written = []
+        for row in rows:
+            written.append(outcomes.sent(row, lease, now))
+            time.sleep(0.002)  # let renewals fall between the writes too
+        done.set()
+        assert renewals.result() > 5
+    outcomes.close()
+    assert all(written) and lease.until > first_lease
+    with sessions() as session:
+        assert repository.count_by_status(session, [job_id])[job_id]["sent"] == 50

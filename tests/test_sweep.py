@@ -13,6 +13,7 @@ from email_service.config import Settings
 from email_service.services import Services, build_services, control, intake
 from email_service.services.sweep import sweep
 from email_service.storage import repository
+from email_service.storage.leases import Lease
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Job, Recipient, utcnow
 from email_service.storage.outcomes import OutcomeWriter
@@ -101,10 +102,11 @@ def test_rows_of_a_dead_worker_go_back_to_pending_and_their_batch_is_queued(serv
 def test_a_deferred_row_is_queued_when_its_retry_time_comes(services: Services):
     job_id = _job(services, 1)
     now = utcnow()
+    lease = Lease.starting(job_id, 0, 10, now, 60)
     with services.sessions.begin() as session:
-        [row] = repository.claim_batch(session, job_id, 0, 10, now=now, lease_until=now + timedelta(seconds=60))
+        [row] = repository.claim_batch(session, job_id, 0, 10, now=now, lease_until=lease.until)
     outcomes = OutcomeWriter(services.engine)
-    outcomes.deferred(row, code=451, reason="busy", retry_at=now + timedelta(seconds=30), now=now)
+    outcomes.deferred(row, lease, code=451, reason="busy", retry_at=now + timedelta(seconds=30), now=now)
     outcomes.close()
     assert sweep(services).batches_queued == 0
     _age(services, 31)
@@ -114,12 +116,13 @@ def test_a_deferred_row_is_queued_when_its_retry_time_comes(services: Services):
 def test_a_cancelled_job_with_deferred_rows_is_finished_by_the_sweep(services: Services):
     job_id = _job(services, 2)
     now = utcnow()
+    lease = Lease.starting(job_id, 0, 10, now, 60)
     with services.sessions.begin() as session:
-        claimed = repository.claim_batch(session, job_id, 0, 10, now=now, lease_until=now + timedelta(seconds=60))
+        claimed = repository.claim_batch(session, job_id, 0, 10, now=now, lease_until=lease.until)
     control.cancel(services, job_id, None)  # both rows are in flight: they stay with their worker
     outcomes = OutcomeWriter(services.engine)  # which then defers them
     for row in claimed:
-        assert outcomes.deferred(row, code=451, reason="busy", retry_at=now, now=now)
+        assert outcomes.deferred(row, lease, code=451, reason="busy", retry_at=now, now=now)
     outcomes.close()
     report = sweep(services)
     assert report.jobs_finished == 1 and report.batches_queued == 0

@@ -18,6 +18,7 @@ from ..delivery.transport import Transport
 from ..dkim_signing import DkimSigner
 from ..rendering import TemplateRenderer
 from ..storage.database import make_engine, make_reader_factory, make_session_factory
+from .leases import LeaseKeeper
 
 
 class TaskQueue(Protocol):
@@ -42,6 +43,7 @@ class Services:
     transport: Transport
     retry_policy: RetryPolicy
     rate_limiter: RateLimiter | None
+    leases: LeaseKeeper
     dkim_signer: DkimSigner | None = None
     queue: TaskQueue | None = None
     # Set when the process is asked to stop: running batches give back what they have not sent.
@@ -51,14 +53,16 @@ class Services:
 
 def build_services(settings: Settings, transport: Transport | None = None) -> Services:
     engine = make_engine(settings.database_url, pool_size=settings.smtp_concurrency + 2)
+    sessions = make_session_factory(engine)
     return Services(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
+        sessions=sessions,
         readers=make_reader_factory(engine),
         renderer=TemplateRenderer(settings.templates_dir),
         transport=transport or make_transport(settings),
         retry_policy=RetryPolicy.from_settings(settings),
         rate_limiter=make_rate_limiter(settings),
+        leases=LeaseKeeper(sessions, settings.lease_seconds),
         dkim_signer=DkimSigner.from_settings(settings),
     )

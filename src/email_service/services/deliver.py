@@ -1,9 +1,9 @@
 """Sending one batch: claim its recipients, compose and send each, record every outcome.
 
 Each outcome is committed as soon as it is known, so a crash re-sends at most the message in
-flight, and running the same batch twice sends nothing twice (the claim is atomic). A batch never
-outlives its lease: it stops in time, like it does on a warm shutdown, and gives back what it
-did not send.
+flight, and running the same batch twice sends nothing twice (the claim is atomic). The claim's
+lease is short and renewed while the batch runs (services.leases); a batch whose lease runs low
+(renewals failing) stops, as it does on a warm shutdown, and gives back what it did not send.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..delivery.transport import Connection
 from ..errors import DeliveryError, RecipientRefused, RelayUnavailable, TemplateError
 from ..messages import AttachmentFile, MessageBuilder
 from ..storage import repository, suppressions
+from ..storage.leases import Lease
 from ..storage.models import Job, JobStatus, Recipient, RecipientStatus, SuppressionReason, utcnow
 from ..storage.outcomes import OutcomeWriter
 from . import Services, templates
@@ -48,6 +49,7 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
             log.warning("batch [%d, %d) of unknown job %s dropped", first, last, job_id)
             return
         claimed: list[Recipient] = []
+        lease = Lease.starting(job_id, first, last, now, settings.lease_seconds)
         ended: tuple[RecipientStatus, int] | None = None  # rows this task ended unsent, counted once committed
         if job.expires_at is not None and job.expires_at <= now:
             expired = repository.end_leftovers(
@@ -60,9 +62,8 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
             )
             ended = (RecipientStatus.EXPIRED, expired)
         elif job.status == JobStatus.SENDING:
-            lease_until = now + timedelta(seconds=settings.lease_seconds)
-            claimed = repository.claim_batch(session, job_id, first, last, now=now, lease_until=lease_until)
-            claimed, suppressed = _without_suppressed(session, claimed, now)
+            claimed = repository.claim_batch(session, job_id, first, last, now=now, lease_until=lease.until)
+            claimed, suppressed = _without_suppressed(session, claimed, lease, now)
             ended = (RecipientStatus.SUPPRESSED, suppressed)
         elif job.status == JobStatus.CANCELLED:  # a late or repeated task
             cancelled = repository.end_leftovers(
@@ -77,15 +78,18 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
         metrics.recipients_ended(*ended)
     failures = 0
     if claimed:
-        run = _BatchRun(services, job, attachments, accepted_at, claimed)
-        run.run()
+        run = _BatchRun(services, job, attachments, accepted_at, claimed, lease)
+        with services.leases.keeping(lease):
+            run.run()
         failures = run.failures
     finish_if_done(services, job_id)
     if failures and has_webhook and services.queue is not None:
         services.queue.deliver_events(job_id)
 
 
-def _without_suppressed(session: Session, claimed: list[Recipient], now: datetime) -> tuple[list[Recipient], int]:
+def _without_suppressed(
+    session: Session, claimed: list[Recipient], lease: Lease, now: datetime
+) -> tuple[list[Recipient], int]:
     """The claimed rows whose address is not suppressed; the others end suppressed, unsent (an address
     may have unsubscribed or bounced since the job was accepted): how many."""
     keys = [dedup_key(r.address) for r in claimed]
@@ -94,7 +98,7 @@ def _without_suppressed(session: Session, claimed: list[Recipient], now: datetim
         return claimed, 0
     blocked = [r for r, key in zip(claimed, keys, strict=True) if key in found]
     reason = "suppressed: the address is on the suppression list"
-    suppressed = repository.end_claimed(session, blocked, RecipientStatus.SUPPRESSED, now, reason)
+    suppressed = repository.end_claimed(session, blocked, lease, RecipientStatus.SUPPRESSED, now, reason)
     return [r for r, key in zip(claimed, keys, strict=True) if key not in found], suppressed
 
 
@@ -108,6 +112,7 @@ class _BatchRun:
         attachments: tuple[AttachmentFile, ...],
         accepted_at: datetime,
         claimed: list[Recipient],
+        lease: Lease,
     ) -> None:
         self.services = services
         self.job_id = job.id
@@ -121,11 +126,8 @@ class _BatchRun:
             self.template_error = None
         self.accepted_at = accepted_at
         self.claimed = claimed
+        self.lease = lease
         self.failures = 0
-        settings = services.settings
-        # Stop early enough that the last message in flight ends before the lease does (config.py
-        # checks the lease leaves room for it).
-        self.deadline = time.monotonic() + settings.lease_seconds - settings.longest_send
         self.next_status_check = time.monotonic() + STATUS_CHECK_SECONDS
         self.builder = MessageBuilder()
         self.outcomes = OutcomeWriter(services.engine)
@@ -143,7 +145,7 @@ class _BatchRun:
                     reason = repository.expiry_reason(self.expires_at)
                     self._end_unsent(self.claimed[index:], RecipientStatus.EXPIRED, now, reason)
                     return
-                if status == JobStatus.PAUSED or self.services.stopping.is_set() or time.monotonic() > self.deadline:
+                if status == JobStatus.PAUSED or self.services.stopping.is_set() or not self.lease.held():
                     self._give_back(self.claimed[index:], wake_at=now, now=now)
                     return
                 if recipient.attempts > MAX_ATTEMPTS:
@@ -191,26 +193,25 @@ class _BatchRun:
             except DeliveryError as exc:
                 # A throttling relay wants this connection slower, not the recipient later: pause,
                 # then try again here while the batch has time; otherwise the recipient is deferred.
-                again = exc.is_throttle and tries_left > 1 and time.monotonic() + pause < self.deadline
+                again = exc.is_throttle and tries_left > 1
                 if exc.is_throttle:
                     self.services.stopping.wait(pause)
-                if again and not self.services.stopping.is_set():
+                if again and self.lease.held() and not self.services.stopping.is_set():
                     continue
                 self._record_failure(recipient, exc)
                 return
-            if self._written(self.outcomes.sent(recipient, utcnow()), recipient):
+            if self._written(self.outcomes.sent(recipient, self.lease, utcnow()), recipient):
                 metrics.recipients_ended(RecipientStatus.SENT)
             return
 
     def _wait_for_rate(self, recipient: Recipient) -> bool:
         """Wait for this message's slot under the rate limits; False when the slot is too far off
-        (long wait, lease ending, shutdown) and the recipient was given back until then."""
+        (long wait, shutdown) and the recipient was given back until then."""
         limiter = self.services.rate_limiter
         if limiter is None:
             return True
-        max_wait = min(LONGEST_INLINE_WAIT, self.deadline - time.monotonic())
-        wait = limiter.acquire(recipient.address.rpartition("@")[2], max(0.0, max_wait))
-        if wait > max_wait or self.services.stopping.is_set():
+        wait = limiter.acquire(recipient.address.rpartition("@")[2], LONGEST_INLINE_WAIT)
+        if wait > LONGEST_INLINE_WAIT or self.services.stopping.is_set():
             now = utcnow()
             self._give_back([recipient], wake_at=now + timedelta(seconds=wait), now=now)
             metrics.rate_limit_released()
@@ -237,6 +238,7 @@ class _BatchRun:
             return
         written = self.outcomes.deferred(
             recipient,
+            self.lease,
             code=error.code or None,
             reason=str(error),
             retry_at=retry_at,
@@ -247,22 +249,24 @@ class _BatchRun:
 
     def _fail(self, recipient: Recipient, code: int | None, reason: str) -> None:
         self.failures += 1
-        if self._written(self.outcomes.failed(recipient, code=code, reason=reason, now=utcnow()), recipient):
+        if self._written(
+            self.outcomes.failed(recipient, self.lease, code=code, reason=reason, now=utcnow()), recipient
+        ):
             metrics.recipients_ended(RecipientStatus.FAILED)
         log.warning("job %s recipient %d failed: %s", self.job_id, recipient.id, reason)
 
     def _give_back(self, rows: list[Recipient], *, wake_at: datetime, now: datetime) -> None:
         """Release claimed rows unsent, for the scheduler to queue at ``wake_at`` (rare: shutdown, pause,
-        lease ending, rate wait)."""
-        with self.services.sessions.begin() as session:
-            repository.release(session, rows, wake_at=wake_at, now=now)
+        lease running low, rate wait)."""
+        with self.lease.lock, self.services.sessions.begin() as session:
+            repository.release(session, rows, self.lease, wake_at=wake_at, now=now)
 
     def _end_unsent(
         self, rows: list[Recipient], status: RecipientStatus, now: datetime, reason: str | None = None
     ) -> None:
         """End claimed rows unsent: their job was cancelled or expired meanwhile."""
-        with self.services.sessions.begin() as session:
-            ended = repository.end_claimed(session, rows, status, now, reason)
+        with self.lease.lock, self.services.sessions.begin() as session:
+            ended = repository.end_claimed(session, rows, self.lease, status, now, reason)
         metrics.recipients_ended(status, ended)
 
     def _written(self, written: bool, recipient: Recipient) -> bool:

@@ -3,7 +3,7 @@
 This runs once per message, so it goes to the driver directly, on a connection of its own in
 autocommit: one round trip and about half the CPU of the same statement through SQLAlchemy.
 Only the claim that owns a row may give it an outcome: the row is still being sent (a terminal
-status never changes) and its lease is the one this claim set (a worker whose lease ran out
+status never changes) and holds this claim's lease (storage.leases: a worker whose lease ran out
 cannot overwrite the work of the worker that took over).
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from .leases import Lease
 from .models import Recipient, RecipientStatus, UTCDateTime
 
 _OWNED = "WHERE id = {p} AND status = 'sending' AND lease_until = {p}"
@@ -53,22 +54,25 @@ class OutcomeWriter:
         to_db: Callable[[Any], Any] | None = UTCDateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
         self._when: Callable[[Any], Any] = to_db or (lambda value: value)
 
-    def sent(self, claimed: Recipient, now: datetime) -> bool:
+    def sent(self, claimed: Recipient, lease: Lease, now: datetime) -> bool:
         when = self._when(now)
-        return self._write(self._sent, (when, when), claimed)
+        return self._write(self._sent, (when, when), claimed, lease)
 
-    def failed(self, claimed: Recipient, *, code: int | None, reason: str, now: datetime) -> bool:
-        return self._write(self._failed, (code, reason[:2000], self._when(now)), claimed)
+    def failed(self, claimed: Recipient, lease: Lease, *, code: int | None, reason: str, now: datetime) -> bool:
+        return self._write(self._failed, (code, reason[:2000], self._when(now)), claimed, lease)
 
-    def deferred(self, claimed: Recipient, *, code: int | None, reason: str, retry_at: datetime, now: datetime) -> bool:
+    def deferred(
+        self, claimed: Recipient, lease: Lease, *, code: int | None, reason: str, retry_at: datetime, now: datetime
+    ) -> bool:
         retry = self._when(retry_at)
-        return self._write(self._deferred, (code, reason[:2000], retry, retry, self._when(now)), claimed)
+        return self._write(self._deferred, (code, reason[:2000], retry, retry, self._when(now)), claimed, lease)
 
     def close(self) -> None:
         if self._postgresql:
             self._driver.autocommit = False  # as the pool lends its connections
         self._pooled.close()
 
-    def _write(self, sql: str, values: tuple[Any, ...], claimed: Recipient) -> bool:
-        cursor = self._driver.execute(sql, (*values, claimed.id, self._when(claimed.lease_until)))
+    def _write(self, sql: str, values: tuple[Any, ...], claimed: Recipient, lease: Lease) -> bool:
+        with lease.lock:  # a renewal does not change the rows' lease between reading it and writing
+            cursor = self._driver.execute(sql, (*values, claimed.id, self._when(lease.until)))
         return bool(cursor.rowcount)

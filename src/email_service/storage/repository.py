@@ -16,6 +16,7 @@ from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..messages import AttachmentFile
+from .leases import Lease
 from .models import UNFINISHED_JOB_STATUSES, Attachment, Job, JobStatus, Recipient, RecipientStatus
 
 # A new recipient row, in this column order: the intake writes 100,000 of them at a time.
@@ -192,13 +193,13 @@ def claim_batch(
     return sorted(result.scalars(), key=lambda r: r.position)
 
 
-def release(session: Session, claimed: Sequence[Recipient], *, wake_at: datetime, now: datetime) -> None:
+def release(session: Session, claimed: Sequence[Recipient], lease: Lease, *, wake_at: datetime, now: datetime) -> None:
     """Give claimed rows back unsent (shutdown, lease running out, rate limit): pending again, and
     the scheduler queues them at ``wake_at``. The claim does not count as an attempt."""
     if claimed:
         session.execute(
             update(Recipient)
-            .where(_still_claimed(claimed))
+            .where(_still_claimed(claimed, lease))
             .values(
                 status=RecipientStatus.PENDING, attempts=Recipient.attempts - 1, lease_until=wake_at, updated_at=now
             )
@@ -206,7 +207,12 @@ def release(session: Session, claimed: Sequence[Recipient], *, wake_at: datetime
 
 
 def end_claimed(
-    session: Session, claimed: Sequence[Recipient], status: RecipientStatus, now: datetime, reason: str | None = None
+    session: Session,
+    claimed: Sequence[Recipient],
+    lease: Lease,
+    status: RecipientStatus,
+    now: datetime,
+    reason: str | None = None,
 ) -> int:
     """Claimed rows that will never be sent: their job was cancelled (or expired) meanwhile. How many."""
     if not claimed:
@@ -214,16 +220,16 @@ def end_claimed(
     values: dict[str, Any] = {"status": status, "lease_until": None, "updated_at": now}
     if reason is not None:
         values["last_error"] = reason
-    result = session.execute(update(Recipient).where(_still_claimed(claimed)).values(**values))
+    result = session.execute(update(Recipient).where(_still_claimed(claimed, lease)).values(**values))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _still_claimed(claimed: Sequence[Recipient]) -> Any:
-    """The rows of one claim (they share its lease) that it still owns."""
+def _still_claimed(claimed: Sequence[Recipient], lease: Lease) -> Any:
+    """The rows among ``claimed`` that their claim still owns (the caller holds ``lease.lock``)."""
     return and_(
         Recipient.id.in_([r.id for r in claimed]),
         Recipient.status == RecipientStatus.SENDING,
-        Recipient.lease_until == claimed[0].lease_until,
+        Recipient.lease_until == lease.until,
     )
 
 
