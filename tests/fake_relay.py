@@ -1,9 +1,10 @@
 """A lean, scriptable SMTP relay on loopback for fault tests and benchmarks.
 
 aiosmtpd tops out near 1,300 messages/s and cannot misbehave on cue; this relay can: delay every
-reply by a round-trip time, offer PIPELINING, refuse chosen recipients, answer 4xx/5xx after the
-data, drop the connection before replying, refuse connections for a while, never answer, or accept
-only R messages per second (454 beyond). It records what it accepted by Message-ID.
+reply by a round-trip time, offer PIPELINING, refuse chosen recipients (and a nested MAIL, as real
+relays do), answer 4xx/5xx after the data (or after one recipient's), drop the connection before
+replying, refuse connections for a while, never answer, or accept only R messages per second (454
+beyond). It records what it accepted by Message-ID.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Behaviour:
     pipelining: bool = True
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # address -> reply at RCPT
     data_reply: str = "250 2.0.0 OK"
+    data_replies: dict[str, str] = field(default_factory=dict)  # first recipient -> reply after its data
     drop_after_data: int = 0  # this many messages: close before replying to the data
     silent: bool = False  # accept connections, never say a word
     rate: float | None = None  # messages accepted per second; 454 beyond
@@ -152,6 +154,8 @@ class FakeRelay:
                     writer,
                     "\r\n".join(f"250-{e}" for e in ["fake-relay", *extensions[:-1]]) + f"\r\n250 {extensions[-1]}",
                 )
+            elif verb == b"MAIL" and sender:
+                self._reply(writer, "503 5.5.1 Nested MAIL command")  # as Postfix says: RSET first
             elif verb == b"MAIL":
                 accepted = self.behaviour.mail_reply.startswith("250")
                 sender, recipients = (_address(argument) if accepted else ""), []
@@ -177,10 +181,14 @@ class FakeRelay:
                 if self._take_drop():
                     self._record(sender, recipients, data)  # it arrived; the client cannot know
                     return
-                reply = self._data_reply()
+                reply = self.behaviour.data_replies.get(recipients[0]) or self._data_reply()
                 if reply.startswith("250"):
                     self._record(sender, recipients, data)
+                sender, recipients = "", []  # the transaction ends with the reply to its data
                 self._reply(writer, reply)
+                if reply.startswith("421"):  # closing the session
+                    await asyncio.sleep(self.behaviour.rtt)
+                    return
             elif verb == b"RSET":
                 sender, recipients = "", []
                 self._reply(writer, "250 2.0.0 OK")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import smtplib
 import socket
 import threading
 import time
@@ -11,7 +12,12 @@ import pytest
 
 from email_service.config import Settings
 from email_service.delivery.smtp import SMTPTransport
-from email_service.errors import PermanentDeliveryError, RelayUnavailable, TemporaryDeliveryError
+from email_service.errors import (
+    PermanentDeliveryError,
+    RecipientRefused,
+    RelayUnavailable,
+    TemporaryDeliveryError,
+)
 from email_service.messages import Envelope
 
 from .fake_relay import Behaviour, FakeRelay
@@ -179,3 +185,100 @@ def test_a_relay_without_ehlo_is_greeted_with_helo(relay: FakeRelay):
     connection.send(_envelope())
     connection.close()
     assert relay.count() == 1
+
+
+# ---- streamed PIPELINING: the next message's envelope goes with the previous message's content
+
+
+def _stream(connection, recipients: list[str]) -> dict[str, Exception | None]:
+    return dict(connection.stream((r, _envelope(r)) for r in recipients))
+
+
+def test_each_streamed_write_carries_a_content_and_the_next_envelope(relay: FakeRelay, monkeypatch):
+    writes: list[bytes] = []
+    send = smtplib.SMTP.send
+
+    def recorded(self, data):
+        writes.append(data if isinstance(data, bytes) else data.encode())
+        return send(self, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", recorded)
+    connection = _connection(relay.port)
+    recipients = [f"r{i}@example.com" for i in range(5)]
+    assert _stream(connection, recipients) == dict.fromkeys(recipients)
+    connection.close()
+    message_writes = [w for w in writes if b"MAIL FROM" in w or w.endswith(b"\r\n.\r\n")]
+    assert len(message_writes) == 6  # one write, so one round trip, a message, and the last content
+    assert all(b"\r\n.\r\nMAIL FROM" in w for w in message_writes[1:-1])
+    assert [a.recipients[0] for a in relay.accepted] == recipients and relay.connections == 1
+
+
+def test_a_refused_recipient_mid_stream_fails_alone_and_is_reset(relay: FakeRelay):
+    relay.behaviour.rcpt_replies = {"gone@example.com": "550 5.1.1 No such user"}
+    connection = _connection(relay.port)
+    answers = _stream(connection, ["a@example.com", "gone@example.com", "b@example.com", "c@example.com"])
+    connection.close()
+    assert isinstance(answers.pop("gone@example.com"), RecipientRefused)
+    assert answers == dict.fromkeys(["a@example.com", "b@example.com", "c@example.com"])
+    # The relay refuses a MAIL in an open transaction: RSET went before the next envelope.
+    assert relay.replies["503"] == 0 and relay.connections == 1
+
+
+def test_a_reply_after_the_data_mid_stream_belongs_to_its_message(relay: FakeRelay):
+    relay.behaviour.data_replies = {"full@example.com": "452 4.2.2 Mailbox full"}
+    connection = _connection(relay.port)
+    answers = _stream(connection, ["a@example.com", "full@example.com", "b@example.com"])
+    connection.close()
+    assert answers["a@example.com"] is None and answers["b@example.com"] is None
+    assert isinstance(answers["full@example.com"], TemporaryDeliveryError)
+    assert answers["full@example.com"].code == 452
+    assert [a.recipients[0] for a in relay.accepted] == ["a@example.com", "b@example.com"]
+
+
+def test_a_drop_after_a_content_fails_it_and_the_envelope_sent_with_it_goes_on_a_new_connection(relay: FakeRelay):
+    relay.behaviour.drop_after_data = 1
+    connection = _connection(relay.port)
+    answers = _stream(connection, ["a@example.com", "b@example.com", "c@example.com"])
+    connection.close()
+    # a arrived but its answer did not: temporary, so it is retried (the one possible duplicate).
+    assert isinstance(answers.pop("a@example.com"), TemporaryDeliveryError)
+    assert answers == dict.fromkeys(["b@example.com", "c@example.com"])
+    assert [a.recipients[0] for a in relay.accepted] == ["a@example.com", "b@example.com", "c@example.com"]
+    assert relay.connections == 2
+
+
+def test_a_421_after_the_data_ends_the_session_and_the_next_message_goes_on_a_new_one(relay: FakeRelay):
+    relay.behaviour.data_replies = {"a@example.com": "421 4.7.0 Too many messages, closing"}
+    connection = _connection(relay.port)
+    answers = _stream(connection, ["a@example.com", "b@example.com"])
+    connection.close()
+    assert answers["a@example.com"].is_throttle and answers["b@example.com"] is None
+    assert [a.recipients[0] for a in relay.accepted] == ["b@example.com"] and relay.connections == 2
+
+
+def test_mail_max_emails_ends_a_streamed_session_after_its_last_content(relay: FakeRelay):
+    connection = _connection(relay.port, mail_max_emails=2)
+    recipients = [f"r{i}@example.com" for i in range(5)]
+    assert _stream(connection, recipients) == dict.fromkeys(recipients)
+    connection.close()
+    assert relay.count() == 5 and relay.connections == 3
+
+
+def test_a_stream_left_with_an_envelope_accepted_sends_nothing_of_that_message(relay: FakeRelay):
+    connection = _connection(relay.port)
+    answers = connection.stream((r, _envelope(r)) for r in ["a@example.com", "b@example.com", "c@example.com"])
+    assert next(answers) == ("a@example.com", None)  # b's envelope is accepted, its content not sent
+    answers.close()
+    connection.close()
+    time.sleep(0.2)  # anything wrongly sent would have arrived by now
+    assert [a.recipients[0] for a in relay.accepted] == ["a@example.com"]
+
+
+def test_a_relay_without_pipelining_gets_one_command_at_a_time(relay: FakeRelay):
+    relay.behaviour.pipelining = False
+    relay.behaviour.rcpt_replies = {"gone@example.com": "550 5.1.1 No such user"}
+    connection = _connection(relay.port)
+    answers = _stream(connection, ["a@example.com", "gone@example.com", "b@example.com"])
+    connection.close()
+    assert isinstance(answers.pop("gone@example.com"), RecipientRefused)
+    assert answers == dict.fromkeys(["a@example.com", "b@example.com"]) and relay.replies["503"] == 0

@@ -8,8 +8,6 @@ is handed to the relay or waits for a rate limit.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -75,17 +73,19 @@ def recipients_ended(status: str, count: int = 1) -> None:
         RECIPIENTS_FINAL.labels(status).inc(count)
 
 
-@contextmanager
-def relay_send() -> Iterator[None]:
-    """Around handing one message to the relay: its time when the relay took it, its class when not."""
-    started = time.perf_counter()
-    with SENDS_IN_PROGRESS.track_inprogress():
-        try:
-            yield
-        except DeliveryError as exc:
-            SMTP_ERRORS.labels(smtp_error_class(exc)).inc()
-            raise
-    SEND_SECONDS.observe(time.perf_counter() - started)
+def send_started() -> float:
+    """A message was handed to the relay: in progress until ``send_answered``; when, for its duration."""
+    SENDS_IN_PROGRESS.inc()
+    return time.perf_counter()
+
+
+def send_answered(started: float, error: DeliveryError | None) -> None:
+    """The relay answered a message handed over at ``started``: its time if it took it, its class if not."""
+    SENDS_IN_PROGRESS.dec()
+    if error is None:
+        SEND_SECONDS.observe(time.perf_counter() - started)
+    else:
+        SMTP_ERRORS.labels(smtp_error_class(error)).inc()
 
 
 def smtp_error_class(error: DeliveryError) -> str:

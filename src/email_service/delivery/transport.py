@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from collections.abc import Generator, Iterable
+from typing import Protocol, TypeVar
 
+from ..errors import DeliveryError
 from ..messages import Envelope
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -13,8 +17,10 @@ log = logging.getLogger(__name__)
 class Connection(Protocol):
     """One session with a relay, reused for many messages."""
 
-    def send(self, envelope: Envelope) -> None:
-        """Hand one message over; raise a DeliveryError subclass when the relay does not take it."""
+    def stream(self, messages: Iterable[tuple[T, Envelope]]) -> Generator[tuple[T, DeliveryError | None]]:
+        """Hand each (item, message) over as it is taken; yield each item with None when the relay took
+        it, or the DeliveryError saying why not. RelayUnavailable may be raised instead (no session)."""
+        ...
 
     def close(self) -> None:
         """End the session politely; never raises."""
@@ -33,8 +39,10 @@ class LogTransport:
 
 
 class _LogConnection:
-    def send(self, envelope: Envelope) -> None:
-        log.info("send suppressed: %d bytes from %s to a recipient", len(envelope.data), envelope.sender)
+    def stream(self, messages: Iterable[tuple[T, Envelope]]) -> Generator[tuple[T, DeliveryError | None]]:
+        for item, envelope in messages:
+            log.info("send suppressed: %d bytes from %s to a recipient", len(envelope.data), envelope.sender)
+            yield item, None
 
     def close(self) -> None:
         pass

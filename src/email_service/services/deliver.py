@@ -8,8 +8,11 @@ lease is short and renewed while the batch runs (services.leases); a batch whose
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections import Counter, deque
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -17,9 +20,8 @@ from sqlalchemy.orm import Session
 from .. import metrics
 from ..addresses import dedup_key
 from ..composer import JobContent, compose
-from ..delivery.transport import Connection
 from ..errors import DeliveryError, RecipientRefused, RelayUnavailable, TemplateError
-from ..messages import AttachmentFile, MessageBuilder
+from ..messages import AttachmentFile, Envelope, MessageBuilder
 from ..storage import repository, suppressions
 from ..storage.leases import Lease
 from ..storage.models import Job, JobStatus, Recipient, RecipientStatus, SuppressionReason, utcnow
@@ -125,7 +127,9 @@ class _BatchRun:
         else:
             self.template_error = None
         self.accepted_at = accepted_at
-        self.claimed = claimed
+        self.queue = deque(claimed)  # not handed to the relay yet
+        self.in_flight: dict[int, tuple[Recipient, float]] = {}  # handed over, unanswered: since when
+        self.throttled: Counter[int] = Counter()  # throttled answers, by recipient
         self.lease = lease
         self.failures = 0
         self.next_status_check = time.monotonic() + STATUS_CHECK_SECONDS
@@ -135,41 +139,61 @@ class _BatchRun:
     def run(self) -> None:
         connection = self.services.transport.connect()
         try:
-            for index, recipient in enumerate(self.claimed):
-                now = utcnow()
-                status = self._job_status_change()
-                if status == JobStatus.CANCELLED:
-                    self._end_unsent(self.claimed[index:], RecipientStatus.CANCELLED, now)
-                    return
-                if self.expires_at is not None and now >= self.expires_at:
-                    reason = repository.expiry_reason(self.expires_at)
-                    self._end_unsent(self.claimed[index:], RecipientStatus.EXPIRED, now, reason)
-                    return
-                if status == JobStatus.PAUSED or self.services.stopping.is_set() or not self.lease.held():
-                    self._give_back(self.claimed[index:], wake_at=now, now=now)
-                    return
-                if recipient.attempts > MAX_ATTEMPTS:
-                    self._fail(recipient, None, f"gave up after {MAX_ATTEMPTS} attempts without an outcome")
-                    continue
-                if not self._wait_for_rate(recipient):
-                    continue
-                try:
-                    self._send(connection, recipient)
-                except RelayUnavailable as exc:
-                    # No session can be had: every remaining recipient waits, none is tried in vain.
-                    for waiting in self.claimed[index:]:
-                        self._record_failure(waiting, exc)
-                    return
+            # A throttled message goes back to the queue: another stream takes it, on the same connection.
+            while self.queue:
+                with contextlib.closing(connection.stream(self._messages())) as answers:
+                    for recipient, error in answers:
+                        self._answered(recipient, error)
+        except RelayUnavailable as exc:
+            # No session can be had: every remaining recipient waits, none is tried in vain.
+            for recipient, started in self.in_flight.values():
+                metrics.send_answered(started, exc)
+                self._record_failure(recipient, exc)
+            for recipient in self.queue:
+                self._record_failure(recipient, exc)
         finally:
             connection.close()
             self.outcomes.close()
 
-    def _send(self, connection: Connection, recipient: Recipient) -> None:
+    def _messages(self) -> Iterator[tuple[Recipient, Envelope]]:
+        """The batch's messages, each composed when the connection is ready to take it; none once the
+        job was cancelled, paused or expired, the process is stopping or the lease runs low."""
+        while self.queue:
+            now = utcnow()
+            status = self._job_status_change()
+            if status == JobStatus.CANCELLED:
+                self._end_unsent(self._take_queue(), RecipientStatus.CANCELLED, now)
+                return
+            if self.expires_at is not None and now >= self.expires_at:
+                reason = repository.expiry_reason(self.expires_at)
+                self._end_unsent(self._take_queue(), RecipientStatus.EXPIRED, now, reason)
+                return
+            if status == JobStatus.PAUSED or self.services.stopping.is_set() or not self.lease.held():
+                self._give_back(self._take_queue(), wake_at=now, now=now)
+                return
+            recipient = self.queue.popleft()
+            if recipient.attempts > MAX_ATTEMPTS:
+                self._fail(recipient, None, f"gave up after {MAX_ATTEMPTS} attempts without an outcome")
+                continue
+            if not self._wait_for_rate(recipient):
+                continue
+            envelope = self._compose(recipient)
+            if envelope is not None:
+                self.in_flight[recipient.id] = (recipient, metrics.send_started())
+                yield recipient, envelope
+
+    def _take_queue(self) -> list[Recipient]:
+        rows = list(self.queue)
+        self.queue.clear()
+        return rows
+
+    def _compose(self, recipient: Recipient) -> Envelope | None:
+        """The recipient's message; None when its template cannot be rendered (it failed)."""
         try:
             if self.template_error is not None:
                 raise self.template_error
             assert self.content is not None
-            envelope = compose(
+            return compose(
                 self.services.renderer,
                 self.content,
                 address=recipient.address,
@@ -182,27 +206,27 @@ class _BatchRun:
             )
         except TemplateError as exc:
             self._fail(recipient, None, f"template: {exc}")
-            return
-        pause = self.services.settings.throttle_delay
-        for tries_left in range(THROTTLED_TRIES_IN_BATCH, 0, -1):
-            try:
-                with metrics.relay_send():
-                    connection.send(envelope)
-            except RelayUnavailable:
-                raise
-            except DeliveryError as exc:
-                # A throttling relay wants this connection slower, not the recipient later: pause,
-                # then try again here while the batch has time; otherwise the recipient is deferred.
-                again = exc.is_throttle and tries_left > 1
-                if exc.is_throttle:
-                    self.services.stopping.wait(pause)
-                if again and self.lease.held() and not self.services.stopping.is_set():
-                    continue
-                self._record_failure(recipient, exc)
-                return
+            return None
+
+    def _answered(self, recipient: Recipient, error: DeliveryError | None) -> None:
+        _, started = self.in_flight.pop(recipient.id)
+        metrics.send_answered(started, error)
+        if error is None:
             if self._written(self.outcomes.sent(recipient, self.lease, utcnow()), recipient):
                 metrics.recipients_ended(RecipientStatus.SENT)
             return
+        if isinstance(error, RelayUnavailable):
+            raise error
+        if error.is_throttle:
+            # A throttling relay wants this connection slower, not the recipient later: pause, then
+            # try again here while the batch may; otherwise the recipient is deferred.
+            self.services.stopping.wait(self.services.settings.throttle_delay)
+            self.throttled[recipient.id] += 1
+            tries_left = self.throttled[recipient.id] < THROTTLED_TRIES_IN_BATCH
+            if tries_left and self.lease.held() and not self.services.stopping.is_set():
+                self.queue.appendleft(recipient)
+                return
+        self._record_failure(recipient, error)
 
     def _wait_for_rate(self, recipient: Recipient) -> bool:
         """Wait for this message's slot under the rate limits; False when the slot is too far off
