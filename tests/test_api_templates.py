@@ -102,6 +102,54 @@ def test_preview_renders_subject_text_and_escaped_html(feature_stack: FeatureSta
     assert "<p>Hello Eleven, code <b>&lt;011&gt;</b></p>" in body["html"] and "<!DOCTYPE html>" in body["html"]
 
 
+BONJOUR: dict[str, Any] = {
+    "subject": "Bonjour {{ name }}",
+    "text": "Bonjour {{ name }}, code {{ code }}\n",
+    "html": "<p>Bonjour <b>{{ name }}</b>, code {{ code }}</p>",
+}
+
+
+def test_preview_renders_the_variables_it_is_given_even_one_called_name(feature_stack: FeatureStack):
+    client = feature_stack.api.client
+    name = _name()
+    client.post("/api/templates", json={"name": name, **BONJOUR})
+    preview = client.post(f"/api/templates/{name}/preview", json={"variables": {"name": "<Zoé>", "code": "42"}})
+    assert preview.status_code == 200, preview.text
+    assert preview.json() == {
+        "subject": "Bonjour <Zoé>",
+        "text": "Bonjour <Zoé>, code 42\n",
+        "html": "<p>Bonjour <b>&lt;Zoé&gt;</b>, code 42</p>",
+    }
+    # As in a job: the recipient's name is `name` unless the variables have their own.
+    both = client.post(
+        f"/api/templates/{name}/preview", json={"variables": {"name": "Zoé", "code": "1"}, "name": "Zoé Martin"}
+    )
+    assert both.json()["text"] == "Bonjour Zoé, code 1\n"
+    recipient_only = client.post(f"/api/templates/{name}/preview", json={"variables": {"code": "1"}, "name": "Zoé"})
+    assert recipient_only.json()["text"] == "Bonjour Zoé, code 1\n"
+
+
+def test_a_job_renders_a_variable_called_name_as_its_preview_does(feature_stack: FeatureStack):
+    client = feature_stack.api.client
+    name = _name()
+    domain = f"{name}.example.com"
+    client.post("/api/templates", json={"name": name, **BONJOUR})
+    recipients = [
+        {"email": f"zoe@{domain}", "name": "Zoé Martin", "variables": {"name": "<Zoé>"}},
+        {"email": f"ann@{domain}", "name": "Ann"},
+    ]
+    answer = feature_stack.api.post_job({"recipients": recipients, "subject": "s", "template": name,
+                                         "variables": {"code": "42"}})  # fmt: skip
+    assert answer.status_code == 202, answer.text
+    feature_stack.api.wait_until_completed(answer.json()["id"])
+    messages = {m.recipients[0]: m.message for m in feature_stack.messages_to(domain)}
+    zoe, ann = messages[f"zoe@{domain}"], messages[f"ann@{domain}"]
+    assert zoe.get_body(("plain",)).get_content() == "Bonjour <Zoé>, code 42\r\n"
+    assert "<b>&lt;Zoé&gt;</b>" in zoe.get_body(("html",)).get_content()
+    assert zoe["To"] == f"Zoé Martin <zoe@{domain}>", "the To header keeps the recipient's name"
+    assert ann.get_body(("plain",)).get_content() == "Bonjour Ann, code 42\r\n"
+
+
 def test_preview_errors_name_the_part_line_and_variable(feature_stack: FeatureStack):
     client = feature_stack.api.client
     name = _name()

@@ -229,8 +229,8 @@ def test_a_built_message_has_exactly_the_expected_headers_and_decodes_back(
     check_envelope(envelope, address=address, name=name, headers=headers)
     message = _parse(envelope.data)
     assert _same_text(message["Subject"], _expected_subject(template, subject, variables))
-    # The service's own names (content, subject…) win over variables of the same name.
-    text, html = _expected_bodies(template, content, variables)
+    # A variable wins over the service's name of the same name (content here): what the caller gave shows.
+    text, html = _expected_bodies(template, variables.get("content", content), variables)
     if text is not None:
         _check_body(message, "plain", text)
     if html is not None:

@@ -36,16 +36,20 @@ class JobContent:
 def template_context(
     job: JobContent, *, address: str, name: str | None, variables: dict[str, Any] | None, date: datetime
 ) -> dict[str, Any]:
-    """The variables a template sees: the job's, the recipient's over them, the tutorial's names over all."""
+    """The variables a template sees: the tutorial's names, the job's variables over them, the recipient's over those.
+
+    The tutorial's names are defaults: a variable the caller gives, even one called ``name``, is never hidden
+    (the message's own From, To and Date headers do not come from these).
+    """
     return {
-        **(job.variables or {}),
-        **(variables or {}),
         "to": address,
         "from": job.sender,
         "name": name or "",
         "subject": job.subject,
         "content": job.content,
         "date": format_datetime(date),
+        **(job.variables or {}),
+        **(variables or {}),
     }
 
 

@@ -24,8 +24,15 @@ class RecipientIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: str = Field(description="Address; validated and normalized (no DNS lookup).", max_length=320)
-    name: str | None = Field(None, description="Display name in the To header; no control characters.", max_length=256)
-    variables: dict[str, Any] | None = Field(None, description="Template variables for this recipient only.")
+    name: str | None = Field(
+        None,
+        description="Display name in the To header, and `{{ name }}` unless the job's or its own `variables` have a "
+        "`name`; no control characters.",
+        max_length=256,
+    )
+    variables: dict[str, Any] | None = Field(
+        None, description="Template variables for this recipient only, over the job's and the built-in names."
+    )
 
 
 # Tags of the two forms a recipient takes; they appear in pydantic's error locations.
@@ -114,7 +121,9 @@ class SendEmailBody(BaseModel):
         description="A stored template's version; its current one when absent. The job records it.",
     )
     variables: dict[str, Any] | None = Field(
-        None, description="Template variables of every recipient; a recipient's own variables win."
+        None,
+        description="Template variables of every recipient, over the built-in names (`name`, `to`, `subject`...); "
+        "a recipient's own variables win.",
     )
     reply_to: str | None = Field(
         None,

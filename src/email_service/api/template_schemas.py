@@ -74,18 +74,25 @@ class TemplateList(BaseModel):
 
 
 class PreviewBody(BaseModel):
-    """Who the preview is for and what the job would give the template."""
+    """Who the preview is for and what the job would give the template: the template sees `to`, `from`,
+    `name`, `subject`, `content` and `date`, with `variables` over them, as a job's recipient does."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"example": {"variables": {"town": "Hawkins", "code": "011"}, "name": "Eleven"}},
     )
 
-    variables: dict[str, Any] | None = Field(None, description="Template variables.")
+    variables: dict[str, Any] | None = Field(
+        None,
+        description="Template variables, as a job's `variables` and its recipient's own would give them. They win "
+        'over the built-in names: `{"variables": {"name": "Zoé"}}` renders `{{ name }}` as Zoé, as it would in a job.',
+    )
     subject: str = Field("Preview", description="The job's subject (`subject`).", max_length=998)
     content: str = Field("", description="The job's content (`content`).")
     email: str = Field("preview@example.com", description="The recipient's address (`to`).", max_length=320)
-    name: str | None = Field(None, description="The recipient's name (`name`).", max_length=256)
+    name: str | None = Field(
+        None, description="The recipient's name: `name`, unless `variables` has its own `name`.", max_length=256
+    )
 
 
 class DraftPreviewBody(PreviewBody):
