@@ -499,10 +499,9 @@ PROFILED = [
     ("composer.py", "compose"),
     ("rendering.py", "render"),
     ("messages.py", "build"),
-    ("delivery/smtp.py", "send"),
-    ("services/deliver.py", "_with_session"),
-    ("storage/repository.py", "mark_sent"),
-    ("services/deliver.py", "_cancelled"),
+    ("delivery/smtp.py", "_round"),
+    ("storage/outcomes.py", "_write"),
+    ("services/deliver.py", "_job_status_change"),
     ("storage/repository.py", "complete_job_if_done"),
 ]
 # Own time grouped by where it is spent: (label, test on the profiler's file name and function name).

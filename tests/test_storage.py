@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
@@ -23,7 +24,7 @@ from email_service.storage.database import make_engine, make_reader_factory, mak
 from email_service.storage.leases import Lease
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Base, Job, JobStatus, RecipientStatus, utcnow
-from email_service.storage.outcomes import OutcomeWriter
+from email_service.storage.outcomes import OutcomeWriter, OutcomeWriters
 
 from .conftest import POSTGRES_ADMIN
 
@@ -239,3 +240,27 @@ def test_renewals_never_make_a_concurrent_outcome_write_miss(sessions: sessionma
     assert all(written) and lease.until > first_lease
     with sessions() as session:
         assert repository.count_by_status(session, [job_id])[job_id]["sent"] == 50
+
+
+def test_many_threads_write_outcomes_on_a_few_connections(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 200)
+    now = utcnow()
+    rows, lease = _claim(sessions, job_id, now)
+    writers = OutcomeWriters(sessions.kw["bind"], 3)
+    used: set[int] = set()
+
+    def write(row) -> bool:
+        with writers.borrow() as writer:
+            used.add(id(writer))
+            return writer.sent(row, lease, now)
+
+    with ThreadPoolExecutor(20) as pool:
+        assert all(pool.map(write, rows))
+    assert 1 <= len(used) <= 3
+    with pytest.raises(RuntimeError), writers.borrow() as broken:
+        raise RuntimeError("the database went away")  # that writer's connection is given up
+    with writers.borrow() as writer:
+        assert writer is not broken
+    writers.close()
+    with sessions() as session:
+        assert repository.count_by_status(session, [job_id])[job_id]["sent"] == 200

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     worker_processes: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="Celery worker processes `worker` runs."
     )
-    smtp_concurrency: int = Field(20, ge=1, le=500, description="SMTP connections (threads) per worker process.")
+    smtp_concurrency: int = Field(50, ge=1, le=500, description="SMTP connections (threads) per worker process.")
     worker_nice: int = Field(
         10, ge=0, le=19, description="Niceness `worker` runs its processes at, so the API answers first; 0: unchanged."
     )

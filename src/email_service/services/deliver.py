@@ -25,7 +25,6 @@ from ..messages import AttachmentFile, Envelope, MessageBuilder
 from ..storage import repository, suppressions
 from ..storage.leases import Lease
 from ..storage.models import Job, JobStatus, Recipient, RecipientStatus, SuppressionReason, utcnow
-from ..storage.outcomes import OutcomeWriter
 from . import Services, templates
 from .completion import finish_if_done
 
@@ -105,7 +104,7 @@ def _without_suppressed(
 
 
 class _BatchRun:
-    """One batch being sent over one relay connection; outcomes go through one autocommit connection."""
+    """One batch being sent over one relay connection; outcomes go through the process's outcome writers."""
 
     def __init__(
         self,
@@ -134,7 +133,6 @@ class _BatchRun:
         self.failures = 0
         self.next_status_check = time.monotonic() + STATUS_CHECK_SECONDS
         self.builder = MessageBuilder()
-        self.outcomes = OutcomeWriter(services.engine)
 
     def run(self) -> None:
         connection = self.services.transport.connect()
@@ -153,7 +151,6 @@ class _BatchRun:
                 self._record_failure(recipient, exc)
         finally:
             connection.close()
-            self.outcomes.close()
 
     def _messages(self) -> Iterator[tuple[Recipient, Envelope]]:
         """The batch's messages, each composed when the connection is ready to take it; none once the
@@ -212,7 +209,9 @@ class _BatchRun:
         _, started = self.in_flight.pop(recipient.id)
         metrics.send_answered(started, error)
         if error is None:
-            if self._written(self.outcomes.sent(recipient, self.lease, utcnow()), recipient):
+            with self.services.outcomes.borrow() as writer:
+                written = writer.sent(recipient, self.lease, utcnow())
+            if self._written(written, recipient):
                 metrics.recipients_ended(RecipientStatus.SENT)
             return
         if isinstance(error, RelayUnavailable):
@@ -260,22 +259,18 @@ class _BatchRun:
         if retry_at is None:
             self._fail(recipient, error.code or None, f"expired: retries stopped after the lifetime; last: {error}")
             return
-        written = self.outcomes.deferred(
-            recipient,
-            self.lease,
-            code=error.code or None,
-            reason=str(error),
-            retry_at=retry_at,
-            now=now,
-        )
+        with self.services.outcomes.borrow() as writer:
+            written = writer.deferred(
+                recipient, self.lease, code=error.code or None, reason=str(error), retry_at=retry_at, now=now
+            )
         self._written(written, recipient)
         log.info("job %s recipient %d deferred until %s: %s", self.job_id, recipient.id, retry_at.isoformat(), error)
 
     def _fail(self, recipient: Recipient, code: int | None, reason: str) -> None:
         self.failures += 1
-        if self._written(
-            self.outcomes.failed(recipient, self.lease, code=code, reason=reason, now=utcnow()), recipient
-        ):
+        with self.services.outcomes.borrow() as writer:
+            written = writer.failed(recipient, self.lease, code=code, reason=reason, now=utcnow())
+        if self._written(written, recipient):
             metrics.recipients_ended(RecipientStatus.FAILED)
         log.warning("job %s recipient %d failed: %s", self.job_id, recipient.id, reason)
 

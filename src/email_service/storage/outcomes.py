@@ -1,7 +1,7 @@
 """Writing each recipient's outcome the moment it is known: one statement, committed on its own.
 
-This runs once per message, so it goes to the driver directly, on a connection of its own in
-autocommit: one round trip and about half the CPU of the same statement through SQLAlchemy.
+This runs once per message, so it goes to the driver directly, on a connection kept in autocommit:
+one round trip and about half the CPU of the same statement through SQLAlchemy.
 Only the claim that owns a row may give it an outcome: the row is still being sent (a terminal
 status never changes) and holds this claim's lease (storage.leases: a worker whose lease ran out
 cannot overwrite the work of the worker that took over).
@@ -9,7 +9,9 @@ cannot overwrite the work of the worker that took over).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -35,8 +37,37 @@ _DEFERRED = (
 )
 
 
+class OutcomeWriters:
+    """The outcome writers of a process, shared by its batch threads: each write holds a database
+    connection for one round trip only, so a few connections serve many SMTP connections (and
+    PostgreSQL's connection limit does not bound SMTP_CONCURRENCY)."""
+
+    def __init__(self, engine: Engine, size: int) -> None:
+        self._engine = engine
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[OutcomeWriter] = []  # list.pop and list.append are atomic
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[OutcomeWriter]:
+        with self._slots:
+            try:
+                writer = self._idle.pop()
+            except IndexError:
+                writer = OutcomeWriter(self._engine)
+            try:
+                yield writer
+            except BaseException:
+                writer.discard()  # its connection may be broken: the next borrower gets a new one
+                raise
+            self._idle.append(writer)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+
 class OutcomeWriter:
-    """One batch's outcome writes; each method says whether the claim still owned the row."""
+    """Outcome writes on one connection; each method says whether the claim still owned the row."""
 
     def __init__(self, engine: Engine) -> None:
         self._pooled = engine.raw_connection()
@@ -71,6 +102,10 @@ class OutcomeWriter:
         if self._postgresql:
             self._driver.autocommit = False  # as the pool lends its connections
         self._pooled.close()
+
+    def discard(self) -> None:
+        """Give the connection up for good (after an error: it may be broken)."""
+        self._pooled.invalidate()
 
     def _write(self, sql: str, values: tuple[Any, ...], claimed: Recipient, lease: Lease) -> bool:
         with lease.lock:  # a renewal does not change the rows' lease between reading it and writing
