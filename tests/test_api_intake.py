@@ -113,6 +113,37 @@ def test_bad_request_is_refused_and_changes_nothing(intake, case: str):
     assert sink.handler.messages() == []
 
 
+def test_each_refused_address_is_quoted_in_its_detail_truncated_and_escaped(intake):
+    api, sink, queue_key = intake
+    before = _state(api, queue_key)
+    long_invalid = "a" * 150 + "@@example.com"  # refused by intake
+    over_the_limit = "b" * 400 + "@example.com"  # refused by the schema (320 characters at most)
+    body = {
+        **VALID,
+        "recipients": ["ok@example.com", "not-an-address", "x@y\n\x1b", long_invalid, {"email": over_the_limit}],
+        "reply_to": "reply..to@example.com",
+    }
+    answer = api.post_job({**body, "recipients": body["recipients"][:4]})
+    assert answer.status_code == 422, answer.text
+    details = answer.json()["details"]
+    assert [(d["field"], d.get("index"), d["address"]) for d in details] == [
+        ("reply_to", None, "reply..to@example.com"),
+        ("recipients[1]", 1, "not-an-address"),
+        ("recipients[2]", 2, "x@y\n\x1b"),
+        ("recipients[3]", 3, "a" * 100 + "…"),
+    ]
+    # The control characters travel JSON-escaped: the body itself has none.
+    assert "\\n\\u001b" in answer.text and not any(c < " " for c in answer.text.strip())
+
+    schema_error = api.post_job(body)
+    assert schema_error.status_code == 422
+    assert [(d["field"], d["index"], d["address"]) for d in schema_error.json()["details"]] == [
+        ("recipients[4].email", 4, "b" * 100 + "…")
+    ]
+    assert _state(api, queue_key) == before
+    assert sink.handler.messages() == []
+
+
 @pytest.mark.parametrize(
     ("content", "content_type", "status", "code"),
     [

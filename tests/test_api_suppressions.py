@@ -101,7 +101,13 @@ def test_addresses_are_added_and_removed_through_the_api(feature_stack: FeatureS
     assert client.delete(f"/api/suppressions/{address}").status_code == 204
     assert client.delete(f"/api/suppressions/{address}").status_code == 404
     assert _send(feature_stack, [address])["counts"]["sent"] == 1
-    assert client.post("/api/suppressions", json={"email": "not an address"}).status_code == 422
+    refused = client.post("/api/suppressions", json={"email": "not an address"})
+    assert refused.status_code == 422
+    assert refused.json()["details"] == [
+        {"field": "email", "reason": "An email address must have an @-sign.", "address": "not an address"}
+    ]
+    not_an_address = client.delete("/api/suppressions/" + "c" * 120)
+    assert not_an_address.status_code == 422 and not_an_address.json()["details"][0]["address"] == "c" * 100 + "…"
     assert _anonymous(feature_stack, "GET", "/api/suppressions").status_code == 401
 
 

@@ -172,7 +172,7 @@ def test_a_key_sends_as_the_default_sender_or_its_own_senders_only(api: ApiServe
         answer = _call(api, "POST", "/api/email/", key, json={**BODY, "sender": sender})
         assert answer.status_code == status, (sender, answer.text)
         if status == 422:
-            assert [d["field"] for d in answer.json()["details"]] == ["sender"]
+            assert [(d["field"], d["address"]) for d in answer.json()["details"]] == [("sender", sender)]
 
 
 def test_staging_sends_only_to_allowed_recipient_domains(postgres_url: str):
@@ -182,7 +182,8 @@ def test_staging_sends_only_to_allowed_recipient_domains(postgres_url: str):
         body = {"recipients": ["a@example.com", "b@Test.org", "c@gmail.com"], "subject": "s"}
         answer = staging.client.post("/api/email/", json=body)
         assert answer.status_code == 422
-        assert [(d["field"], d["index"]) for d in answer.json()["details"]] == [("recipients[2]", 2)]
+        details = answer.json()["details"]
+        assert [(d["field"], d["index"], d["address"]) for d in details] == [("recipients[2]", 2, "c@gmail.com")]
         allowed = {**body, "recipients": body["recipients"][:2]}
         assert staging.client.post("/api/email/", json=allowed).status_code == 202
     finally:

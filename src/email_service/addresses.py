@@ -16,10 +16,18 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_AT
 
 # RFC 2142 names (postmaster, abuse...) that email-validator lower-cases in the local part.
 _CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+# An error quotes at most this many characters of a refused address: enough to find it in a long list,
+# never a whole megabyte echoed back.
+QUOTED_MAX = 100
 
 
 class InvalidAddress(ValueError):
     """The address is not deliverable syntax; the message says why."""
+
+
+def quoted(address: str) -> str:
+    """``address`` as an error quotes it: its first QUOTED_MAX characters, then "…" if there were more."""
+    return address if len(address) <= QUOTED_MAX else address[:QUOTED_MAX] + "…"
 
 
 def normalize_address(address: str) -> str:

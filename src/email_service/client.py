@@ -30,6 +30,7 @@ class ErrorDetail(TypedDict):
     field: str
     reason: str
     index: NotRequired[int | None]  # which recipient, for a recipient's problem
+    address: NotRequired[str | None]  # the refused address, as given (cut after 100 characters)
     line: NotRequired[int | None]  # template line, for a render error
     variable: NotRequired[str | None]  # the undefined variable, for a render error
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from ..addresses import quoted
 from ..errors import RequestError, TooManyRequests
 from ..readiness import describe_failure
 from .schemas import RECIPIENT_FORMS, ErrorBody
@@ -23,6 +24,9 @@ API_KEY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 COMMON_ERRORS: dict[int | str, Any] = {401: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody}
 # ... and one taking a JSON body: not JSON (400), too large (413), not declared JSON (415).
 BODY_ERRORS: dict[int | str, Any] = {**COMMON_ERRORS, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody}
+# The fields that hold an address (`address` is a recipient given as a string): a value refused there is
+# quoted in its detail, as intake quotes the addresses it refuses.
+_ADDRESS_FIELDS = frozenset({"address", "email", "reply_to", "sender"})
 
 
 def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
@@ -34,11 +38,13 @@ def error_response(status: int, code: str, message: str, details: list[dict[str,
 def validation_error_response(exc: ValidationError) -> Response:
     """flask-openapi3's callback for a request that does not fit its model."""
     details = []
-    for error in exc.errors(include_url=False, include_input=False):
+    for error in exc.errors(include_url=False):
         field, index = _field_name(error["loc"])
         detail: dict[str, Any] = {"field": field, "reason": error["msg"]}
         if index is not None:
             detail["index"] = index
+        if error["loc"] and error["loc"][-1] in _ADDRESS_FIELDS and isinstance(error["input"], str):
+            detail["address"] = quoted(error["input"])
         details.append(detail)
     return error_response(422, "validation_error", f"{len(details)} problem(s) in the request", details)
 

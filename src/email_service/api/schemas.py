@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 from pydantic.config import JsonDict
 
+from ..addresses import QUOTED_MAX
 from ..storage.models import RecipientStatus
 
 TUTORIAL_EXAMPLE: JsonDict = {
@@ -253,6 +254,11 @@ class ErrorDetail(BaseModel):
     field: str = Field(description="Where the problem is, e.g. `recipients[3]` or `subject`.")
     reason: str
     index: int | None = Field(None, description="Index in `recipients`, for a recipient's problem.")
+    address: str | None = Field(
+        None,
+        description=f"The address refused, as given (JSON-escaped like any string): its first {QUOTED_MAX} "
+        "characters, then `…` when it is longer.",
+    )
     line: int | None = Field(None, description="Template line of a template error.")
     variable: str | None = Field(None, description="The undefined variable a template used.")
 

@@ -85,7 +85,9 @@ def accept_job(
         problems.add("subject", reason)
     sender = request.sender or settings.mail_default_sender
     if request.sender is not None and auth.sender_address(sender) not in auth.allowed_senders(services, owner):
-        problems.add("sender", "not a sender this API key may use (MAIL_DEFAULT_SENDER or the key's senders)")
+        problems.add(
+            "sender", "not a sender this API key may use (MAIL_DEFAULT_SENDER or the key's senders)", address=sender
+        )
     reply_to = _reply_to(request.reply_to, problems)
     job_options.check_extra_headers(request.headers, problems)
     job_options.check_metadata(request.metadata, problems)
@@ -182,11 +184,13 @@ def _recipient_rows(
         try:
             address = normalize_address(email)
         except InvalidAddress as exc:
-            problems.add(f"recipients[{index}]", str(exc), index=index)
+            problems.add(f"recipients[{index}]", str(exc), index=index, address=email)
             continue
         domain = address.rpartition("@")[2].lower()
         if allowed_domains and domain not in allowed_domains:
-            problems.add(f"recipients[{index}]", f"domain {domain!r} is not in RECIPIENT_DOMAINS", index=index)
+            problems.add(
+                f"recipients[{index}]", f"domain {domain!r} is not in RECIPIENT_DOMAINS", index=index, address=email
+            )
             continue
         if name is not None and (reason := describe_control_character(name)):
             problems.add(f"recipients[{index}].name", reason, index=index)
@@ -234,11 +238,11 @@ def _reply_to(value: str | None, problems: Problems) -> str | None:
     try:
         address = normalize_address(value)
     except InvalidAddress as exc:
-        problems.add("reply_to", str(exc))
+        problems.add("reply_to", str(exc), address=value)
         return None
     if not address.rpartition("@")[0].isascii():
         # Only an SMTPUTF8 message can carry it, and a job's recipients are mostly ASCII addresses.
-        problems.add("reply_to", "a non-ASCII local part is not accepted in Reply-To")
+        problems.add("reply_to", "a non-ASCII local part is not accepted in Reply-To", address=value)
         return None
     return address
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter, ValidationError
 
+from ..addresses import quoted
 from ..header_values import describe_control_character
 from ..messages import AttachmentFile
 
@@ -30,10 +31,13 @@ class Problems:
 
     items: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, field: str, reason: str, *, index: int | None = None) -> None:
+    def add(self, field: str, reason: str, *, index: int | None = None, address: str | None = None) -> None:
+        """A problem of ``field``; ``index`` in recipients and the refused ``address`` (quoted) when it is one's."""
         problem: dict[str, Any] = {"field": field, "reason": reason}
         if index is not None:
             problem["index"] = index
+        if address is not None:
+            problem["address"] = quoted(address)
         self.items.append(problem)
 
     def __bool__(self) -> bool:

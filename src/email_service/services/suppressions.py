@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..addresses import InvalidAddress, dedup_key, normalize_address
+from ..addresses import InvalidAddress, dedup_key, normalize_address, quoted
 from ..errors import NotFound, ValidationFailed
 from ..storage import suppressions
 from ..storage.models import Recipient, SuppressionReason, utcnow
@@ -30,7 +30,8 @@ def key_of(email: str) -> str:
     try:
         return dedup_key(normalize_address(email))
     except InvalidAddress as exc:
-        raise ValidationFailed("invalid address", [{"field": "email", "reason": str(exc)}]) from None
+        detail = {"field": "email", "reason": str(exc), "address": quoted(email)}
+        raise ValidationFailed("invalid address", [detail]) from None
 
 
 def add(services: Services, email: str, reason: str = SuppressionReason.MANUAL, job_id: str | None = None) -> bool:
