@@ -11,10 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from email_service.config import Settings
 from email_service.logs import configure_logging
 from email_service.services import Services, build_services, deliver, dispatch, events, intake
+from email_service.services.job_statuses import JobStatuses
 from email_service.storage import repository
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import utcnow
@@ -118,6 +120,32 @@ def test_a_batch_slower_than_its_lease_keeps_its_claim_by_renewing_it(tmp_path: 
     assert latest_lease > now + timedelta(seconds=3)  # renewed beyond the first 2 s
     assert _counts(services, accepted.id) == {"sent": 20}
     assert len(sink.handler.messages()) == 20
+
+
+def test_the_batches_of_a_process_share_one_read_of_their_job_s_status(tmp_path: Path):
+    services = _services(tmp_path)
+    accepted = intake.accept_job(services, intake.JobRequest(recipients=[Recipient("r@example.com")], subject="s"))
+    now = utcnow()
+    with services.sessions.begin() as session:
+        repository.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
+    statuses = JobStatuses(services.readers, max_age=0.3)
+    reads: list[str] = []
+    event.listen(services.engine, "before_cursor_execute", lambda *args: reads.append(args[2]))
+
+    def status_reads() -> int:
+        return sum(statement.startswith("SELECT jobs.status") for statement in reads)
+
+    with ThreadPoolExecutor(20) as pool:
+        seen = list(pool.map(lambda _: statuses.current(accepted.id), range(200)))
+    assert seen == ["sending"] * 200
+    assert status_reads() == 1
+    with services.sessions.begin() as session:
+        assert repository.pause_job(session, accepted.id)
+    assert statuses.current(accepted.id) == "sending"  # read less than max_age ago
+    time.sleep(0.3)
+    assert statuses.current(accepted.id) == "paused"
+    assert statuses.current("no-such-job") is None
+    assert status_reads() == 3
 
 
 def test_suppress_send_logs_instead_of_sending(

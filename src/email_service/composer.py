@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
 from . import unsubscribe
 from .errors import TemplateError
-from .messages import AttachmentFile, Envelope, MessageBuilder, message_id_for
+from .messages import AttachmentFile, Envelope, MessageBuilder, date_value, message_id_for
 from .rendering import TemplateRenderer, TemplateSource
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ def template_context(
         "name": name or "",
         "subject": job.subject,
         "content": job.content,
-        "date": format_datetime(date),
+        "date": date_value(date),
         **(job.variables or {}),
         **(variables or {}),
     }

@@ -25,6 +25,16 @@ SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)
 _ADDRESS_HEADERS = frozenset({"from", "reply-to"})
 
 
+def date_value(date: datetime) -> str:
+    """The Date header's value (RFC 5322 §3.3), which counts whole seconds."""
+    return _formatted_date(date.replace(microsecond=0))
+
+
+@lru_cache(maxsize=4)  # a batch sends many messages a second: formatting once per second is enough
+def _formatted_date(date: datetime) -> str:
+    return format_datetime(date)
+
+
 @dataclass(frozen=True, eq=False)  # compared by identity: a batch's messages share the same objects
 class AttachmentFile:
     """A file attached to every message of a job."""
@@ -36,7 +46,7 @@ class AttachmentFile:
 
 @dataclass(frozen=True)
 class Envelope:
-    """What the relay is told: the sender, the one recipient, and the message bytes."""
+    """What the relay is told: the sender and the one recipient (bare addresses), and the message bytes."""
 
     sender: str
     recipient: str
@@ -51,6 +61,7 @@ def message_id_for(job_id: str, position: int, sender: str) -> str:
 
 
 @lru_cache(maxsize=256)
+@lru_cache(maxsize=64)  # the same few senders, for every message of their batches
 def envelope_sender(sender: str) -> str:
     """The bare address of a From value such as ``Name <addr@example.org>`` (MAIL FROM takes it)."""
     return parseaddr(sender)[1]
@@ -97,7 +108,7 @@ class MessageBuilder:
         recipient = transport_address(recipient)
         policy = SMTP_POLICY if recipient.isascii() else SMTPUTF8_POLICY
         to_line = address_line("To", [(recipient_name, recipient)], utf8=policy is SMTPUTF8_POLICY)
-        own_lines = f"Date: {format_datetime(date)}\r\n".encode("ascii") + to_line
+        own_lines = f"Date: {date_value(date)}\r\n".encode("ascii") + to_line
         own_lines += f"Message-ID: {message_id}\r\n".encode("ascii")
         if unsubscribe_url is not None:
             _check_header("List-Unsubscribe", unsubscribe_url)

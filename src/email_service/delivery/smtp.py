@@ -338,10 +338,8 @@ def _envelope_commands(envelope: Envelope) -> bytes:
     """MAIL, RCPT and DATA of one message, as one pipelined group."""
     utf8 = _needs_utf8(envelope)
     option = " SMTPUTF8" if utf8 else ""
-    commands = (
-        f"MAIL FROM:{smtplib.quoteaddr(envelope.sender)}{option}\r\n"
-        f"RCPT TO:{smtplib.quoteaddr(envelope.recipient)}\r\nDATA\r\n"
-    )
+    # An envelope holds bare addresses (checked at intake), so each only needs its angle brackets.
+    commands = f"MAIL FROM:<{envelope.sender}>{option}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n"
     return commands.encode("utf-8" if utf8 else "ascii")
 
 

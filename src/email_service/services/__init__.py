@@ -19,6 +19,7 @@ from ..dkim_signing import DkimSigner
 from ..rendering import TemplateRenderer
 from ..storage.database import make_engine, make_reader_factory, make_session_factory
 from ..storage.outcomes import OutcomeWriters
+from .job_statuses import JobStatuses
 from .leases import LeaseKeeper
 
 # Database connections a worker process writes its outcomes on, whatever its SMTP_CONCURRENCY: each
@@ -50,6 +51,7 @@ class Services:
     rate_limiter: RateLimiter | None
     leases: LeaseKeeper
     outcomes: OutcomeWriters
+    job_statuses: JobStatuses
     dkim_signer: DkimSigner | None = None
     queue: TaskQueue | None = None
     # Set when the process is asked to stop: running batches give back what they have not sent.
@@ -62,16 +64,18 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
     # good: the pool does not grow with SMTP_CONCURRENCY, so neither does PostgreSQL's connection count.
     engine = make_engine(settings.database_url, pool_size=OUTCOME_WRITERS + min(settings.smtp_concurrency, 8))
     sessions = make_session_factory(engine)
+    readers = make_reader_factory(engine)
     return Services(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        readers=make_reader_factory(engine),
+        readers=readers,
         renderer=TemplateRenderer(settings.templates_dir),
         transport=transport or make_transport(settings),
         retry_policy=RetryPolicy.from_settings(settings),
         rate_limiter=make_rate_limiter(settings),
         leases=LeaseKeeper(sessions, settings.lease_seconds),
         outcomes=OutcomeWriters(engine, OUTCOME_WRITERS),
+        job_statuses=JobStatuses(readers),
         dkim_signer=DkimSigner.from_settings(settings),
     )

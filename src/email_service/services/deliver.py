@@ -27,10 +27,10 @@ from ..storage.leases import Lease
 from ..storage.models import Job, JobStatus, Recipient, RecipientStatus, SuppressionReason, utcnow
 from . import Services, templates
 from .completion import finish_if_done
+from .job_statuses import MAX_AGE_SECONDS
 
 log = logging.getLogger(__name__)
 
-STATUS_CHECK_SECONDS = 1.0
 # A recipient claimed this often without an outcome (each claim killed its worker, say) fails:
 # no single recipient may stall its batch for ever.
 MAX_ATTEMPTS = 100
@@ -131,7 +131,8 @@ class _BatchRun:
         self.throttled: Counter[int] = Counter()  # throttled answers, by recipient
         self.lease = lease
         self.failures = 0
-        self.next_status_check = time.monotonic() + STATUS_CHECK_SECONDS
+        # First asked a status age after the claim: see services.job_statuses.
+        self.next_status_check = time.monotonic() + MAX_AGE_SECONDS
         self.builder = MessageBuilder()
 
     def run(self) -> None:
@@ -301,7 +302,8 @@ class _BatchRun:
         """The job's status when it was cancelled or paused meanwhile (asked once a second at most)."""
         if time.monotonic() < self.next_status_check:
             return None
-        self.next_status_check = time.monotonic() + STATUS_CHECK_SECONDS
+        # First asked a status age after the claim: see services.job_statuses.
+        self.next_status_check = time.monotonic() + MAX_AGE_SECONDS
         with self.services.readers() as session:
             status = repository.job_status(session, self.job_id)
         return status if status in (JobStatus.CANCELLED, JobStatus.PAUSED) else None
