@@ -264,3 +264,26 @@ def test_many_threads_write_outcomes_on_a_few_connections(sessions: sessionmaker
     writers.close()
     with sessions() as session:
         assert repository.count_by_status(session, [job_id])[job_id]["sent"] == 200
+
+
+def test_a_writer_that_cannot_connect_gives_its_slot_back(sessions: sessionmaker[Session], monkeypatch):
+    writers = OutcomeWriters(sessions.kw["bind"], 1)
+
+    def refuse(self, engine) -> None:
+        raise OSError("connection refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(OutcomeWriter, "__init__", refuse)
+        with pytest.raises(OSError), writers.borrow():
+            pass
+    borrowed: list[OutcomeWriter] = []
+
+    def borrow_once() -> None:
+        with writers.borrow() as writer:
+            borrowed.append(writer)
+
+    thread = threading.Thread(target=borrow_once, daemon=True)
+    thread.start()
+    thread.join(timeout=5)  # had the slot been lost, the only writer would never come back
+    assert len(borrowed) == 1
+    writers.close()
