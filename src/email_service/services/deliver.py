@@ -302,8 +302,6 @@ class _BatchRun:
         """The job's status when it was cancelled or paused meanwhile (asked once a second at most)."""
         if time.monotonic() < self.next_status_check:
             return None
-        # First asked a status age after the claim: see services.job_statuses.
         self.next_status_check = time.monotonic() + MAX_AGE_SECONDS
-        with self.services.readers() as session:
-            status = repository.job_status(session, self.job_id)
+        status = self.services.job_statuses.current(self.job_id)
         return status if status in (JobStatus.CANCELLED, JobStatus.PAUSED) else None
