@@ -24,7 +24,7 @@ from ..errors import DeliveryError, RecipientRefused, RelayUnavailable, Template
 from ..messages import AttachmentFile, Envelope, MessageBuilder
 from ..storage import repository, suppressions
 from ..storage.leases import Lease
-from ..storage.models import Job, JobStatus, Recipient, RecipientStatus, SuppressionReason, utcnow
+from ..storage.models import ClaimedRecipient, Job, JobStatus, RecipientStatus, SuppressionReason, utcnow
 from . import Services, templates
 from .completion import finish_if_done
 from .job_statuses import MAX_AGE_SECONDS
@@ -49,7 +49,7 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
         if job is None:
             log.warning("batch [%d, %d) of unknown job %s dropped", first, last, job_id)
             return
-        claimed: list[Recipient] = []
+        claimed: list[ClaimedRecipient] = []
         lease = Lease.starting(job_id, first, last, now, settings.lease_seconds)
         ended: tuple[RecipientStatus, int] | None = None  # rows this task ended unsent, counted once committed
         if job.expires_at is not None and job.expires_at <= now:
@@ -89,8 +89,8 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
 
 
 def _without_suppressed(
-    session: Session, claimed: list[Recipient], lease: Lease, now: datetime
-) -> tuple[list[Recipient], int]:
+    session: Session, claimed: list[ClaimedRecipient], lease: Lease, now: datetime
+) -> tuple[list[ClaimedRecipient], int]:
     """The claimed rows whose address is not suppressed; the others end suppressed, unsent (an address
     may have unsubscribed or bounced since the job was accepted): how many."""
     keys = [dedup_key(r.address) for r in claimed]
@@ -112,7 +112,7 @@ class _BatchRun:
         job: Job,
         attachments: tuple[AttachmentFile, ...],
         accepted_at: datetime,
-        claimed: list[Recipient],
+        claimed: list[ClaimedRecipient],
         lease: Lease,
     ) -> None:
         self.services = services
@@ -127,7 +127,7 @@ class _BatchRun:
             self.template_error = None
         self.accepted_at = accepted_at
         self.queue = deque(claimed)  # not handed to the relay yet
-        self.in_flight: dict[int, tuple[Recipient, float]] = {}  # handed over, unanswered: since when
+        self.in_flight: dict[int, tuple[ClaimedRecipient, float]] = {}  # handed over, unanswered: since when
         self.throttled: Counter[int] = Counter()  # throttled answers, by recipient
         self.lease = lease
         self.failures = 0
@@ -153,7 +153,7 @@ class _BatchRun:
         finally:
             connection.close()
 
-    def _messages(self) -> Iterator[tuple[Recipient, Envelope]]:
+    def _messages(self) -> Iterator[tuple[ClaimedRecipient, Envelope]]:
         """The batch's messages, each composed when the connection is ready to take it; none once the
         job was cancelled, paused or expired, the process is stopping or the lease runs low."""
         while self.queue:
@@ -180,12 +180,12 @@ class _BatchRun:
                 self.in_flight[recipient.id] = (recipient, metrics.send_started())
                 yield recipient, envelope
 
-    def _take_queue(self) -> list[Recipient]:
+    def _take_queue(self) -> list[ClaimedRecipient]:
         rows = list(self.queue)
         self.queue.clear()
         return rows
 
-    def _compose(self, recipient: Recipient) -> Envelope | None:
+    def _compose(self, recipient: ClaimedRecipient) -> Envelope | None:
         """The recipient's message; None when its template cannot be rendered (it failed)."""
         try:
             if self.template_error is not None:
@@ -206,7 +206,7 @@ class _BatchRun:
             self._fail(recipient, None, f"template: {exc}")
             return None
 
-    def _answered(self, recipient: Recipient, error: DeliveryError | None) -> None:
+    def _answered(self, recipient: ClaimedRecipient, error: DeliveryError | None) -> None:
         _, started = self.in_flight.pop(recipient.id)
         metrics.send_answered(started, error)
         if error is None:
@@ -228,7 +228,7 @@ class _BatchRun:
                 return
         self._record_failure(recipient, error)
 
-    def _wait_for_rate(self, recipient: Recipient) -> bool:
+    def _wait_for_rate(self, recipient: ClaimedRecipient) -> bool:
         """Wait for this message's slot under the rate limits; False when the slot is too far off
         (long wait, shutdown) and the recipient was given back until then."""
         limiter = self.services.rate_limiter
@@ -246,7 +246,7 @@ class _BatchRun:
             metrics.rate_limit_waited(time.monotonic() - started)
         return True
 
-    def _record_failure(self, recipient: Recipient, error: DeliveryError) -> None:
+    def _record_failure(self, recipient: ClaimedRecipient, error: DeliveryError) -> None:
         now = utcnow()
         if error.permanent:
             self._fail(recipient, error.code or None, str(error))
@@ -267,7 +267,7 @@ class _BatchRun:
         self._written(written, recipient)
         log.info("job %s recipient %d deferred until %s: %s", self.job_id, recipient.id, retry_at.isoformat(), error)
 
-    def _fail(self, recipient: Recipient, code: int | None, reason: str) -> None:
+    def _fail(self, recipient: ClaimedRecipient, code: int | None, reason: str) -> None:
         self.failures += 1
         with self.services.outcomes.borrow() as writer:
             written = writer.failed(recipient, self.lease, code=code, reason=reason, now=utcnow())
@@ -275,21 +275,21 @@ class _BatchRun:
             metrics.recipients_ended(RecipientStatus.FAILED)
         log.warning("job %s recipient %d failed: %s", self.job_id, recipient.id, reason)
 
-    def _give_back(self, rows: list[Recipient], *, wake_at: datetime, now: datetime) -> None:
+    def _give_back(self, rows: list[ClaimedRecipient], *, wake_at: datetime, now: datetime) -> None:
         """Release claimed rows unsent, for the scheduler to queue at ``wake_at`` (rare: shutdown, pause,
         lease running low, rate wait)."""
         with self.lease.lock, self.services.sessions.begin() as session:
             repository.release(session, rows, self.lease, wake_at=wake_at, now=now)
 
     def _end_unsent(
-        self, rows: list[Recipient], status: RecipientStatus, now: datetime, reason: str | None = None
+        self, rows: list[ClaimedRecipient], status: RecipientStatus, now: datetime, reason: str | None = None
     ) -> None:
         """End claimed rows unsent: their job was cancelled or expired meanwhile."""
         with self.lease.lock, self.services.sessions.begin() as session:
             ended = repository.end_claimed(session, rows, self.lease, status, now, reason)
         metrics.recipients_ended(status, ended)
 
-    def _written(self, written: bool, recipient: Recipient) -> bool:
+    def _written(self, written: bool, recipient: ClaimedRecipient) -> bool:
         if not written:
             log.warning(
                 "job %s recipient %d: outcome not recorded, the claim had expired and another worker owns it",

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from .leases import Lease
-from .models import Recipient, RecipientStatus, UTCDateTime
+from .models import ClaimedRecipient, RecipientStatus, UTCDateTime
 
 _OWNED = "WHERE id = {p} AND status = 'sending' AND lease_until = {p}"
 _SENT = (
@@ -95,15 +95,22 @@ class OutcomeWriter:
         to_db: Callable[[Any], Any] | None = UTCDateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
         self._when: Callable[[Any], Any] = to_db or (lambda value: value)
 
-    def sent(self, claimed: Recipient, lease: Lease, now: datetime) -> bool:
+    def sent(self, claimed: ClaimedRecipient, lease: Lease, now: datetime) -> bool:
         when = self._when(now)
         return self._write(self._sent, (when, when), claimed, lease)
 
-    def failed(self, claimed: Recipient, lease: Lease, *, code: int | None, reason: str, now: datetime) -> bool:
+    def failed(self, claimed: ClaimedRecipient, lease: Lease, *, code: int | None, reason: str, now: datetime) -> bool:
         return self._write(self._failed, (code, reason[:2000], self._when(now)), claimed, lease)
 
     def deferred(
-        self, claimed: Recipient, lease: Lease, *, code: int | None, reason: str, retry_at: datetime, now: datetime
+        self,
+        claimed: ClaimedRecipient,
+        lease: Lease,
+        *,
+        code: int | None,
+        reason: str,
+        retry_at: datetime,
+        now: datetime,
     ) -> bool:
         retry = self._when(retry_at)
         return self._write(self._deferred, (code, reason[:2000], retry, retry, self._when(now)), claimed, lease)
@@ -117,7 +124,7 @@ class OutcomeWriter:
         """Give the connection up for good (after an error: it may be broken)."""
         self._pooled.invalidate()
 
-    def _write(self, sql: str, values: tuple[Any, ...], claimed: Recipient, lease: Lease) -> bool:
+    def _write(self, sql: str, values: tuple[Any, ...], claimed: ClaimedRecipient, lease: Lease) -> bool:
         with lease.lock:  # a renewal does not change the rows' lease between reading it and writing
             cursor = self._driver.execute(sql, (*values, claimed.id, self._when(lease.until)))
         return bool(cursor.rowcount)

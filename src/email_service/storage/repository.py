@@ -9,15 +9,17 @@ workers can never both own the same recipient.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, cast
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy import Table, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..messages import AttachmentFile
 from .leases import Lease
-from .models import UNFINISHED_JOB_STATUSES, Attachment, Job, JobStatus, Recipient, RecipientStatus
+from .models import UNFINISHED_JOB_STATUSES, Attachment, ClaimedRecipient, Job, JobStatus, Recipient, RecipientStatus
 
 # A new recipient row, in this column order: the intake writes 100,000 of them at a time.
 NEW_RECIPIENT_COLUMNS = ("job_id", "position", "address", "name", "variables", "status", "attempts")
@@ -159,7 +161,7 @@ def set_dispatch_deadline(session: Session, job_id: str, deadline: datetime) -> 
 
 def claim_batch(
     session: Session, job_id: str, first: int, last: int, *, now: datetime, lease_until: datetime
-) -> list[Recipient]:
+) -> list[ClaimedRecipient]:
     """Take the recipients at positions [first, last) that nobody owns and that are due:
     pending, deferred whose retry time has come, or sending whose lease expired.
 
@@ -178,22 +180,24 @@ def claim_batch(
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
+    table = cast(Table, Recipient.__table__)  # Core, not the ORM: the rows come back as ClaimedRecipient
     result = session.execute(
-        update(Recipient)
-        .where(Recipient.id.in_(picked), claimable)
+        update(table)
+        .where(table.c.id.in_(picked), claimable)
         .values(
             status=RecipientStatus.SENDING,
             lease_until=lease_until,
-            attempts=Recipient.attempts + 1,
+            attempts=table.c.attempts + 1,
             updated_at=now,
         )
-        .returning(Recipient)
-        .execution_options(synchronize_session=False)
+        .returning(*(table.c[field.name] for field in fields(ClaimedRecipient)))
     )
-    return sorted(result.scalars(), key=lambda r: r.position)
+    return sorted((ClaimedRecipient(*row) for row in result), key=attrgetter("position"))
 
 
-def release(session: Session, claimed: Sequence[Recipient], lease: Lease, *, wake_at: datetime, now: datetime) -> None:
+def release(
+    session: Session, claimed: Sequence[ClaimedRecipient], lease: Lease, *, wake_at: datetime, now: datetime
+) -> None:
     """Give claimed rows back unsent (shutdown, lease running out, rate limit): pending again, and
     the scheduler queues them at ``wake_at``. The claim does not count as an attempt."""
     if claimed:
@@ -208,7 +212,7 @@ def release(session: Session, claimed: Sequence[Recipient], lease: Lease, *, wak
 
 def end_claimed(
     session: Session,
-    claimed: Sequence[Recipient],
+    claimed: Sequence[ClaimedRecipient],
     lease: Lease,
     status: RecipientStatus,
     now: datetime,
@@ -224,7 +228,7 @@ def end_claimed(
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _still_claimed(claimed: Sequence[Recipient], lease: Lease) -> Any:
+def _still_claimed(claimed: Sequence[ClaimedRecipient], lease: Lease) -> Any:
     """The rows among ``claimed`` that their claim still owns (the caller holds ``lease.lock``)."""
     return and_(
         Recipient.id.in_([r.id for r in claimed]),
