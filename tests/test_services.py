@@ -16,6 +16,7 @@ from sqlalchemy import event
 from email_service.config import Settings
 from email_service.logs import configure_logging
 from email_service.services import Services, build_services, deliver, dispatch, events, intake
+from email_service.services.dispatch_gate import DispatchGate
 from email_service.services.job_statuses import JobStatuses
 from email_service.storage import repository
 from email_service.storage.migrate import upgrade
@@ -146,6 +147,23 @@ def test_the_batches_of_a_process_share_one_read_of_their_job_s_status(tmp_path:
     assert statuses.current(accepted.id) == "paused"
     assert statuses.current("no-such-job") is None
     assert status_reads() == 3
+
+
+def test_a_batch_starting_while_its_process_publishes_waits_for_the_publisher():
+    gate = DispatchGate()
+    started: list[float] = []
+    with ThreadPoolExecutor(1) as pool:
+        with gate.publishing():
+            batch = pool.submit(lambda: (gate.wait(), started.append(time.monotonic())))
+            time.sleep(0.2)
+            assert not started  # held back while publishing
+            published_at = time.monotonic()
+        batch.result(timeout=5)
+    assert started[0] >= published_at
+    with gate.publishing():
+        before = time.monotonic()
+        gate.wait(timeout=0.1)  # a publisher that never ends holds nobody for long
+        assert 0.1 <= time.monotonic() - before < 1
 
 
 def test_suppress_send_logs_instead_of_sending(

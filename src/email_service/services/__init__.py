@@ -19,6 +19,7 @@ from ..dkim_signing import DkimSigner
 from ..rendering import TemplateRenderer
 from ..storage.database import make_engine, make_reader_factory, make_session_factory
 from ..storage.outcomes import OutcomeWriters
+from .dispatch_gate import DispatchGate
 from .job_statuses import JobStatuses
 from .leases import LeaseKeeper
 
@@ -54,6 +55,7 @@ class Services:
     job_statuses: JobStatuses
     dkim_signer: DkimSigner | None = None
     queue: TaskQueue | None = None
+    dispatch_gate: DispatchGate = field(default_factory=DispatchGate)
     # Set when the process is asked to stop: running batches give back what they have not sent.
     stopping: threading.Event = field(default_factory=threading.Event)
     rng: random.Random = field(default_factory=random.Random)

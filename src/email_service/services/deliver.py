@@ -43,6 +43,7 @@ LONGEST_INLINE_WAIT = 5.0
 def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
     """Send to the recipients at positions [first, last) of a job that nobody else owns."""
     settings = services.settings
+    services.dispatch_gate.wait()  # see services.dispatch_gate
     with services.sessions.begin() as session:
         now = utcnow()  # after BEGIN, which may have waited for SQLite's write lock
         job = repository.get_job(session, job_id)

@@ -38,6 +38,7 @@ def enqueue_batches(services: Services, job_id: str, total: int) -> int:
     """Queue a task for every batch of the job (a batch with nothing due claims nothing); how many."""
     assert services.queue is not None
     ranges = batch_ranges(total, services.settings.batch_size)
-    for first, last in ranges:
-        services.queue.send_batch(job_id, first, last)
+    with services.dispatch_gate.publishing():
+        for first, last in ranges:
+            services.queue.send_batch(job_id, first, last)
     return len(ranges)
