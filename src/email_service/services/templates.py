@@ -171,7 +171,7 @@ def job_content(
     extra_headers = (("Reply-To", job.reply_to),) if job.reply_to else ()
     return JobContent(
         job_id=job.id,
-        template=template or resolve(services, job.template, job.template_version, include_deleted=True),
+        template=template or _pinned(services, job),
         sender=job.sender,
         subject=job.subject,
         content=job.content,
@@ -180,6 +180,16 @@ def job_content(
         attachments=attachments,
         unsubscribe=(services.settings.public_url, job.unsubscribe_key) if job.unsubscribe_key else None,
     )
+
+
+def _pinned(services: Services, job: Job) -> TemplateSource:
+    """The template intake chose for the job: the stored version it pinned, or, with no version, a file
+    (a stored template cannot take a file's name), read without asking the database: once per batch."""
+    if job.template_version is None:
+        source = services.renderer.file_source(job.template)
+        if source is not None:
+            return source
+    return resolve(services, job.template, job.template_version, include_deleted=True)
 
 
 # A stored template by this name would be shadowed by POST /api/templates/preview.

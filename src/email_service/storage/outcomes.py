@@ -90,6 +90,7 @@ class OutcomeWriter:
             placeholder = "%s"
         else:  # SQLite: the engine's connections run without pysqlite's implicit transactions
             placeholder = "?"
+        self._cursor: Any = self._driver.cursor()  # one for every write: a cursor costs more than the statement
         self._sent, self._failed, self._deferred = (sql.format(p=placeholder) for sql in (_SENT, _FAILED, _DEFERRED))
         # The same conversion SQLAlchemy applies to these columns (UTC; a string on SQLite).
         to_db: Callable[[Any], Any] | None = UTCDateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
@@ -116,6 +117,7 @@ class OutcomeWriter:
         return self._write(self._deferred, (code, reason[:2000], retry, retry, self._when(now)), claimed, lease)
 
     def close(self) -> None:
+        self._cursor.close()
         if self._postgresql:
             self._driver.autocommit = False  # as the pool lends its connections
         self._pooled.close()
@@ -126,5 +128,5 @@ class OutcomeWriter:
 
     def _write(self, sql: str, values: tuple[Any, ...], claimed: ClaimedRecipient, lease: Lease) -> bool:
         with lease.lock:  # a renewal does not change the rows' lease between reading it and writing
-            cursor = self._driver.execute(sql, (*values, claimed.id, self._when(lease.until)))
-        return bool(cursor.rowcount)
+            self._cursor.execute(sql, (*values, claimed.id, self._when(lease.until)))
+        return bool(self._cursor.rowcount)
