@@ -70,6 +70,7 @@ def main() -> None:
             everyone = {r["position"]: r for r in _recipients(client, api, job_id)}
     finally:
         relay.stop()
+    held = {r["position"] for r in stranded}
     resent = [_seconds(everyone[r["position"]]["sent_at"], killed_clock) for r in stranded]
     received = relay.message_ids()
     expected = {r["message_id"] for r in everyone.values()}
@@ -82,7 +83,11 @@ def main() -> None:
     if resent:
         print(f"  first of them sent again:                 {min(resent):6.1f} s after the kill")
         print(f"  last of them sent:                        {max(resent):6.1f} s after the kill")
-    print(f"  job completed:                            {completed_after:6.1f} s after the kill")
+    print(f"  job completed:                            {completed_after:6.1f} s after the kill (seen by polling)")
+    finished_after = _seconds(job["finished_at"], killed_clock)
+    print(f"  job's finished_at:                        {finished_after:6.1f} s after the kill")
+    before = [_seconds(r["sent_at"], killed_clock) for r in everyone.values() if r["position"] not in held]
+    print(f"  last message sent before the kill:        {max(before):6.1f} s after the kill (clock check: <= 0)")
     print(f"  sent {job['counts']['sent']:,}, failed {job['counts']['failed']:,}; at the relay: {lost} lost, ", end="")
     print(f"{duplicates} duplicates (bound: {in_flight}, one message in flight per connection)")
 
