@@ -36,6 +36,7 @@ bench: $(INSTALLED) deploy-tools
 	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/recovery.py
 	$(BIN)/python bench/dkim_signing.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/round_trips.py
