@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from _support import deployment, exit_cleanly_on_sigterm, job_body, make_addresses, post_job, print_machine
+from _support import deployment, exit_cleanly_on_sigterm, job_body, make_addresses, post_job, print_machine, wait_until
 from email_service.config import Settings
 
 # isort: split
@@ -56,8 +56,8 @@ def main() -> None:
             deployed.start_scheduler()
             api = deployed.base_url
             job_id = post_job(client, api, job_body(make_addresses(args.recipients)), args.recipients)
-            while relay.count() < args.kill_at * args.recipients:
-                time.sleep(0.005)
+            kill_at = args.kill_at * args.recipients
+            wait_until(lambda: relay.count() >= kill_at, timeout=args.timeout, what="the kill point", interval=0.005)
             os.killpg(worker.pid, signal.SIGKILL)  # the supervisor and every Celery process under it
             killed_at, killed_clock = time.monotonic(), datetime.now().astimezone()
             at_kill = relay.count()
@@ -65,7 +65,7 @@ def main() -> None:
             worker.process.wait()
             deployed.start_worker()
             ready_after = time.monotonic() - killed_at
-            job = _wait_completed(client, api, job_id, killed_at + args.timeout)
+            job = _completed_job(client, api, job_id, args.timeout)
             completed_after = time.monotonic() - killed_at
             everyone = {r["position"]: r for r in _recipients(client, api, job_id)}
     finally:
@@ -108,14 +108,15 @@ def _recipients(client: httpx.Client, api: str, job_id: str, status: str | None 
             return items
 
 
-def _wait_completed(client: httpx.Client, api: str, job_id: str, deadline: float) -> dict[str, Any]:
-    while True:
-        job = client.get(f"{api}/api/email/{job_id}").json()
-        if job["status"] == "completed":
-            return dict(job)
-        if time.monotonic() > deadline:
-            raise SystemExit(f"job not completed in time: {job}")
-        time.sleep(0.2)
+def _completed_job(client: httpx.Client, api: str, job_id: str, timeout: float) -> dict[str, Any]:
+    job: dict[str, Any] = {}
+
+    def completed() -> bool:
+        job.update(client.get(f"{api}/api/email/{job_id}").json())
+        return job["status"] == "completed"
+
+    wait_until(completed, timeout=timeout, what=f"job {job_id} to complete", interval=0.2)
+    return job
 
 
 def _seconds(stamp: str, since: datetime) -> float:

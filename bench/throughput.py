@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="*", choices=CONFIGS, default=["postgres-redis", "embedded"])
     parser.add_argument("--processes", type=int, default=None, help="worker processes (default: WORKER_PROCESSES)")
     parser.add_argument(
-        "--smtp-concurrency", type=int, default=None, help="SMTP connections per worker process (default: 20)"
+        "--smtp-concurrency", type=int, default=None, help="SMTP connections per process (default: SMTP_CONCURRENCY)"
     )
     parser.add_argument("--batch-size", type=int, default=None, help="BATCH_SIZE of the service (default: 100)")
     parser.add_argument("--warmup", type=int, default=20, help="recipients of the untimed warm-up job")

@@ -61,7 +61,6 @@ def message_id_for(job_id: str, position: int, sender: str) -> str:
 
 
 @lru_cache(maxsize=256)
-@lru_cache(maxsize=64)  # the same few senders, for every message of their batches
 def envelope_sender(sender: str) -> str:
     """The bare address of a From value such as ``Name <addr@example.org>`` (MAIL FROM takes it)."""
     return parseaddr(sender)[1]
