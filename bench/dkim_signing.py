@@ -39,10 +39,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from _support import print_machine, print_table
-from email_service.composer import JobContent, compose
-from email_service.dkim_signing import OVERSIGNED_HEADERS, SIGNED_HEADERS, DkimKey, DkimSigner, load_key
-from email_service.messages import AttachmentFile, MessageBuilder
-from email_service.rendering import TemplateRenderer, TemplateSource
+from email_service.message.composing import JobContent, compose
+from email_service.message.dkim.signing import OVERSIGNED_HEADERS, SIGNED_HEADERS, DkimKey, DkimSigner, load_key
+from email_service.message.mime import AttachmentFile, MessageBuilder
+from email_service.message.rendering import TemplateRenderer, TemplateSource
 
 DOMAIN = "example.org"
 SELECTOR = "bench"

@@ -70,7 +70,7 @@ from _support import (
     rss_bytes,
 )
 from email_service.config import Settings
-from email_service.messages import message_id_for
+from email_service.message.mime import message_id_for
 from email_service.services import build_services, deliver, dispatch
 
 # isort: split
@@ -79,7 +79,7 @@ from tests.fake_relay import Behaviour, FakeRelay
 
 SENDER = "email-service@localhost"  # the service's default MAIL_DEFAULT_SENDER
 SUBJECT = "Benchmark"
-TEMPLATE_PATH = Path(email_service.__file__).parent / "templates" / "default.eml"
+TEMPLATE_PATH = Path(email_service.__file__).parent / "message" / "templates" / "default.eml"
 WORKLOADS = ("zero", "rtt", "limit", "limit-no-send-rate")
 GOAL_RTT_RATE = 1500  # msg/s at 20 ms: the relay's distance should barely matter
 GOAL_RTT_FACTOR = 50  # times the tutorial's design at 20 ms
@@ -496,14 +496,14 @@ class _CollectingQueue:
 # Service functions whose cumulative time is shown, when the code measured has them.
 PROFILED = [
     ("services/deliver.py", "send_batch"),
-    ("storage/repository.py", "claim_batch"),
-    ("composer.py", "compose"),
-    ("rendering.py", "render"),
-    ("messages.py", "build"),
+    ("storage/jobs.py", "claim_batch"),
+    ("message/composing.py", "compose"),
+    ("message/rendering.py", "render"),
+    ("message/mime.py", "build"),
     ("delivery/smtp.py", "_round"),
     ("storage/outcomes.py", "_write"),
     ("services/deliver.py", "_job_status_change"),
-    ("storage/repository.py", "complete_job_if_done"),
+    ("storage/jobs.py", "complete_job_if_done"),
 ]
 # Own time grouped by where it is spent: (label, test on the profiler's file name and function name).
 AREAS: list[tuple[str, Callable[[str, str], bool]]] = [

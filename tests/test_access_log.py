@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from email_service.access_log import mask_url
+from email_service.runtime.access_log import mask_url
 
 from .smtp_sink import free_port
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from email_service.address_headers import address_line, parse_mailboxes
 from email_service.errors import TemplateError
+from email_service.message.address_headers import address_line, parse_mailboxes
 
 
 def _read(line: bytes) -> EmailMessage:

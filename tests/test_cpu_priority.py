@@ -10,7 +10,7 @@ from pathlib import Path
 from .stack import WorkerProcess, child_pids
 
 REPORT = (
-    "import os, sys; from email_service import cpu_priority; cpu_priority.lower(int(sys.argv[1])); "
+    "import os, sys; from email_service.runtime import cpu_priority; cpu_priority.lower(int(sys.argv[1])); "
     "print(os.getpriority(os.PRIO_PROCESS, 0)); print(open('/proc/self/autogroup').read().strip())"
 )
 

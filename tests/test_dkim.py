@@ -16,12 +16,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from email_service.composer import JobContent, compose
 from email_service.config import Settings
-from email_service.dkim_signing import DkimError, DkimSigner
 from email_service.errors import TemplateError
-from email_service.messages import AttachmentFile
-from email_service.rendering import TemplateRenderer, TemplateSource
+from email_service.message.composing import JobContent, compose
+from email_service.message.dkim.signing import DkimError, DkimSigner
+from email_service.message.mime import AttachmentFile
+from email_service.message.rendering import TemplateRenderer, TemplateSource
 
 DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DOMAIN = "example.org"

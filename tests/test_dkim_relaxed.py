@@ -8,7 +8,13 @@ from dkim.canonicalization import Relaxed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from email_service.dkim_relaxed import MessageFormatError, field_name, relaxed_body, relaxed_field, split_message
+from email_service.message.dkim.relaxed import (
+    MessageFormatError,
+    field_name,
+    relaxed_body,
+    relaxed_field,
+    split_message,
+)
 
 EXAMPLES = settings(max_examples=300, deadline=None, derandomize=True, database=None)
 

@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from email_service.addresses import InvalidAddress, normalize_address
-from email_service.composer import JobContent, compose
 from email_service.errors import TemplateError
-from email_service.header_values import describe_control_character
-from email_service.html_text import html_to_text
-from email_service.messages import Envelope, transport_address
-from email_service.rendering import TemplateRenderer, TemplateSource
+from email_service.message.addresses import InvalidAddress, normalize_address
+from email_service.message.composing import JobContent, compose
+from email_service.message.header_values import describe_control_character
+from email_service.message.html_text import html_to_text
+from email_service.message.mime import Envelope, transport_address
+from email_service.message.rendering import TemplateRenderer, TemplateSource
 from email_service.services.job_options import Problems, check_extra_headers
 
 DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

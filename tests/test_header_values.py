@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from email_service.header_values import describe_control_character, find_control_character
+from email_service.message.header_values import describe_control_character, find_control_character
 
 FORBIDDEN = [chr(c) for c in range(0x20)] + [chr(0x7F)] + [chr(c) for c in range(0x80, 0xA0)] + ["\u2028", "\u2029"]
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from email_service.html_text import html_to_text
+from email_service.message.html_text import html_to_text
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from email_service.composer import JobContent, compose
 from email_service.errors import TemplateError
-from email_service.messages import AttachmentFile, MessageBuilder
-from email_service.rendering import RenderedEmail, TemplateRenderer
+from email_service.message.composing import JobContent, compose
+from email_service.message.mime import AttachmentFile, MessageBuilder
+from email_service.message.rendering import RenderedEmail, TemplateRenderer
 
 DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SENDER = "Service <service@example.org>"

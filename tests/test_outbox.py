@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from email_service.storage import outbox
+from email_service.storage import webhook_events
 from email_service.storage.models import EventStatus, Job, JobStatus, WebhookEvent, utcnow
 
 
@@ -33,13 +33,15 @@ def test_events_are_claimed_oldest_first_and_one_at_a_time(sessions: sessionmake
     job_id, ids = _job_with_events(sessions, 3)
     now = utcnow()
     with sessions.begin() as session:
-        first = outbox.claim_next(session, job_id, now, now + timedelta(seconds=60))
+        first = webhook_events.claim_next(session, job_id, now, now + timedelta(seconds=60))
         assert first is not None and first.id == ids[0]
     with sessions.begin() as session:
-        assert outbox.claim_next(session, job_id, now, now + timedelta(seconds=60)) is None, "the oldest is held"
-        outbox.mark_delivered(session, first, now)
+        assert webhook_events.claim_next(session, job_id, now, now + timedelta(seconds=60)) is None, (
+            "the oldest is held"
+        )
+        webhook_events.mark_delivered(session, first, now)
     with sessions.begin() as session:
-        second = outbox.claim_next(session, job_id, now, now + timedelta(seconds=60))
+        second = webhook_events.claim_next(session, job_id, now, now + timedelta(seconds=60))
         assert second is not None and second.id == ids[1]
 
 
@@ -47,27 +49,27 @@ def test_a_job_waiting_on_a_retry_is_not_due_for_its_later_events(sessions: sess
     job_id, _ = _job_with_events(sessions, 2)
     now = utcnow()
     with sessions.begin() as session:
-        assert job_id in outbox.jobs_with_events_due(session, now)
-        claimed = outbox.claim_next(session, job_id, now, now + timedelta(seconds=60))
+        assert job_id in webhook_events.jobs_with_events_due(session, now)
+        claimed = webhook_events.claim_next(session, job_id, now, now + timedelta(seconds=60))
         assert claimed is not None
-        outbox.mark_retry(session, claimed, "HTTP 500", now + timedelta(minutes=5))
+        webhook_events.mark_retry(session, claimed, "HTTP 500", now + timedelta(minutes=5))
     with sessions.begin() as session:
-        assert job_id not in outbox.jobs_with_events_due(session, now), "event 2 waits for event 1's retry"
-        assert job_id in outbox.jobs_with_events_due(session, now + timedelta(minutes=6))
+        assert job_id not in webhook_events.jobs_with_events_due(session, now), "event 2 waits for event 1's retry"
+        assert job_id in webhook_events.jobs_with_events_due(session, now + timedelta(minutes=6))
 
 
 def test_a_stale_claim_cannot_overwrite_the_attempt_that_took_over(sessions: sessionmaker[Session]):
     job_id, ids = _job_with_events(sessions, 1)
     now = utcnow()
     with sessions.begin() as session:
-        stale = outbox.claim_next(session, job_id, now, now + timedelta(seconds=1))
+        stale = webhook_events.claim_next(session, job_id, now, now + timedelta(seconds=1))
     later = now + timedelta(seconds=2)  # the first claim ran out: another delivery takes the event
     with sessions.begin() as session:
-        current = outbox.claim_next(session, job_id, later, later + timedelta(seconds=60))
+        current = webhook_events.claim_next(session, job_id, later, later + timedelta(seconds=60))
         assert current is not None and stale is not None and current.attempts == stale.attempts + 1
-        outbox.mark_delivered(session, current, later)
+        webhook_events.mark_delivered(session, current, later)
     with sessions.begin() as session:
-        outbox.mark_abandoned(session, stale, "timed out")  # the first attempt ends late
+        webhook_events.mark_abandoned(session, stale, "timed out")  # the first attempt ends late
     with sessions() as session:
         event = session.get(WebhookEvent, ids[0])
         assert event is not None and event.status == EventStatus.DELIVERED

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from email_service.errors import TemplateError
-from email_service.rendering import RenderedEmail, TemplateRenderer, TemplateSource, is_valid_template_name
+from email_service.message.rendering import RenderedEmail, TemplateRenderer, TemplateSource, is_valid_template_name
 
 CONTEXT = {
     "date": "Thu, 14 Jun 2018 15:03:07 -0000",

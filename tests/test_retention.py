@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.services.retention import count_finished_jobs, delete_finished_jobs
-from email_service.storage import repository, retention
+from email_service.storage import jobs, retention
 from email_service.storage.database import make_engine, make_session_factory
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import (
@@ -61,7 +61,7 @@ def _job(
     )
     addresses = [(job_id, i, f"r{i}@example.com", None, None, recipient_status.value, 1) for i in range(recipients)]
     with sessions.begin() as session:
-        repository.insert_job(session, job, addresses)
+        jobs.insert_job(session, job, addresses)
         for position in range(rows.get("attachments", 0)):
             session.add(
                 Attachment(job_id=job_id, position=position, filename="a.txt", content_type="text/plain", data=b"x")
@@ -174,7 +174,7 @@ def test_a_job_being_deleted_cannot_be_retried(sessions: sessionmaker[Session]):
     with sessions.begin() as session:
         assert job_id in retention.take_jobs(session, CUTOFF, now, limit=1000)
     with sessions.begin() as session:
-        assert repository.retry_failed(session, job_id, now) == 0
+        assert jobs.retry_failed(session, job_id, now) == 0
     assert _rows_of(sessions, job_id)["recipients"] == 3
 
 

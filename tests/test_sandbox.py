@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from email_service.app import MAX_JSON_DEPTH, create_api
 from email_service.config import Settings
 from email_service.errors import TemplateError
-from email_service.rendering import TemplateRenderer, TemplateSource
+from email_service.message.rendering import TemplateRenderer, TemplateSource
 from email_service.services import build_services
 from email_service.storage.migrate import upgrade
 

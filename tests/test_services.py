@@ -18,7 +18,7 @@ from email_service.logs import configure_logging
 from email_service.services import Services, build_services, deliver, dispatch, events, intake
 from email_service.services.dispatch_gate import DispatchGate
 from email_service.services.job_statuses import JobStatuses
-from email_service.storage import repository
+from email_service.storage import jobs
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import utcnow
 
@@ -66,7 +66,7 @@ def _run(services: Services, recipients: list[Recipient], content: str = "Run fo
 
 def _counts(services: Services, job_id: str) -> dict[str, int]:
     with services.sessions() as session:
-        return {k: v for k, v in repository.count_by_status(session, [job_id])[job_id].items() if v}
+        return {k: v for k, v in jobs.count_by_status(session, [job_id])[job_id].items() if v}
 
 
 def test_a_job_is_cut_into_batches_and_completes(tmp_path: Path, sink: SMTPSink):
@@ -76,7 +76,7 @@ def test_a_job_is_cut_into_batches_and_completes(tmp_path: Path, sink: SMTPSink)
     assert _counts(services, job_id) == {"sent": 10}
     assert len(sink.handler.messages()) == 10
     with services.sessions() as session:
-        assert repository.get_job(session, job_id).status == "completed"
+        assert jobs.get_job(session, job_id).status == "completed"
 
 
 def test_the_same_batch_run_twice_at_once_sends_each_message_once(tmp_path: Path, sink: SMTPSink):
@@ -87,7 +87,7 @@ def test_the_same_batch_run_twice_at_once_sends_each_message_once(tmp_path: Path
     )
     now = utcnow()
     with services.sessions.begin() as session:
-        repository.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
+        jobs.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
     sink.handler.delay = 0.01  # both runs are sending at the same time
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda _: deliver.send_batch(services, accepted.id, 0, 20), range(2)))
@@ -105,7 +105,7 @@ def test_a_batch_slower_than_its_lease_keeps_its_claim_by_renewing_it(tmp_path: 
     )
     now = utcnow()
     with services.sessions.begin() as session:
-        repository.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
+        jobs.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
     sink.handler.delay = 0.2
     with ThreadPoolExecutor(1) as pool:
         batch = pool.submit(deliver.send_batch, services, accepted.id, 0, 20)
@@ -113,7 +113,7 @@ def test_a_batch_slower_than_its_lease_keeps_its_claim_by_renewing_it(tmp_path: 
         while not batch.done():
             checked_at = utcnow()
             with services.sessions() as session:
-                sending = repository.list_recipients(session, accepted.id, status="sending", after=None, limit=20)
+                sending = jobs.list_recipients(session, accepted.id, status="sending", after=None, limit=20)
             assert all(r.lease_until > checked_at for r in sending), "a running batch's lease expired"
             latest_lease = max([latest_lease, *(r.lease_until for r in sending)])
             time.sleep(0.1)
@@ -128,7 +128,7 @@ def test_the_batches_of_a_process_share_one_read_of_their_job_s_status(tmp_path:
     accepted = intake.accept_job(services, intake.JobRequest(recipients=[Recipient("r@example.com")], subject="s"))
     now = utcnow()
     with services.sessions.begin() as session:
-        repository.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
+        jobs.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
     statuses = JobStatuses(services.readers, max_age=0.3)
     reads: list[str] = []
     event.listen(services.engine, "before_cursor_execute", lambda *args: reads.append(args[2]))
@@ -141,7 +141,7 @@ def test_the_batches_of_a_process_share_one_read_of_their_job_s_status(tmp_path:
     assert seen == ["sending"] * 200
     assert status_reads() == 1
     with services.sessions.begin() as session:
-        assert repository.pause_job(session, accepted.id)
+        assert jobs.pause_job(session, accepted.id)
     assert statuses.current(accepted.id) == "sending"  # read less than max_age ago
     time.sleep(0.3)
     assert statuses.current(accepted.id) == "paused"
@@ -194,7 +194,7 @@ def test_a_recipient_whose_variables_break_the_template_fails_alone(tmp_path: Pa
     services.queue.start_job(accepted.id)
     assert _counts(services, accepted.id) == {"sent": 1, "failed": 1}
     with services.sessions() as session:
-        failed = repository.list_recipients(session, accepted.id, status="failed", after=None, limit=10)
+        failed = jobs.list_recipients(session, accepted.id, status="failed", after=None, limit=10)
     assert failed[0].address == "b@example.com" and "first_name" in failed[0].last_error
     assert sink.handler.messages()[0].message.get_content().startswith("Hello Will")
 

@@ -18,7 +18,7 @@ from email_service.errors import (
     RelayUnavailable,
     TemporaryDeliveryError,
 )
-from email_service.messages import Envelope
+from email_service.message.mime import Envelope
 
 from .fake_relay import Behaviour, FakeRelay
 from .smtp_sink import SMTPSink, free_port

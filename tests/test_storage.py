@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.services.leases import LeaseKeeper
-from email_service.storage import leases, repository
+from email_service.storage import jobs, leases
 from email_service.storage.database import make_engine, make_reader_factory, make_session_factory
 from email_service.storage.leases import Lease
 from email_service.storage.migrate import upgrade
@@ -46,7 +46,7 @@ def _new_job(sessions: sessionmaker[Session], total: int) -> str:
         for i in range(total)
     ]
     with sessions.begin() as session:
-        repository.insert_job(session, job, rows)
+        jobs.insert_job(session, job, rows)
     return job_id
 
 
@@ -59,9 +59,9 @@ def test_migrations_match_the_models(sessions: sessionmaker[Session]):
 def test_inserted_recipients_read_back(sessions: sessionmaker[Session]):
     job_id = _new_job(sessions, 5)
     with sessions() as session:
-        recipients = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
+        recipients = jobs.list_recipients(session, job_id, status=None, after=None, limit=10)
         assert [r.variables for r in recipients] == [None, {"i": 1}, None, {"i": 3}, None]
-        assert repository.count_by_status(session, [job_id])[job_id]["pending"] == 5
+        assert jobs.count_by_status(session, [job_id])[job_id]["pending"] == 5
 
 
 def test_concurrent_claims_of_one_range_never_overlap(sessions: sessionmaker[Session]):
@@ -70,7 +70,7 @@ def test_concurrent_claims_of_one_range_never_overlap(sessions: sessionmaker[Ses
 
     def claim(_: int) -> list[int]:
         with sessions.begin() as session:
-            claimed = repository.claim_batch(session, job_id, 0, 200, now=now, lease_until=now + timedelta(minutes=5))
+            claimed = jobs.claim_batch(session, job_id, 0, 200, now=now, lease_until=now + timedelta(minutes=5))
             return [r.position for r in claimed]
 
     with ThreadPoolExecutor(4) as pool:
@@ -83,26 +83,26 @@ def test_an_expired_lease_can_be_claimed_again_and_a_live_one_cannot(sessions: s
     job_id = _new_job(sessions, 3)
     now = utcnow()
     with sessions.begin() as session:
-        assert len(repository.claim_batch(session, job_id, 0, 3, now=now, lease_until=now + timedelta(seconds=60))) == 3
+        assert len(jobs.claim_batch(session, job_id, 0, 3, now=now, lease_until=now + timedelta(seconds=60))) == 3
     with sessions.begin() as session:
-        assert repository.claim_batch(session, job_id, 0, 3, now=now, lease_until=now + timedelta(seconds=60)) == []
+        assert jobs.claim_batch(session, job_id, 0, 3, now=now, lease_until=now + timedelta(seconds=60)) == []
     later = now + timedelta(seconds=61)
     with sessions.begin() as session:
-        again = repository.claim_batch(session, job_id, 0, 3, now=later, lease_until=later + timedelta(seconds=60))
+        again = jobs.claim_batch(session, job_id, 0, 3, now=later, lease_until=later + timedelta(seconds=60))
         assert [r.attempts for r in again] == [2, 2, 2]
 
 
 def _claim(sessions: sessionmaker[Session], job_id: str, now, lease_seconds: float = 60) -> tuple[list, Lease]:
     lease = Lease.starting(job_id, 0, 1000, now, lease_seconds)
     with sessions.begin() as session:
-        return repository.claim_batch(session, job_id, 0, 1000, now=now, lease_until=lease.until), lease
+        return jobs.claim_batch(session, job_id, 0, 1000, now=now, lease_until=lease.until), lease
 
 
 def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sessionmaker[Session]):
     job_id = _new_job(sessions, 2)
     now = utcnow()
     with sessions.begin() as session:
-        assert repository.mark_job_sending(session, job_id, now, dispatch_deadline=now)
+        assert jobs.mark_job_sending(session, job_id, now, dispatch_deadline=now)
     (first, second), lease = _claim(sessions, job_id, now)
     outcomes = OutcomeWriter(sessions.kw["bind"])
     assert outcomes.sent(first, lease, now)
@@ -111,12 +111,12 @@ def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sess
     assert not outcomes.sent(second, lease, now)
     outcomes.close()
     with sessions.begin() as session:
-        assert repository.complete_job_if_done(session, job_id, now) == "completed"
-        assert repository.complete_job_if_done(session, job_id, now) is None
+        assert jobs.complete_job_if_done(session, job_id, now) == "completed"
+        assert jobs.complete_job_if_done(session, job_id, now) is None
     with sessions() as session:
-        counts = repository.count_by_status(session, [job_id])[job_id]
+        counts = jobs.count_by_status(session, [job_id])[job_id]
         assert (counts["sent"], counts["failed"]) == (1, 1)
-        assert repository.get_job(session, job_id).status == JobStatus.COMPLETED
+        assert jobs.get_job(session, job_id).status == JobStatus.COMPLETED
 
 
 def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owner(sessions: sessionmaker[Session]):
@@ -128,12 +128,12 @@ def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owner(sessions: s
     outcomes = OutcomeWriter(sessions.kw["bind"])
     assert not outcomes.deferred(late, late_lease, code=451, reason="x", retry_at=later, now=later)
     with sessions.begin() as session:
-        repository.release(session, [late], late_lease, wake_at=later, now=later)
+        jobs.release(session, [late], late_lease, wake_at=later, now=later)
         assert leases.renew(session, late_lease, later) is None
     assert outcomes.sent(owner, lease, later)
     outcomes.close()
     with sessions() as session:
-        [row] = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
+        [row] = jobs.list_recipients(session, job_id, status=None, after=None, limit=10)
         assert (row.status, row.attempts) == ("sent", 2)
 
 
@@ -147,7 +147,7 @@ def test_sent_clears_the_error_of_an_earlier_attempt(sessions: sessionmaker[Sess
     assert outcomes.sent(second, lease, now)
     outcomes.close()
     with sessions() as session:
-        [row] = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
+        [row] = jobs.list_recipients(session, job_id, status=None, after=None, limit=10)
         assert (row.status, row.last_error_code, row.last_error) == ("sent", None, None)
 
 
@@ -239,7 +239,7 @@ def test_renewals_never_make_a_concurrent_outcome_write_miss(sessions: sessionma
     outcomes.close()
     assert all(written) and lease.until > first_lease
     with sessions() as session:
-        assert repository.count_by_status(session, [job_id])[job_id]["sent"] == 50
+        assert jobs.count_by_status(session, [job_id])[job_id]["sent"] == 50
 
 
 def test_many_threads_write_outcomes_on_a_few_connections(sessions: sessionmaker[Session]):
@@ -263,7 +263,7 @@ def test_many_threads_write_outcomes_on_a_few_connections(sessions: sessionmaker
         assert writer is not broken
     writers.close()
     with sessions() as session:
-        assert repository.count_by_status(session, [job_id])[job_id]["sent"] == 200
+        assert jobs.count_by_status(session, [job_id])[job_id]["sent"] == 200
 
 
 def test_a_writer_that_cannot_connect_gives_its_slot_back(sessions: sessionmaker[Session], monkeypatch):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from email_service.config import Settings
 from email_service.services import Services, build_services, control, intake
 from email_service.services.sweep import sweep
-from email_service.storage import repository
+from email_service.storage import jobs
 from email_service.storage.leases import Lease
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Job, Recipient, utcnow
@@ -49,7 +49,7 @@ def _job(services: Services, count: int, *, started: bool = True) -> str:
     if started:
         now = utcnow()
         with services.sessions.begin() as session:
-            repository.mark_job_sending(session, job_id, now, dispatch_deadline=now + timedelta(seconds=60))
+            jobs.mark_job_sending(session, job_id, now, dispatch_deadline=now + timedelta(seconds=60))
     return job_id
 
 
@@ -92,11 +92,11 @@ def test_rows_of_a_dead_worker_go_back_to_pending_and_their_batch_is_queued(serv
     job_id = _job(services, 5)
     now = utcnow()
     with services.sessions.begin() as session:
-        repository.claim_batch(session, job_id, 0, 10, now=now, lease_until=now + timedelta(seconds=5))
+        jobs.claim_batch(session, job_id, 0, 10, now=now, lease_until=now + timedelta(seconds=5))
     _age(services, 6)
     assert sweep(services).batches_queued == 1
     with services.sessions() as session:
-        assert repository.count_by_status(session, [job_id])[job_id]["pending"] == 5
+        assert jobs.count_by_status(session, [job_id])[job_id]["pending"] == 5
 
 
 def test_a_deferred_row_is_queued_when_its_retry_time_comes(services: Services):
@@ -104,7 +104,7 @@ def test_a_deferred_row_is_queued_when_its_retry_time_comes(services: Services):
     now = utcnow()
     lease = Lease.starting(job_id, 0, 10, now, 60)
     with services.sessions.begin() as session:
-        [row] = repository.claim_batch(session, job_id, 0, 10, now=now, lease_until=lease.until)
+        [row] = jobs.claim_batch(session, job_id, 0, 10, now=now, lease_until=lease.until)
     outcomes = OutcomeWriter(services.engine)
     outcomes.deferred(row, lease, code=451, reason="busy", retry_at=now + timedelta(seconds=30), now=now)
     outcomes.close()
@@ -118,7 +118,7 @@ def test_a_cancelled_job_with_deferred_rows_is_finished_by_the_sweep(services: S
     now = utcnow()
     lease = Lease.starting(job_id, 0, 10, now, 60)
     with services.sessions.begin() as session:
-        claimed = repository.claim_batch(session, job_id, 0, 10, now=now, lease_until=lease.until)
+        claimed = jobs.claim_batch(session, job_id, 0, 10, now=now, lease_until=lease.until)
     control.cancel(services, job_id, None)  # both rows are in flight: they stay with their worker
     outcomes = OutcomeWriter(services.engine)  # which then defers them
     for row in claimed:
@@ -127,5 +127,5 @@ def test_a_cancelled_job_with_deferred_rows_is_finished_by_the_sweep(services: S
     report = sweep(services)
     assert report.jobs_finished == 1 and report.batches_queued == 0
     with services.sessions() as session:
-        assert repository.get_job(session, job_id).finished_at is not None
-        assert repository.count_by_status(session, [job_id])[job_id]["cancelled"] == 2
+        assert jobs.get_job(session, job_id).finished_at is not None
+        assert jobs.count_by_status(session, [job_id])[job_id]["cancelled"] == 2

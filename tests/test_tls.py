@@ -15,9 +15,9 @@ import pytest
 from email_service.config import Settings
 from email_service.delivery.smtp import SMTPTransport, greet_relay
 from email_service.errors import RelayUnavailable
-from email_service.messages import Envelope
+from email_service.message.mime import Envelope
 from email_service.services import Services, build_services, deliver, intake
-from email_service.storage import repository
+from email_service.storage import jobs
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import utcnow
 
@@ -229,7 +229,7 @@ def _send_job(services: Services, addresses: list[str]) -> str:
     accepted = intake.accept_job(services, intake.JobRequest(recipients=addresses, subject="s", content="c"))
     now = utcnow()
     with services.sessions.begin() as session:
-        repository.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
+        jobs.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
     deliver.send_batch(services, accepted.id, 0, len(addresses))
     return accepted.id
 
@@ -242,7 +242,7 @@ def test_a_batch_to_a_relay_failing_tls_is_deferred_and_nothing_reaches_it(
     services = make_services(_settings(relay, data_dir=tmp_path, mail_use_tls=True, mail_tls_ca_file=pki.ca))
     job_id = _send_job(services, ["a@example.com", "b@example.com", "c@example.com"])
     with services.sessions() as session:
-        recipients = repository.list_recipients(session, job_id, status=None, after=None, limit=10)
+        recipients = jobs.list_recipients(session, job_id, status=None, after=None, limit=10)
     assert [r.status for r in recipients] == ["deferred"] * 3
     assert all(r.last_error.startswith("TLS: ") and r.next_attempt_at is not None for r in recipients)
     expected = SELF_SIGNED if relay_kind == "untrusted certificate" else "does not offer it"
@@ -258,6 +258,6 @@ def test_a_batch_over_verified_starttls_is_sent(
     services = make_services(_settings(relay, data_dir=tmp_path, mail_use_tls=True, mail_tls_ca_file=pki.ca))
     job_id = _send_job(services, ["a@example.com", "b@example.com"])
     with services.sessions() as session:
-        assert repository.count_by_status(session, [job_id])[job_id]["sent"] == 2
+        assert jobs.count_by_status(session, [job_id])[job_id]["sent"] == 2
     assert sorted(m.recipients[0] for m in relay.handler.messages()) == ["a@example.com", "b@example.com"]
     assert relay.handler.logins == [LOGIN]  # one connection, one login, over TLS

@@ -1,5 +1,5 @@
 """``python -m email_service`` is the ``email-service`` command."""
 
-from .cli import main
+from email_service.cli import main
 
 main()

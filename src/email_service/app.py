@@ -11,19 +11,19 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-from . import __version__
-from .api import jobs, suppressions, templates
-from .api.auth import install_authentication
-from .api.errors import register_error_handlers, validation_error_response
-from .api.health import install_health
-from .api.quotas import make_key_quotas
-from .api.schemas import ErrorBody
-from .config import Settings
-from .delivery.transport import Transport
-from .errors import MalformedJSON, ValidationFailed
-from .logs import configure_logging
-from .services import Services, build_services
-from .worker import make_celery
+from email_service import __version__
+from email_service.api import jobs, suppressions, templates
+from email_service.api.auth import install_authentication
+from email_service.api.errors import register_error_handlers, validation_error_response
+from email_service.api.health import install_health
+from email_service.api.quotas import make_key_quotas
+from email_service.api.schemas import ErrorBody
+from email_service.config import Settings
+from email_service.delivery.transport import Transport
+from email_service.errors import MalformedJSON, ValidationFailed
+from email_service.logs import configure_logging
+from email_service.services import Services, build_services
+from email_service.worker.celery_app import make_celery
 
 # Containers in a request body: recipients' variables need a few; a thousand are an attack on the parser.
 MAX_JSON_DEPTH = 32

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .header_values import describe_control_character
-from .rate_spec import parse_domain_rates
+from email_service.message.header_values import describe_control_character
+from email_service.rate_spec import parse_domain_rates
 
 if TYPE_CHECKING:
-    from .dkim_signing import DkimKey
+    from email_service.message.dkim.signing import DkimKey
 
 
 class Settings(BaseSettings):
@@ -182,7 +182,7 @@ class Settings(BaseSettings):
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ValueError("LEASE_SECONDS must be shorter than BROKER_VISIBILITY_TIMEOUT")
         if self.dkim_domain or self.dkim_selector or self.dkim_private_key_file:
-            from .dkim_signing import check_settings  # cryptography loads only when signing is on
+            from email_service.message.dkim.signing import check_settings  # cryptography loads only when signing is on
 
             self._dkim_key = check_settings(self.dkim_domain, self.dkim_selector, self.dkim_private_key_file)
         if not self.database_url:

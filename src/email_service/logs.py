@@ -7,7 +7,7 @@ import re
 import sys
 from logging.handlers import RotatingFileHandler
 
-from .config import Settings
+from email_service.config import Settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 _HANDLER_MARK = "_email_service_handler"

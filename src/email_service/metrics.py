@@ -11,8 +11,8 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from .errors import DeliveryError
-from .storage.models import TERMINAL_RECIPIENT_STATUSES
+from email_service.errors import DeliveryError
+from email_service.storage.models import TERMINAL_RECIPIENT_STATUSES
 
 SMTP_ERROR_CLASSES = ("4xx", "5xx", "connection", "tls")
 

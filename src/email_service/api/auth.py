@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask import Flask, g, request
 
-from ..errors import Unauthenticated
-from ..services import Services, auth
-from . import quotas
+from email_service.api import quotas
+from email_service.errors import Unauthenticated
+from email_service.services import Services, auth
 
 # Endpoints anyone may call: the health checks and metrics, the API documentation, the unsubscribe links.
 _PUBLIC_ENDPOINTS = frozenset({"_healthz", "_readyz", "_metrics", "static"})

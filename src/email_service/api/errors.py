@@ -10,10 +10,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from ..addresses import quoted
-from ..errors import RequestError, TooManyRequests
-from ..readiness import describe_failure
-from .schemas import RECIPIENT_FORMS, ErrorBody
+from email_service.api.readiness import describe_failure
+from email_service.api.schemas import RECIPIENT_FORMS, ErrorBody
+from email_service.errors import RequestError, TooManyRequests
+from email_service.message.addresses import quoted
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from flask_openapi3.openapi import OpenAPI
 from prometheus_client.exposition import choose_encoder
 from werkzeug.wrappers import Response
 
-from .. import metrics_export, readiness
-from ..services import Services, reports
+from email_service.api import readiness
+from email_service.runtime import metrics_export
+from email_service.services import Services, reports
 
 
 def install_health(app: OpenAPI, services: Services) -> None:

@@ -9,12 +9,10 @@ from flask import current_app, request, url_for
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 
-from ..services import Services, control, idempotency, intake, reports
-from ..storage.models import JobStatus, RecipientStatus
-from . import quotas
-from .auth import current_owner
-from .errors import API_KEY, BODY_ERRORS, COMMON_ERRORS
-from .schemas import (
+from email_service.api import quotas
+from email_service.api.auth import current_owner
+from email_service.api.errors import API_KEY, BODY_ERRORS, COMMON_ERRORS
+from email_service.api.schemas import (
     ErrorBody,
     JobAccepted,
     JobList,
@@ -26,6 +24,8 @@ from .schemas import (
     RecipientView,
     SendEmailBody,
 )
+from email_service.services import Services, control, idempotency, intake, reports
+from email_service.storage.models import JobStatus, RecipientStatus
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Protocol
 import redis
 from flask import current_app
 
-from ..config import Settings
-from ..errors import TooManyRequests
+from email_service.config import Settings
+from email_service.errors import TooManyRequests
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 from pydantic.config import JsonDict
 
-from ..addresses import QUOTED_MAX
-from ..storage.models import RecipientStatus
+from email_service.message.addresses import QUOTED_MAX
+from email_service.storage.models import RecipientStatus
 
 TUTORIAL_EXAMPLE: JsonDict = {
     "recipients": ["will@example.com", {"email": "eleven@example.com", "name": "Eleven", "variables": {"code": "011"}}],

@@ -11,11 +11,11 @@ from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import NotFound
-from ..services import Services, suppressions
-from ..storage.models import SuppressionReason
-from .errors import API_KEY, BODY_ERRORS
-from .schemas import NO_NUL_PATTERN, ErrorBody
+from email_service.api.errors import API_KEY, BODY_ERRORS
+from email_service.api.schemas import NO_NUL_PATTERN, ErrorBody
+from email_service.errors import NotFound
+from email_service.services import Services, suppressions
+from email_service.storage.models import SuppressionReason
 
 suppressions_tag = Tag(
     name="suppressions",

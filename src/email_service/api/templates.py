@@ -9,12 +9,9 @@ from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 from werkzeug.routing import BaseConverter
 
-from ..rendering import TemplateSource
-from ..services import Services, templates
-from ..services.templates import TemplateFields, TemplateRecord
-from .errors import API_KEY, BODY_ERRORS, COMMON_ERRORS
-from .schemas import ErrorBody
-from .template_schemas import (
+from email_service.api.errors import API_KEY, BODY_ERRORS, COMMON_ERRORS
+from email_service.api.schemas import ErrorBody
+from email_service.api.template_schemas import (
     DraftPreviewBody,
     PreviewBody,
     PreviewView,
@@ -25,6 +22,9 @@ from .template_schemas import (
     TemplateVersionQuery,
     TemplateView,
 )
+from email_service.message.rendering import TemplateSource
+from email_service.services import Services, templates
+from email_service.services.templates import TemplateFields, TemplateRecord
 
 templates_tag = Tag(
     name="templates",

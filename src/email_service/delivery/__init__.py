@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..config import Settings
-from .smtp import SMTPTransport
-from .transport import LogTransport, Transport
+from email_service.config import Settings
+from email_service.delivery.smtp import SMTPTransport
+from email_service.delivery.transport import LogTransport, Transport
 
 
 def make_transport(settings: Settings) -> Transport:

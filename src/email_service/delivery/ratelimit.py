@@ -14,8 +14,8 @@ from typing import Protocol
 
 import redis
 
-from ..config import Settings
-from ..rate_spec import parse_domain_rates
+from email_service.config import Settings
+from email_service.rate_spec import parse_domain_rates
 
 
 @dataclass(frozen=True)

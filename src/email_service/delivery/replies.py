@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import smtplib
 
-from ..errors import DeliveryError, PermanentDeliveryError, RecipientRefused, TemporaryDeliveryError
+from email_service.errors import DeliveryError, PermanentDeliveryError, RecipientRefused, TemporaryDeliveryError
 
 _ADDRESS_UNKNOWN = re.compile(r"5\.1\.\d{1,3}\b|5\.2\.1\b")
 

@@ -6,8 +6,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..config import Settings
-from ..errors import DeliveryError
+from email_service.config import Settings
+from email_service.errors import DeliveryError
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from ..config import Settings
-from ..errors import DeliveryError, RelayUnavailable
-from ..messages import Envelope
-from .replies import error_from_exception, error_from_reply
+from email_service.config import Settings
+from email_service.delivery.replies import error_from_exception, error_from_reply
+from email_service.errors import DeliveryError, RelayUnavailable
+from email_service.message.mime import Envelope
 
 log = logging.getLogger(__name__)
 

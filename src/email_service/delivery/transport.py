@@ -6,8 +6,8 @@ import logging
 from collections.abc import Generator, Iterable
 from typing import Protocol, TypeVar
 
-from ..errors import DeliveryError
-from ..messages import Envelope
+from email_service.errors import DeliveryError
+from email_service.message.mime import Envelope
 
 T = TypeVar("T")
 

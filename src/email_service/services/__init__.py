@@ -10,18 +10,18 @@ from typing import Protocol
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..config import Settings
-from ..delivery import make_transport
-from ..delivery.ratelimit import RateLimiter, make_rate_limiter
-from ..delivery.retry import RetryPolicy
-from ..delivery.transport import Transport
-from ..dkim_signing import DkimSigner
-from ..rendering import TemplateRenderer
-from ..storage.database import make_engine, make_reader_factory, make_session_factory
-from ..storage.outcomes import OutcomeWriters
-from .dispatch_gate import DispatchGate
-from .job_statuses import JobStatuses
-from .leases import LeaseKeeper
+from email_service.config import Settings
+from email_service.delivery import make_transport
+from email_service.delivery.ratelimit import RateLimiter, make_rate_limiter
+from email_service.delivery.retry import RetryPolicy
+from email_service.delivery.transport import Transport
+from email_service.message.dkim.signing import DkimSigner
+from email_service.message.rendering import TemplateRenderer
+from email_service.services.dispatch_gate import DispatchGate
+from email_service.services.job_statuses import JobStatuses
+from email_service.services.leases import LeaseKeeper
+from email_service.storage.database import make_engine, make_reader_factory, make_session_factory
+from email_service.storage.outcomes import OutcomeWriters
 
 # Database connections a worker process writes its outcomes on, whatever its SMTP_CONCURRENCY: each
 # write holds one for a round trip (about 0.2 ms), so four serve thousands of messages a second.

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 
-from ..errors import NotFound, ValidationFailed
-from ..header_values import describe_control_character
-from ..storage import api_keys
-from ..storage.models import ApiKey, utcnow
-from . import Services
+from email_service.errors import NotFound, ValidationFailed
+from email_service.message.header_values import describe_control_character
+from email_service.services import Services
+from email_service.storage import api_keys
+from email_service.storage.models import ApiKey, utcnow
 
 KEY_PREFIX = "es_"
 KEY_BYTES = 32  # 256 bits of randomness

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from ..storage import outbox, repository
-from ..storage.models import utcnow
-from . import Services
+from email_service.services import Services
+from email_service.storage import jobs, webhook_events
+from email_service.storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +16,8 @@ def finish_if_done(services: Services, job_id: str) -> str | None:
     the call that finished it. The job's final event is written in the same transaction."""
     with services.sessions.begin() as session:
         now = utcnow()
-        final_status = repository.complete_job_if_done(session, job_id, now)
-        announced = final_status is not None and outbox.record_job_finished(session, job_id, final_status, now)
+        final_status = jobs.complete_job_if_done(session, job_id, now)
+        announced = final_status is not None and webhook_events.record_job_finished(session, job_id, final_status, now)
     if final_status is not None:
         log.info("job %s %s", job_id, final_status)
     if announced and services.queue is not None:

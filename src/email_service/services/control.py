@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from .. import metrics
-from ..errors import Conflict
-from ..storage import repository
-from ..storage.models import JobStatus, RecipientStatus, utcnow
-from . import Services
-from .completion import finish_if_done
-from .dispatch import enqueue_batches
-from .reports import find_job
+from email_service import metrics
+from email_service.errors import Conflict
+from email_service.services import Services
+from email_service.services.completion import finish_if_done
+from email_service.services.dispatch import enqueue_batches
+from email_service.services.reports import find_job
+from email_service.storage import jobs
+from email_service.storage.models import JobStatus, RecipientStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def cancel(services: Services, job_id: str, owner: str | None) -> None:
     """Recipients not yet handed to a worker become cancelled; sends in flight finish."""
     with services.sessions.begin() as session:
         status = find_job(session, job_id, owner).status
-        cancelled = repository.cancel_job(session, job_id, utcnow())
+        cancelled = jobs.cancel_job(session, job_id, utcnow())
         if cancelled is None:
             raise Conflict(f"job {job_id} is {status}: a finished job cannot be cancelled")
     metrics.recipients_ended(RecipientStatus.CANCELLED, cancelled)
@@ -33,7 +33,7 @@ def pause(services: Services, job_id: str, owner: str | None) -> None:
     """Stop sending: running batches give their recipients back within a second; nothing is lost."""
     with services.sessions.begin() as session:
         status = find_job(session, job_id, owner).status
-        if not repository.pause_job(session, job_id):
+        if not jobs.pause_job(session, job_id):
             raise Conflict(f"job {job_id} is {status}: only a scheduled, queued or sending job can be paused")
     log.info("job %s paused", job_id)
 
@@ -52,7 +52,7 @@ def resume(services: Services, job_id: str, owner: str | None) -> None:
         else:
             job.status = JobStatus.SENDING
             deadline = now + timedelta(seconds=services.settings.requeue_after)
-            repository.set_dispatch_deadline(session, job_id, deadline)
+            jobs.set_dispatch_deadline(session, job_id, deadline)
         status, total = job.status, job.total
     if status == JobStatus.QUEUED:
         services.queue.start_job(job_id)
@@ -68,7 +68,7 @@ def retry_failed(services: Services, job_id: str, owner: str | None) -> int:
         status, now = job.status, utcnow()
         if job.expires_at is not None and job.expires_at <= now:
             raise Conflict(f"job {job_id} expired at {job.expires_at.isoformat()}: nothing of it may be sent again")
-        count = repository.retry_failed(session, job_id, now)
+        count = jobs.retry_failed(session, job_id, now)
         if not count:
             raise Conflict(f"job {job_id} is {status}: only a completed job with failed recipients can be retried")
     assert services.queue is not None

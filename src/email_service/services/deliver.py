@@ -17,17 +17,17 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from .. import metrics
-from ..addresses import dedup_key
-from ..composer import JobContent, compose
-from ..errors import DeliveryError, RecipientRefused, RelayUnavailable, TemplateError
-from ..messages import AttachmentFile, Envelope, MessageBuilder
-from ..storage import repository, suppressions
-from ..storage.leases import Lease
-from ..storage.models import ClaimedRecipient, Job, JobStatus, RecipientStatus, SuppressionReason, utcnow
-from . import Services, templates
-from .completion import finish_if_done
-from .job_statuses import MAX_AGE_SECONDS
+from email_service import metrics
+from email_service.errors import DeliveryError, RecipientRefused, RelayUnavailable, TemplateError
+from email_service.message.addresses import dedup_key
+from email_service.message.composing import JobContent, compose
+from email_service.message.mime import AttachmentFile, Envelope, MessageBuilder
+from email_service.services import Services, templates
+from email_service.services.completion import finish_if_done
+from email_service.services.job_statuses import MAX_AGE_SECONDS
+from email_service.storage import jobs, suppressions
+from email_service.storage.leases import Lease
+from email_service.storage.models import ClaimedRecipient, Job, JobStatus, RecipientStatus, SuppressionReason, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
     services.dispatch_gate.wait()  # see services.dispatch_gate
     with services.sessions.begin() as session:
         now = utcnow()  # after BEGIN, which may have waited for SQLite's write lock
-        job = repository.get_job(session, job_id)
+        job = jobs.get_job(session, job_id)
         if job is None:
             log.warning("batch [%d, %d) of unknown job %s dropped", first, last, job_id)
             return
@@ -54,26 +54,24 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
         lease = Lease.starting(job_id, first, last, now, settings.lease_seconds)
         ended: tuple[RecipientStatus, int] | None = None  # rows this task ended unsent, counted once committed
         if job.expires_at is not None and job.expires_at <= now:
-            expired = repository.end_leftovers(
+            expired = jobs.end_leftovers(
                 session,
                 job_id,
                 RecipientStatus.EXPIRED,
                 now,
-                reason=repository.expiry_reason(job.expires_at),
+                reason=jobs.expiry_reason(job.expires_at),
                 positions=(first, last),
             )
             ended = (RecipientStatus.EXPIRED, expired)
         elif job.status == JobStatus.SENDING:
-            claimed = repository.claim_batch(session, job_id, first, last, now=now, lease_until=lease.until)
+            claimed = jobs.claim_batch(session, job_id, first, last, now=now, lease_until=lease.until)
             claimed, suppressed = _without_suppressed(session, claimed, lease, now)
             ended = (RecipientStatus.SUPPRESSED, suppressed)
         elif job.status == JobStatus.CANCELLED:  # a late or repeated task
-            cancelled = repository.end_leftovers(
-                session, job_id, RecipientStatus.CANCELLED, now, positions=(first, last)
-            )
+            cancelled = jobs.end_leftovers(session, job_id, RecipientStatus.CANCELLED, now, positions=(first, last))
             ended = (RecipientStatus.CANCELLED, cancelled)
         # Otherwise (paused, finished) nothing is claimed: a paused job's rows wait for its resume.
-        attachments = repository.job_attachments(session, job_id) if claimed else ()
+        attachments = jobs.job_attachments(session, job_id) if claimed else ()
         accepted_at = job.started_at or job.created_at  # a retried job's lifetime starts again
         has_webhook = job.callback_url is not None
     if ended is not None:
@@ -100,7 +98,7 @@ def _without_suppressed(
         return claimed, 0
     blocked = [r for r, key in zip(claimed, keys, strict=True) if key in found]
     reason = "suppressed: the address is on the suppression list"
-    suppressed = repository.end_claimed(session, blocked, lease, RecipientStatus.SUPPRESSED, now, reason)
+    suppressed = jobs.end_claimed(session, blocked, lease, RecipientStatus.SUPPRESSED, now, reason)
     return [r for r, key in zip(claimed, keys, strict=True) if key not in found], suppressed
 
 
@@ -164,7 +162,7 @@ class _BatchRun:
                 self._end_unsent(self._take_queue(), RecipientStatus.CANCELLED, now)
                 return
             if self.expires_at is not None and now >= self.expires_at:
-                reason = repository.expiry_reason(self.expires_at)
+                reason = jobs.expiry_reason(self.expires_at)
                 self._end_unsent(self._take_queue(), RecipientStatus.EXPIRED, now, reason)
                 return
             if status == JobStatus.PAUSED or self.services.stopping.is_set() or not self.lease.held():
@@ -280,14 +278,14 @@ class _BatchRun:
         """Release claimed rows unsent, for the scheduler to queue at ``wake_at`` (rare: shutdown, pause,
         lease running low, rate wait)."""
         with self.lease.lock, self.services.sessions.begin() as session:
-            repository.release(session, rows, self.lease, wake_at=wake_at, now=now)
+            jobs.release(session, rows, self.lease, wake_at=wake_at, now=now)
 
     def _end_unsent(
         self, rows: list[ClaimedRecipient], status: RecipientStatus, now: datetime, reason: str | None = None
     ) -> None:
         """End claimed rows unsent: their job was cancelled or expired meanwhile."""
         with self.lease.lock, self.services.sessions.begin() as session:
-            ended = repository.end_claimed(session, rows, self.lease, status, now, reason)
+            ended = jobs.end_claimed(session, rows, self.lease, status, now, reason)
         metrics.recipients_ended(status, ended)
 
     def _written(self, written: bool, recipient: ClaimedRecipient) -> bool:

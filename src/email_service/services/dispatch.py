@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from ..storage import repository
-from ..storage.models import utcnow
-from . import Services
+from email_service.services import Services
+from email_service.storage import jobs
+from email_service.storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +21,13 @@ def start_job(services: Services, job_id: str) -> None:
     """Enqueue every batch of a queued job; a job already started is left alone (idempotent)."""
     assert services.queue is not None, "start_job runs where a task queue is configured"
     with services.sessions.begin() as session:
-        job = repository.get_job(session, job_id)
+        job = jobs.get_job(session, job_id)
         if job is None:
             log.warning("job %s to start does not exist", job_id)
             return
         now = utcnow()
         deadline = now + timedelta(seconds=services.settings.requeue_after)
-        if not repository.mark_job_sending(session, job_id, now, deadline):
+        if not jobs.mark_job_sending(session, job_id, now, deadline):
             log.info("job %s already %s; not started again", job_id, job.status)
             return
         total = job.total

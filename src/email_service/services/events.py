@@ -12,11 +12,11 @@ import logging
 import time
 from datetime import timedelta
 
-from ..delivery.retry import backoff_delay
-from ..storage import outbox
-from ..storage.models import WebhookEvent, utcnow
-from ..webhooks.sender import DeliveryAttempt, make_client, post_event
-from . import Services
+from email_service.delivery.retry import backoff_delay
+from email_service.services import Services
+from email_service.storage import webhook_events
+from email_service.storage.models import WebhookEvent, utcnow
+from email_service.webhooks.sender import DeliveryAttempt, make_client, post_event
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ def deliver_events(services: Services, job_id: str) -> int:
     settings = services.settings
     secret = settings.webhook_secret.get_secret_value()
     with services.sessions.begin() as session:
-        job = outbox.job_with_webhook(session, job_id)
+        job = webhook_events.job_with_webhook(session, job_id)
         if job is not None:
-            outbox.pack_failures(session, job, utcnow())
+            webhook_events.pack_failures(session, job, utcnow())
     if job is None:
         return 0
     delivered = 0
@@ -57,7 +57,7 @@ def deliver_events(services: Services, job_id: str) -> int:
             now = utcnow()
             lease_until = now + timedelta(seconds=4 * settings.webhook_timeout + CLAIM_MARGIN)
             with services.sessions.begin() as session:
-                event = outbox.claim_next(session, job_id, now, lease_until)
+                event = webhook_events.claim_next(session, job_id, now, lease_until)
             if event is None:
                 return delivered
             attempt = post_event(
@@ -79,16 +79,16 @@ def _record(services: Services, event: WebhookEvent, attempt: DeliveryAttempt) -
     settings = services.settings
     with services.sessions.begin() as session:
         if attempt.delivered:
-            outbox.mark_delivered(session, event, utcnow())
+            webhook_events.mark_delivered(session, event, utcnow())
             return True
         error = attempt.error or "not delivered"
         delay = backoff_delay(settings.webhook_retry_first_delay, LONGEST_RETRY_DELAY, event.attempts, services.rng)
         retry_at = utcnow() + timedelta(seconds=delay)
         if retry_at > event.created_at + timedelta(seconds=settings.webhook_retry_lifetime):
-            outbox.mark_abandoned(session, event, error)
+            webhook_events.mark_abandoned(session, event, error)
             log.warning("job %s webhook event %d (%s) given up: %s", event.job_id, event.id, event.type, error)
             return True
-        outbox.mark_retry(session, event, error, retry_at)
+        webhook_events.mark_retry(session, event, error, retry_at)
     log.info(
         "job %s webhook event %d (%s) not delivered, retry at %s: %s",
         event.job_id,

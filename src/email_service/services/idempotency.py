@@ -18,9 +18,9 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..errors import Conflict, ValidationFailed
-from ..storage.models import IdempotencyKey, utcnow
-from . import Services
+from email_service.errors import Conflict, ValidationFailed
+from email_service.services import Services
+from email_service.storage.models import IdempotencyKey, utcnow
 
 # A first request still unanswered after this long has died: its key may be taken over.
 ABANDONED_AFTER = timedelta(minutes=5)

@@ -10,19 +10,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from .. import metrics, unsubscribe
-from ..addresses import InvalidAddress, dedup_key, normalize_address
-from ..composer import JobContent, compose
-from ..errors import TemplateError, ValidationFailed
-from ..header_values import describe_control_character
-from ..messages import AttachmentFile
-from ..rendering import TemplateSource
-from ..storage import repository, suppressions
-from ..storage.models import Attachment, Job, JobStatus, RecipientStatus, utcnow
-from ..storage.repository import NewRecipient
-from . import Services, auth, job_options, templates
-from .idempotency import Claim
-from .job_options import AttachmentIn, Problems
+from email_service import metrics
+from email_service.errors import TemplateError, ValidationFailed
+from email_service.message import unsubscribe
+from email_service.message.addresses import InvalidAddress, dedup_key, normalize_address
+from email_service.message.composing import JobContent, compose
+from email_service.message.header_values import describe_control_character
+from email_service.message.mime import AttachmentFile
+from email_service.message.rendering import TemplateSource
+from email_service.services import Services, auth, job_options, templates
+from email_service.services.idempotency import Claim
+from email_service.services.job_options import AttachmentIn, Problems
+from email_service.storage import jobs, suppressions
+from email_service.storage.jobs import NewRecipient
+from email_service.storage.models import Attachment, Job, JobStatus, RecipientStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,9 @@ def accept_job(
         ]
     accepted = AcceptedJob(id=job.id, status=job.status, total=job.total)
     with services.sessions.begin() as session:
-        repository.insert_job(session, job, rows)
+        jobs.insert_job(session, job, rows)
         if suppressed:
-            repository.explain_suppressed(session, job.id)
+            jobs.explain_suppressed(session, job.id)
         session.add_all(_attachment_rows(job.id, attachments))
         if idempotency is not None:
             idempotency.complete(session, job.id, accepted.response())

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter, ValidationError
 
-from ..addresses import quoted
-from ..header_values import describe_control_character
-from ..messages import AttachmentFile
+from email_service.message.addresses import quoted
+from email_service.message.header_values import describe_control_character
+from email_service.message.mime import AttachmentFile
 
 EXTRA_HEADER_NAME = re.compile(r"[Xx]-[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 MAX_EXTRA_HEADERS = 20

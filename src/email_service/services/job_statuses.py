@@ -13,7 +13,7 @@ import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..storage import repository
+from email_service.storage import jobs
 
 MAX_AGE_SECONDS = 1.0
 # Statuses kept before those too old to be handed out are forgotten (jobs a process no longer sends).
@@ -41,7 +41,7 @@ class JobStatuses:
 
     def _read(self, job_id: str) -> str | None:
         with self._readers() as session:
-            return repository.job_status(session, job_id)
+            return jobs.job_status(session, job_id)
 
     def _stale(self, known: tuple[float, str | None]) -> bool:
         return time.monotonic() - known[0] >= self._max_age

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..storage import leases
-from ..storage.leases import Lease
-from ..storage.models import utcnow
+from email_service.storage import leases
+from email_service.storage.leases import Lease
+from email_service.storage.models import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from ..errors import NotFound
-from ..messages import message_id_for
-from ..storage import repository
-from ..storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient
-from . import Services
+from email_service.errors import NotFound
+from email_service.message.mime import message_id_for
+from email_service.services import Services
+from email_service.storage import jobs
+from email_service.storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient
 
 
 @dataclass(frozen=True)
@@ -46,16 +46,16 @@ def find_job(session: Session, job_id: str, owner: str | None, *, for_update: bo
 def job_report(services: Services, job_id: str, owner: str | None) -> JobReport:
     with services.readers() as session:
         job = find_job(session, job_id, owner)
-        return JobReport(job, repository.count_by_status(session, [job.id])[job.id])
+        return JobReport(job, jobs.count_by_status(session, [job.id])[job.id])
 
 
 def recent_jobs(services: Services, owner: str | None, *, limit: int, before: str | None) -> list[JobReport]:
     """The jobs ``owner`` may see, newest first; ``before`` is the last job id of the previous page."""
     with services.readers() as session:
         previous = find_job(session, before, owner) if before else None
-        jobs = repository.list_jobs(session, owner, limit=limit, before=previous)
-        counts = repository.count_by_status(session, [job.id for job in jobs])
-    return [JobReport(job, counts[job.id]) for job in jobs]
+        found = jobs.list_jobs(session, owner, limit=limit, before=previous)
+        counts = jobs.count_by_status(session, [job.id for job in found])
+    return [JobReport(job, counts[job.id]) for job in found]
 
 
 def recipient_page(
@@ -64,7 +64,7 @@ def recipient_page(
     """A job's recipients in order, optionally of one status, after a position."""
     with services.readers() as session:
         job = find_job(session, job_id, owner)
-        recipients = repository.list_recipients(session, job.id, status=status, after=after, limit=limit)
+        recipients = jobs.list_recipients(session, job.id, status=status, after=after, limit=limit)
     return [RecipientReport(r, message_id_for(job.id, r.position, job.sender)) for r in recipients]
 
 
@@ -72,4 +72,4 @@ def waiting_work(services: Services) -> tuple[dict[str, int], dict[str, int]]:
     """What waits, over every job: recipients of started jobs still to be sent by status (pending,
     deferred, sending), and unfinished jobs by status. Cheap enough for every metrics scrape."""
     with services.readers() as session:
-        return repository.waiting_recipients(session), repository.unfinished_jobs(session)
+        return jobs.waiting_recipients(session), jobs.unfinished_jobs(session)

@@ -8,8 +8,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..storage import retention
-from ..storage.models import utcnow
+from email_service.storage import retention
+from email_service.storage.models import utcnow
 
 log = logging.getLogger(__name__)
 

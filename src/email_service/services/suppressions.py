@@ -6,13 +6,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..addresses import InvalidAddress, dedup_key, normalize_address, quoted
-from ..errors import NotFound, ValidationFailed
-from ..storage import suppressions
-from ..storage.models import Recipient, SuppressionReason, utcnow
-from ..unsubscribe import is_valid, parse_token
-from . import Services
-from .reports import find_job
+from email_service.errors import NotFound, ValidationFailed
+from email_service.message.addresses import InvalidAddress, dedup_key, normalize_address, quoted
+from email_service.message.unsubscribe import is_valid, parse_token
+from email_service.services import Services
+from email_service.services.reports import find_job
+from email_service.storage import suppressions
+from email_service.storage.models import Recipient, SuppressionReason, utcnow
 
 log = logging.getLogger(__name__)
 

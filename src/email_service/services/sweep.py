@@ -16,11 +16,11 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .. import metrics
-from ..storage import outbox, repository
-from ..storage.models import JobStatus, RecipientStatus, utcnow
-from . import Services, idempotency
-from .completion import finish_if_done
+from email_service import metrics
+from email_service.services import Services, idempotency
+from email_service.services.completion import finish_if_done
+from email_service.storage import jobs, webhook_events
+from email_service.storage.models import JobStatus, RecipientStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +40,16 @@ def sweep(services: Services) -> SweepReport:
     now = utcnow()
     requeue_after = timedelta(seconds=settings.requeue_after)
     with services.sessions.begin() as session:
-        due = repository.queue_due_scheduled_jobs(session, now)
+        due = jobs.queue_due_scheduled_jobs(session, now)
         expired = sum(
-            repository.expire_job(session, job_id, expires_at, now)
-            for job_id, expires_at in repository.expired_jobs(session, now)
+            jobs.expire_job(session, job_id, expires_at, now) for job_id, expires_at in jobs.expired_jobs(session, now)
         )
-        stalled = repository.stalled_queued_jobs(session, now - requeue_after)
-        batches = repository.take_due_batches(
+        stalled = jobs.stalled_queued_jobs(session, now - requeue_after)
+        batches = jobs.take_due_batches(
             session, now=now, batch_size=settings.batch_size, dispatch_deadline=now + requeue_after
         )
-        unfinished = repository.jobs_to_finish(session)
-        with_events = outbox.jobs_with_events_due(session, now)
+        unfinished = jobs.jobs_to_finish(session)
+        with_events = webhook_events.jobs_with_events_due(session, now)
         idempotency.forget_expired(session, settings.idempotency_hours)
     metrics.recipients_ended(RecipientStatus.EXPIRED, expired)
     for job_id in due + stalled:
@@ -61,7 +60,7 @@ def sweep(services: Services) -> SweepReport:
     for job_id, status in unfinished:
         if status == JobStatus.CANCELLED:  # rows deferred or abandoned after the cancel
             with services.sessions.begin() as session:
-                cancelled = repository.end_leftovers(session, job_id, RecipientStatus.CANCELLED, utcnow())
+                cancelled = jobs.end_leftovers(session, job_id, RecipientStatus.CANCELLED, utcnow())
             metrics.recipients_ended(RecipientStatus.CANCELLED, cancelled)
         if finish_if_done(services, job_id):
             finished += 1

@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from ..composer import JobContent, template_context
-from ..errors import Conflict, NotFound, TemplateError, ValidationFailed
-from ..messages import AttachmentFile
-from ..rendering import TEMPLATE_NAME, TemplateSource, is_valid_template_name
-from ..storage import template_store
-from ..storage.models import Job, StoredTemplate, utcnow
-from . import Services
+from email_service.errors import Conflict, NotFound, TemplateError, ValidationFailed
+from email_service.message.composing import JobContent, template_context
+from email_service.message.mime import AttachmentFile
+from email_service.message.rendering import TEMPLATE_NAME, TemplateSource, is_valid_template_name
+from email_service.services import Services
+from email_service.storage import templates as template_store
+from email_service.storage.models import Job, StoredTemplate, utcnow
 
 
 @dataclass(frozen=True)

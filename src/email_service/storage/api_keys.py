@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from .models import ApiKey
+from email_service.storage.models import ApiKey
 
 
 def find_active(session: Session, key_hash: str) -> ApiKey | None:

@@ -3,7 +3,7 @@
 A batch claims its rows with one lease time (recipients.lease_until). Its process renews that time
 while it sends; a worker that dies stops renewing, and the scheduler's sweep hands its rows to another
 worker once the time has passed. Every write a claim makes on its rows is guarded by the lease time
-they hold (storage.outcomes, repository.release): a worker whose lease ran out cannot overwrite the
+they hold (storage.outcomes, jobs.release): a worker whose lease ran out cannot overwrite the
 worker that took over. Writes and renewals of one lease take its lock, so a write always carries the
 time the rows hold at that moment.
 """
@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from .models import Recipient, RecipientStatus
+from email_service.storage.models import Recipient, RecipientStatus
 
 
 @dataclass(eq=False)

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError
 
-from .database import make_engine
+from email_service.storage.database import make_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 RETRY_INTERVAL = 1.0  # seconds between two attempts to reach the database

@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from .leases import Lease
-from .models import ClaimedRecipient, RecipientStatus, UTCDateTime
+from email_service.storage.leases import Lease
+from email_service.storage.models import ClaimedRecipient, RecipientStatus, UTCDateTime
 
 _OWNED = "WHERE id = {p} AND status = 'sending' AND lease_until = {p}"
 _SENT = (

@@ -13,7 +13,16 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from .models import Attachment, EventStatus, IdempotencyKey, Job, JobStatus, Recipient, Suppression, WebhookEvent
+from email_service.storage.models import (
+    Attachment,
+    EventStatus,
+    IdempotencyKey,
+    Job,
+    JobStatus,
+    Recipient,
+    Suppression,
+    WebhookEvent,
+)
 
 FINISHED_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.CANCELLED)
 
@@ -41,7 +50,7 @@ def deletable(cutoff: datetime) -> ColumnElement[bool]:
 def take_jobs(session: Session, cutoff: datetime, now: datetime, limit: int) -> list[str]:
     """Up to ``limit`` deletable jobs, oldest first, made to expire ``now``.
 
-    An expired job can no longer be retried (repository.retry_failed), so none of them goes back to
+    An expired job can no longer be retried (jobs.retry_failed), so none of them goes back to
     the queue while its rows are being deleted.
     """
     ids = list(

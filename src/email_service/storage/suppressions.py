@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .models import Suppression
+from email_service.storage.models import Suppression
 
 _CHUNK = 5000  # addresses per query: bounded statements for a 100,000-recipient job
 

@@ -8,8 +8,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 
 import email_service
-
-from .signing import SIGNATURE_HEADER, sign
+from email_service.webhooks.signing import SIGNATURE_HEADER, sign
 
 USER_AGENT = f"email-service-webhooks/{getattr(email_service, '__version__', '1')}"
 _BODY_READ_MAX = 1024

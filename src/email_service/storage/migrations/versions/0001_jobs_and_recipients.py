@@ -6,7 +6,7 @@ Create Date: 2026-11-28
 
 The recipients table is written 100,000 rows at a time by the intake, so it carries only what
 the sweep and the API read: no foreign key (a per-row check that doubles the insert time; the job
-and its rows are written in one transaction by storage.repository.insert_job) and no stored Message-ID
+and its rows are written in one transaction by storage.jobs.insert_job) and no stored Message-ID
 (it is derived from the job id and position).
 """
 

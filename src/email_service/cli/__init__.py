@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from .config import Settings
-from .logs import configure_logging
-from .send_command import send
+from email_service.cli.send import send
+from email_service.config import Settings
+from email_service.logs import configure_logging
 
 
 @click.group()
@@ -43,7 +43,7 @@ def db_upgrade() -> None:
 @click.option("--bind", default=None, help="gunicorn bind address instead of host:port (e.g. unix:/run/api.sock).")
 def serve(host: str, port: int, workers: int, bind: str | None) -> None:
     """Run the HTTP API under gunicorn, configured by the environment; migrate the database first."""
-    from .services import auth, build_services
+    from email_service.services import auth, build_services
 
     settings = Settings()
     _database_ready(settings, migrate=True)
@@ -59,8 +59,8 @@ def serve(host: str, port: int, workers: int, bind: str | None) -> None:
         "--bind", address,
         "--workers", str(workers),
         "--access-logfile", "-",
-        "--logger-class", "email_service.access_log.MaskingAccessLogger",
-        "--config", "python:email_service.gunicorn_hooks",
+        "--logger-class", "email_service.runtime.access_log.MaskingAccessLogger",
+        "--config", "python:email_service.runtime.gunicorn_hooks",
         "email_service.app:create_app()",
     ]  # fmt: skip
     os.execv(sys.executable, argv)
@@ -78,8 +78,8 @@ def keys_create(name: str, senders: tuple[str, ...]) -> None:
     """Create a key named NAME and print it: it is shown this once, only its SHA-256 is kept.
 
     The first command of a new deployment: it migrates the database, as `serve` does."""
-    from .errors import ValidationFailed
-    from .services import auth, build_services
+    from email_service.errors import ValidationFailed
+    from email_service.services import auth, build_services
 
     settings = Settings()
     _database_ready(settings, migrate=True)
@@ -94,7 +94,7 @@ def keys_create(name: str, senders: tuple[str, ...]) -> None:
 @keys.command("list")
 def keys_list() -> None:
     """Every key: id, name, first characters, creation and revocation times."""
-    from .services import auth, build_services
+    from email_service.services import auth, build_services
 
     for info in auth.list_keys(build_services(Settings())):
         revoked = f"revoked {info.revoked_at.isoformat()}" if info.revoked_at else "active"
@@ -106,8 +106,8 @@ def keys_list() -> None:
 @click.argument("id_or_name")
 def keys_revoke(id_or_name: str) -> None:
     """Revoke the key with this id (or every active key with this name): it stops working at once."""
-    from .errors import NotFound
-    from .services import auth, build_services
+    from email_service.errors import NotFound
+    from email_service.services import auth, build_services
 
     try:
         count = auth.revoke_key(build_services(Settings()), id_or_name)
@@ -120,8 +120,8 @@ def keys_revoke(id_or_name: str) -> None:
 @click.option("--processes", type=int, default=None, help="Worker processes (default WORKER_PROCESSES: one per core).")
 def worker(processes: int | None) -> None:
     """Run the Celery workers that send the queued batches, SMTP_CONCURRENCY connections each."""
-    from . import cpu_priority, metrics_export
-    from .supervisor import Child, supervise
+    from email_service.runtime import cpu_priority, metrics_export
+    from email_service.runtime.supervisor import Child, supervise
 
     settings = Settings()
     _database_ready(settings, migrate=False)
@@ -138,8 +138,8 @@ def worker(processes: int | None) -> None:
 @main.command("worker-process", hidden=True)
 def worker_process() -> None:
     """One Celery worker with a pool of SMTP_CONCURRENCY threads (run by `worker`)."""
-    from .services import build_services
-    from .worker import make_celery
+    from email_service.services import build_services
+    from email_service.worker.celery_app import make_celery
 
     settings = Settings()
     configure_logging(settings)
@@ -161,9 +161,9 @@ def worker_process() -> None:
 @main.command()
 def scheduler() -> None:
     """Queue again what the broker lost or a worker dropped, and retries that are due."""
-    from .services import build_services
-    from .services.sweep import sweep
-    from .worker import make_celery
+    from email_service.services import build_services
+    from email_service.services.sweep import sweep
+    from email_service.worker.celery_app import make_celery
 
     settings = Settings()
     _database_ready(settings, migrate=False)
@@ -196,9 +196,9 @@ def cleanup(age: timedelta, dry_run: bool) -> None:
     Jobs still scheduled, queued, sending or paused, and finished ones with webhook events or failure
     reports still to deliver, are kept. Rows go a few thousand per transaction, so it can run beside the service.
     """
-    from .services.retention import count_finished_jobs, delete_finished_jobs
-    from .storage.database import make_engine, make_session_factory
-    from .storage.models import utcnow
+    from email_service.services.retention import count_finished_jobs, delete_finished_jobs
+    from email_service.storage.database import make_engine, make_session_factory
+    from email_service.storage.models import utcnow
 
     settings = Settings()
     configure_logging(settings)
@@ -228,7 +228,7 @@ def _parse_age(value: str) -> timedelta:
 @click.option("--maildir", default="var/mail", show_default=True, type=click.Path(path_type=Path))
 def catcher(host: str, port: int, maildir: Path) -> None:
     """Run a local SMTP server that keeps every message in a Maildir."""
-    from .catcher import start_catcher
+    from email_service.runtime.catcher import start_catcher
 
     configure_logging(Settings())
     controller = start_catcher(host, port, maildir)
@@ -244,13 +244,13 @@ def catcher(host: str, port: int, maildir: Path) -> None:
 @click.option("--data-dir", default="var", show_default=True, type=click.Path(path_type=Path))
 def dev(host: str, port: int, smtp_port: int, data_dir: Path) -> None:
     """Everything on this machine: API, worker, scheduler and SMTP catcher, on SQLite and a filesystem broker."""
-    from .devserver import run_dev
+    from email_service.runtime.dev_server import run_dev
 
     sys.exit(run_dev(host=host, port=port, smtp_port=smtp_port, data_dir=data_dir))
 
 
 def _share_metrics_directory(settings: Settings, role: str) -> Path | None:
-    from . import metrics_export
+    from email_service.runtime import metrics_export
 
     try:
         return metrics_export.share_directory(settings.data_dir, role)
@@ -267,7 +267,7 @@ def _serve_metrics(host: str, port: int) -> None:
         return
     from prometheus_client import start_http_server
 
-    from . import metrics_export
+    from email_service.runtime import metrics_export
 
     try:
         start_http_server(port, addr=host, registry=metrics_export.registry())
@@ -279,7 +279,7 @@ def _serve_metrics(host: str, port: int) -> None:
 def _database_ready(settings: Settings, *, migrate: bool) -> None:
     """Wait up to DB_WAIT_SECONDS for the database (containers start together), then migrate it or,
     without ``migrate``, wait for its schema; logging is set up on the way."""
-    from .storage.migrate import DatabaseNotReady, upgrade_when_reachable, wait_for_schema
+    from email_service.storage.migrate import DatabaseNotReady, upgrade_when_reachable, wait_for_schema
 
     configure_logging(settings)
     try:

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import unsubscribe
-from .errors import TemplateError
-from .messages import AttachmentFile, Envelope, MessageBuilder, date_value, message_id_for
-from .rendering import TemplateRenderer, TemplateSource
+from email_service.errors import TemplateError
+from email_service.message import unsubscribe
+from email_service.message.mime import AttachmentFile, Envelope, MessageBuilder, date_value, message_id_for
+from email_service.message.rendering import TemplateRenderer, TemplateSource
 
 if TYPE_CHECKING:
-    from .dkim_signing import DkimSigner
+    from email_service.message.dkim.signing import DkimSigner
 
 
 @dataclass(frozen=True)

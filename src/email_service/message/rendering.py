@@ -28,10 +28,10 @@ from jinja2 import (
     UndefinedError,
 )
 
-from .errors import TemplateError
-from .header_values import describe_control_character
-from .html_text import html_to_text
-from .sandbox import BoundedSandbox, render_bounded
+from email_service.errors import TemplateError
+from email_service.message.header_values import describe_control_character
+from email_service.message.html_text import html_to_text
+from email_service.message.sandbox import BoundedSandbox, render_bounded
 
 TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TEMPLATE_SUFFIX = ".eml"
@@ -117,8 +117,8 @@ class TemplateRenderer:
         if templates_dir is not None:
             files.append(FileSystemLoader(str(templates_dir)))
             layouts.append(FileSystemLoader(str(templates_dir / LAYOUTS_FOLDER)))
-        files.append(PackageLoader("email_service", "templates"))
-        layouts.append(PackageLoader("email_service", f"templates/{LAYOUTS_FOLDER}"))
+        files.append(PackageLoader("email_service.message", "templates"))
+        layouts.append(PackageLoader("email_service.message", f"templates/{LAYOUTS_FOLDER}"))
         self._files = ChoiceLoader(files)
         common: dict[str, Any] = {"undefined": StrictUndefined, "keep_trailing_newline": True}
         self._head_env = BoundedSandbox(**common, autoescape=False, finalize=_safe_header_value)

@@ -17,7 +17,7 @@ from typing import Any
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
-from .errors import TemplateError
+from email_service.errors import TemplateError
 
 MAX_OUTPUT_CHARS = 2_000_000  # per rendered part
 MAX_RENDER_SECONDS = 2.0

@@ -1,10 +1,10 @@
-"""gunicorn's configuration for `email-service serve` (``--config python:email_service.gunicorn_hooks``)."""
+"""gunicorn's configuration for `email-service serve` (``--config python:email_service.runtime.gunicorn_hooks``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .metrics_export import process_ended
+from email_service.runtime.metrics_export import process_ended
 
 # Forwarded headers are trusted in one place only: the app's PROXY_HOPS (werkzeug's ProxyFix). Left alone,
 # gunicorn would also take X-Forwarded-Proto (and SCRIPT_NAME/PATH_INFO headers) from 127.0.0.1 and, always,

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from gunicorn.glogging import Logger
 
-from .logs import mask_addresses
+from email_service.logs import mask_addresses
 
 # The request line, the path, the query string and the referer: where a client's URL shows.
 _URL_ATOMS = ("r", "U", "q", "f", "{referer}i")

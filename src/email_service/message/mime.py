@@ -11,10 +11,10 @@ from email.policy import Policy
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 
-from .address_headers import address_line, parse_mailboxes, transport_address
-from .errors import TemplateError
-from .header_values import describe_control_character
-from .rendering import RenderedEmail
+from email_service.errors import TemplateError
+from email_service.message.address_headers import address_line, parse_mailboxes, transport_address
+from email_service.message.header_values import describe_control_character
+from email_service.message.rendering import RenderedEmail
 
 # SMTP line endings, and 7bit output so every non-ASCII or long-lined body is encoded
 # (quoted-printable or base64): no line can exceed 998 octets and no relay needs 8BITMIME.

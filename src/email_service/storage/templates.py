@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from .models import StoredTemplate
+from email_service.storage.models import StoredTemplate
 
 
 def current(session: Session, name: str) -> StoredTemplate | None:

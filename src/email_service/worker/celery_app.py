@@ -7,9 +7,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_shutting_down
 
-from .config import Settings
-from .services import Services
-from .tasks import CeleryTaskQueue, register_tasks
+from email_service.config import Settings
+from email_service.services import Services
+from email_service.worker.tasks import CeleryTaskQueue, register_tasks
 
 
 def make_celery(services: Services) -> Celery:

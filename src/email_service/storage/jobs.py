@@ -17,9 +17,17 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..messages import AttachmentFile
-from .leases import Lease
-from .models import UNFINISHED_JOB_STATUSES, Attachment, ClaimedRecipient, Job, JobStatus, Recipient, RecipientStatus
+from email_service.message.mime import AttachmentFile
+from email_service.storage.leases import Lease
+from email_service.storage.models import (
+    UNFINISHED_JOB_STATUSES,
+    Attachment,
+    ClaimedRecipient,
+    Job,
+    JobStatus,
+    Recipient,
+    RecipientStatus,
+)
 
 # A new recipient row, in this column order: the intake writes 100,000 of them at a time.
 NEW_RECIPIENT_COLUMNS = ("job_id", "position", "address", "name", "variables", "status", "attempts")

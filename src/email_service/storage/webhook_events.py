@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import func, literal, select, union, update
 from sqlalchemy.orm import Session, aliased
 
-from .models import EventStatus, Job, JobStatus, Recipient, WebhookEvent
-from .repository import count_by_status
+from email_service.storage.jobs import count_by_status
+from email_service.storage.models import EventStatus, Job, JobStatus, Recipient, WebhookEvent
 
 FAILURES_PER_EVENT = 500
 

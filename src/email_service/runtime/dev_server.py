@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from . import metrics_export
-from .storage.migrate import upgrade
-from .supervisor import Child, supervise
+from email_service.runtime import metrics_export
+from email_service.runtime.supervisor import Child, supervise
+from email_service.storage.migrate import upgrade
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 

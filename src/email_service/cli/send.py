@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 if TYPE_CHECKING:
-    from .client import ApiError, EmailServiceClient, Job
+    from email_service.client import ApiError, EmailServiceClient, Job
 
 
 class InputError(click.ClickException):
@@ -96,7 +96,7 @@ def send(
     Exit status: 0 every recipient sent, 1 the service refused the job or could not be reached,
     2 bad input (nothing sent), 3 some recipients were not sent (failed, expired, or cancelled).
     """
-    from .client import ApiError, ClientError, EmailServiceClient, attachment
+    from email_service.client import ApiError, ClientError, EmailServiceClient, attachment
 
     recipients, lines = _read_recipients(recipients_file)
     if content is not None and content_file is not None:

@@ -17,7 +17,7 @@ from email.utils import getaddresses
 
 import idna
 
-from .errors import TemplateError
+from email_service.errors import TemplateError
 
 # atext without "=" and "?": a plain word can never be read as an encoded word.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")

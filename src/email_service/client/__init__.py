@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from . import __version__
+from email_service import __version__
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL_JOB_STATUSES = frozenset({"completed", "cancelled"})

@@ -18,10 +18,16 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from .dkim_relaxed import MessageFormatError, field_name, relaxed_body, relaxed_field, split_message
+from email_service.message.dkim.relaxed import (
+    MessageFormatError,
+    field_name,
+    relaxed_body,
+    relaxed_field,
+    split_message,
+)
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from email_service.config import Settings
 
 log = logging.getLogger(__name__)
 

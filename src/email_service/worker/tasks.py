@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery
 
-from .services import Services, deliver, dispatch, events
+from email_service.services import Services, deliver, dispatch, events
 
 START_JOB = "email_service.start_job"
 SEND_BATCH = "email_service.send_batch"

@@ -1,0 +1,1 @@
+"""The Celery edge: the application object and the tasks that hand work to the services."""
