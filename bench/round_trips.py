@@ -49,7 +49,7 @@ def _requests(run: Callable[[dict[str, Callable[[], object]]], None]) -> None:
     statements)."""
     with own_database() as database, own_redis_prefix() as prefix:
         settings = settings_from(relay_env(database, REDIS_URL, prefix, 25))
-        key = auth.create_key(build_services(settings), "round-trips")[1]
+        key = auth.create_key(build_services(settings).sessions, "round-trips")[1]
         app = create_app(settings)
         client, headers = app.test_client(), {"Authorization": f"Bearer {key}"}
 

@@ -74,7 +74,7 @@ class ApiServer(ApiClient):
         super().__init__(f"http://127.0.0.1:{self._server.server_port}", headers)
 
     def new_key(self, name: str, senders: tuple[str, ...] = ()) -> str:
-        return auth.create_key(self.app.extensions["email_service"], name, senders)[1]
+        return auth.create_key(self.app.extensions["email_service"].sessions, name, senders)[1]
 
     def start(self) -> ApiServer:
         self._thread.start()

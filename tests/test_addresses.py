@@ -16,7 +16,8 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from email_service.message.addresses import InvalidAddress, dedup_key, normalize_address
+from email_service.errors import InvalidAddress
+from email_service.message.addresses import dedup_key, normalize_address
 
 TUTORIAL_REGEX = re.compile(r"(^[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$)")
 

@@ -118,16 +118,16 @@ def test_idempotency_keys_of_two_callers_never_meet(api: ApiServer):
 
 def test_keys_are_random_shown_once_stored_hashed_and_revocable(api: ApiServer):
     services = api.app.extensions["email_service"]
-    info, key = auth.create_key(services, "billing")
+    info, key = auth.create_key(services.sessions, "billing")
     assert key.startswith("es_") and len(key) >= 3 + 43  # 32 random bytes, base64url
-    assert key != auth.create_key(services, "billing")[1]
-    listed = {k.id: k for k in auth.list_keys(services)}
+    assert key != auth.create_key(services.sessions, "billing")[1]
+    listed = {k.id: k for k in auth.list_keys(services.sessions)}
     assert listed[info.id].prefix == key[:10] and key not in repr(listed[info.id])
     with services.readers() as session:
         stored = session.execute(text("SELECT key_hash FROM api_keys WHERE id = :id"), {"id": info.id}).scalar_one()
     assert stored == auth.hash_key(key) and key not in stored
     assert _call(api, "GET", "/api/email/", key).status_code == 200
-    auth.revoke_key(services, info.id)
+    auth.revoke_key(services.sessions, info.id)
     assert _call(api, "GET", "/api/email/", key).status_code == 401
 
 

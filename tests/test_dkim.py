@@ -16,10 +16,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from email_service.bootstrap import dkim_signer
 from email_service.config import Settings
-from email_service.errors import TemplateError
+from email_service.errors import ConfigurationError, DkimError, TemplateError
 from email_service.message.composing import JobContent, compose
-from email_service.message.dkim.signing import DkimError, DkimSigner
+from email_service.message.dkim.signing import DkimSigner
 from email_service.message.mime import AttachmentFile
 from email_service.message.rendering import TemplateRenderer, TemplateSource
 
@@ -70,7 +71,7 @@ def _settings(key_file: Path | str | None, domain: str = DOMAIN, selector: str =
 
 
 def _signer(key: Key) -> DkimSigner:
-    signer = DkimSigner.from_settings(_settings(key.path))
+    signer = dkim_signer(_settings(key.path))
     assert signer is not None
     return signer
 
@@ -193,15 +194,15 @@ def test_a_signing_failure_fails_the_message_as_a_template_error(keys: dict[str,
 
 
 def test_signing_is_off_without_settings_and_read_from_the_environment(keys: dict[str, Key], monkeypatch):
-    assert DkimSigner.from_settings(Settings()) is None
+    assert dkim_signer(Settings()) is None
     monkeypatch.setenv("DKIM_DOMAIN", DOMAIN)
     monkeypatch.setenv("DKIM_SELECTOR", SELECTOR)
     monkeypatch.setenv("DKIM_PRIVATE_KEY_FILE", str(keys["ed25519"].path))
-    signer = DkimSigner.from_settings(Settings())
+    signer = dkim_signer(Settings())
     assert signer is not None and (signer.domain, signer.selector) == (DOMAIN, SELECTOR)
     for name in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_FILE"):
         monkeypatch.setenv(name, "")
-    assert Settings().dkim_key is None
+    assert dkim_signer(Settings()) is None
 
 
 @pytest.mark.parametrize(
@@ -245,15 +246,15 @@ def test_an_unreadable_or_unusable_key_file_is_refused_naming_the_setting(tmp_pa
         _write(tmp_path / "ec.pem", _pem("EC PRIVATE KEY", canary)): "EC PRIVATE KEY",
     }
     for path, reason in cases.items():
-        with pytest.raises(ValueError, match="DKIM_PRIVATE_KEY_FILE") as raised:
-            _settings(path)
+        with pytest.raises(ConfigurationError, match="DKIM_PRIVATE_KEY_FILE") as raised:
+            dkim_signer(_settings(path))
         assert reason in str(raised.value) and canary not in str(raised.value)
 
 
 def test_a_short_rsa_key_is_refused(tmp_path: Path):
     key = _generate(tmp_path, "short", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:768")
-    with pytest.raises(ValueError, match="768-bit RSA key") as raised:
-        _settings(key.path)
+    with pytest.raises(ConfigurationError, match="768-bit RSA key") as raised:
+        dkim_signer(_settings(key.path))
     assert key.pem_body[:40] not in str(raised.value)
 
 
@@ -264,7 +265,7 @@ def test_a_pkcs1_key_with_crlf_lines_after_a_certificate_signs(keys: dict[str, K
     assert pkcs1.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
     path = tmp_path / "pkcs1.pem"
     path.write_bytes((_pem("CERTIFICATE", "MIIBAAAA").encode() + pkcs1).replace(b"\n", b"\r\n"))
-    signer = DkimSigner.from_settings(_settings(path))
+    signer = dkim_signer(_settings(path))
     assert signer is not None and dkim.verify(_compose(signer), dnsfunc=_dns(keys["rsa"]))
 
 
@@ -276,10 +277,10 @@ def test_the_private_key_never_shows_in_settings_signer_or_logs(
     monkeypatch.setattr(logging.getLogger("email_service"), "propagate", True)  # let caplog see it
     with caplog.at_level(logging.DEBUG):
         settings = _settings(keys[kind].path)
-        signer = DkimSigner.from_settings(settings)
+        signer = dkim_signer(settings)
         assert signer is not None
         signer.sign(_compose(None))
-    shown = [repr(settings), str(settings), settings.model_dump_json(), repr(signer), repr(settings.dkim_key)]
+    shown = [repr(settings), str(settings), settings.model_dump_json(), repr(signer), repr(signer.key)]
     shown += [record.getMessage() for record in caplog.records]
     assert any("DKIM signing as d=example.org" in text for text in shown)
     assert not any(secret in text for text in shown)

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from email_service.errors import TemplateError
-from email_service.message.addresses import InvalidAddress, normalize_address
+from email_service.errors import InvalidAddress, TemplateError
+from email_service.message.addresses import normalize_address
 from email_service.message.composing import JobContent, compose
 from email_service.message.header_values import describe_control_character
 from email_service.message.html_text import html_to_text

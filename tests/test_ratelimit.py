@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from email_service.config import Settings
+from email_service.config import Settings, parse_domain_rates
 from email_service.delivery.ratelimit import (
     Bucket,
     Limits,
@@ -19,7 +19,6 @@ from email_service.delivery.ratelimit import (
     RedisRateLimiter,
     make_rate_limiter,
 )
-from email_service.rate_spec import parse_domain_rates
 
 from .conftest import REDIS_URL
 

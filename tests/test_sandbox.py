@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from email_service.app import MAX_JSON_DEPTH, create_api
+from email_service.api.guards import MAX_JSON_DEPTH
+from email_service.app import create_api
 from email_service.config import Settings
 from email_service.errors import TemplateError
 from email_service.message.rendering import TemplateRenderer, TemplateSource

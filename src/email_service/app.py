@@ -1,13 +1,10 @@
-"""The application factory: settings, services, Celery and the HTTP API, built once per process."""
+"""The Flask application factory: the HTTP API over services that ``bootstrap`` builds."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import redirect, request
+from flask import redirect
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
-from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
@@ -15,18 +12,15 @@ from email_service import __version__
 from email_service.api import jobs, suppressions, templates
 from email_service.api.auth import install_authentication
 from email_service.api.errors import register_error_handlers, validation_error_response
+from email_service.api.guards import install_request_guards
 from email_service.api.health import install_health
 from email_service.api.quotas import make_key_quotas
 from email_service.api.schemas import ErrorBody
+from email_service.bootstrap import build_process
 from email_service.config import Settings
 from email_service.delivery.transport import Transport
-from email_service.errors import MalformedJSON, ValidationFailed
 from email_service.logs import configure_logging
-from email_service.services import Services, build_services
-from email_service.worker.celery_app import make_celery
-
-# Containers in a request body: recipients' variables need a few; a thousand are an attack on the parser.
-MAX_JSON_DEPTH = 32
+from email_service.services import Services
 
 API_DESCRIPTION = (
     "Post a list of recipients, a subject, content and a template: the service answers at once with a "
@@ -38,9 +32,7 @@ def create_app(settings: Settings | None = None, transport: Transport | None = N
     """Build the WSGI application (gunicorn calls it as ``email_service.app:create_app()``)."""
     settings = settings or Settings()
     configure_logging(settings)
-    services = build_services(settings, transport)
-    make_celery(services)  # installs the task queue the API publishes to
-    return create_api(services)
+    return create_api(build_process(settings, transport).services)
 
 
 def create_api(services: Services) -> OpenAPI:
@@ -75,35 +67,7 @@ def create_api(services: Services) -> OpenAPI:
     # The tutorial served its Swagger UI at /api/; keep that address.
     app.view_functions["openapi.openapi"] = lambda: redirect("/api/swagger", code=302)
 
-    @app.before_request
-    def _refuse_nul_in_path_and_query() -> None:
-        # No database stores U+0000 in text (PostgreSQL refuses it): refused here, everywhere at once.
-        if "\x00" in request.path or any("\x00" in f"{k}{v}" for k, v in request.args.items(multi=True)):
-            raise ValidationFailed("NUL characters are not accepted", [{"field": "path", "reason": "contains U+0000"}])
-
-    @app.before_request
-    def _parse_json_strictly() -> None:
-        # flask-openapi3 parses bodies leniently (malformed JSON becomes null and a 422);
-        # parsing here first makes malformed JSON a 400 and a non-JSON body a 415.
-        unsubscribing = request.blueprint == "unsubscribe"  # mail clients post a form there
-        if (
-            request.method in ("POST", "PUT", "PATCH")
-            and (request.is_json or request.content_length)
-            and not unsubscribing
-        ):
-            try:
-                body = request.get_json()
-            except BadRequest:
-                raise MalformedJSON("the request body is not valid JSON") from None
-            except RecursionError:
-                raise MalformedJSON(f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep") from None
-            depth, has_nul = _shape(body)
-            if depth > MAX_JSON_DEPTH:
-                raise MalformedJSON(f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep")
-            if has_nul:
-                raise ValidationFailed(
-                    "NUL characters are not accepted", [{"field": "body", "reason": "contains U+0000"}]
-                )
+    install_request_guards(app)
 
     @app.get("/healthz", doc_ui=False)
     def _healthz() -> Response:
@@ -112,19 +76,3 @@ def create_api(services: Services) -> OpenAPI:
     install_health(app, services)  # /readyz and /metrics
 
     return app
-
-
-def _shape(value: Any) -> tuple[int, bool]:
-    """How deeply JSON containers nest in ``value``, and whether a key or string holds U+0000
-    (without recursion: the value is the caller's)."""
-    deepest, has_nul, stack = 0, False, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            has_nul = has_nul or "\x00" in item
-        elif isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if depth <= MAX_JSON_DEPTH:
-                children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-                stack.extend((child, depth + 1) for child in children)
-    return deepest, has_nul

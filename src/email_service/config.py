@@ -3,18 +3,42 @@
 from __future__ import annotations
 
 import os
+import re
 from email.utils import parseaddr
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from email_service.message.header_values import describe_control_character
-from email_service.rate_spec import parse_domain_rates
 
-if TYPE_CHECKING:
-    from email_service.message.dkim.signing import DkimKey
+_RATE = re.compile(r"\s*([^=\s]+)\s*=\s*([0-9.]+)\s*/\s*(s|m|h)\s*")
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+
+
+def parse_domain_rates(value: object) -> object:
+    """``gmail.com=20/s,yahoo.com=600/m`` -> messages per second for each domain (a dict passes as it is)."""
+    if not isinstance(value, str):
+        return value
+    rates: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        match = _RATE.fullmatch(item)
+        if match is None:
+            raise ValueError(f"DOMAIN_RATES: {item!r} is not like gmail.com=20/s")
+        rates[match.group(1).lower()] = float(match.group(2)) / _PER[match.group(3)]
+    return rates
+
+
+# Messages per second for each recipient domain, written in the environment as ``gmail.com=20/s,yahoo.com=600/m``.
+DomainRates = Annotated[dict[str, float], NoDecode, BeforeValidator(parse_domain_rates)]
+
+
+def is_redis_url(url: str) -> bool:
+    """Whether ``url`` names a Redis server (plain or TLS)."""
+    return url.startswith(("redis://", "rediss://"))
 
 
 class Settings(BaseSettings):
@@ -78,7 +102,9 @@ class Settings(BaseSettings):
     send_burst: int = Field(
         0, ge=0, description="Messages that may go at once above SEND_RATE; 0 = one second's worth."
     )
-    domain_rates: str = Field("", description="Per recipient domain rates, e.g. `gmail.com=20/s,yahoo.com=600/m`.")
+    domain_rates: DomainRates = Field(
+        default_factory=dict, description="Per recipient domain rates, e.g. `gmail.com=20/s,yahoo.com=600/m`."
+    )
     hourly_quota: int = Field(0, ge=0, description="Messages per clock hour for all workers; 0 = no quota.")
     daily_quota: int = Field(0, ge=0, description="Messages per UTC day for all workers; 0 = no quota.")
     rate_limit_redis_url: str = Field(
@@ -156,9 +182,6 @@ class Settings(BaseSettings):
         "every quarter of this while it sends, so a dead worker's recipients go to another within it.",
     )
 
-    # The loaded DKIM key: read once, when the settings are checked; a private attribute, so no repr shows it.
-    _dkim_key: DkimKey | None = PrivateAttr(None)
-
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -176,23 +199,34 @@ class Settings(BaseSettings):
         sender = parseaddr(self.mail_default_sender)[1]
         if describe_control_character(self.mail_default_sender) or "@" not in sender:
             raise ValueError(f"MAIL_DEFAULT_SENDER {self.mail_default_sender!r} is not an address like Name <a@b.org>")
-        parse_domain_rates(self.domain_rates)
         if self.webhook_url and not self.webhook_secret.get_secret_value():
             raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET: webhook events are always signed")
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ValueError("LEASE_SECONDS must be shorter than BROKER_VISIBILITY_TIMEOUT")
-        if self.dkim_domain or self.dkim_selector or self.dkim_private_key_file:
-            from email_service.message.dkim.signing import check_settings  # cryptography loads only when signing is on
-
-            self._dkim_key = check_settings(self.dkim_domain, self.dkim_selector, self.dkim_private_key_file)
+        self._check_dkim()
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'email_service.db').resolve()}"
         return self
 
-    @property
-    def dkim_key(self) -> DkimKey | None:
-        """The private key DKIM_PRIVATE_KEY_FILE held when the settings were read; None when signing is off."""
-        return self._dkim_key
+    def _check_dkim(self) -> None:
+        """The three DKIM settings go together and name DNS labels; the key itself is loaded at start-up
+        (bootstrap), so that reading the settings needs no cryptography."""
+        given = {
+            "DKIM_DOMAIN": self.dkim_domain,
+            "DKIM_SELECTOR": self.dkim_selector,
+            "DKIM_PRIVATE_KEY_FILE": self.dkim_private_key_file,
+        }
+        missing = [name for name, value in given.items() if not value]
+        if len(missing) == len(given):
+            return
+        if missing:
+            together = "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE go together"
+            raise ValueError(f"{together}: set all three or none; missing: {', '.join(missing)}")
+        for name, value in (("DKIM_DOMAIN", self.dkim_domain), ("DKIM_SELECTOR", self.dkim_selector)):
+            if not DNS_NAME.fullmatch(value):
+                raise ValueError(
+                    f"{name} {value!r} is not a DNS name (ASCII letters, digits, hyphens, dots; IDNA form)"
+                )
 
     @property
     def allowed_recipient_domains(self) -> frozenset[str]:
@@ -203,7 +237,7 @@ class Settings(BaseSettings):
         """The Redis URL of the shared rate buckets, if any."""
         if self.rate_limit_redis_url:
             return self.rate_limit_redis_url
-        return self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
+        return self.celery_broker_url if is_redis_url(self.celery_broker_url) else None
 
     @property
     def broker_folder(self) -> Path:

@@ -8,7 +8,13 @@ EmailServiceError
 │   ├── NotFound            404
 │   ├── Conflict            409 not possible in the job's current state
 │   └── TooManyRequests     429 over a quota of the API key (retry_after seconds)
+├── ConfigurationError      a setting that cannot be used; the process does not start
+├── DatabaseNotReady        the database did not answer, or its schema is not migrated, in time
+├── InvalidAddress          not deliverable address syntax (also a ValueError)
 ├── TemplateError           a template is missing, unsafe or does not render
+│   ├── RenderLimit         a template went past one of the sandbox's bounds
+│   └── DkimError           a built message that cannot be signed
+│       └── MessageFormatError   bytes that are not an SMTP message (bare CR or LF, no header)
 └── DeliveryError           the relay did not take a message
     ├── TemporaryDeliveryError   4xx reply, connection dropped, timeout: try again later
     │   └── RelayUnavailable     no session at all (refused, greeting 4xx, TLS, login)
@@ -38,37 +44,61 @@ class RequestError(EmailServiceError):
 
 
 class MalformedJSON(RequestError):
+    """The body is not JSON at all, or nests deeper than the service parses."""
+
     status = 400
     code = "malformed_json"
 
 
 class Unauthenticated(RequestError):
+    """No API key, or one that is not active."""
+
     status = 401
     code = "unauthorized"
 
 
 class ValidationFailed(RequestError):
+    """Fields or addresses that do not pass; each detail names one."""
+
     status = 422
     code = "validation_error"
 
 
 class NotFound(RequestError):
+    """No such job, template, key or suppression for this caller."""
+
     status = 404
     code = "not_found"
 
 
 class Conflict(RequestError):
+    """Not possible in the job's current state (e.g. resuming a finished job)."""
+
     status = 409
     code = "conflict"
 
 
 class TooManyRequests(RequestError):
+    """Over one of the API key's quotas; ``retry_after`` says in how many seconds to try again."""
+
     status = 429
     code = "too_many_requests"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ConfigurationError(EmailServiceError, ValueError):
+    """A setting that cannot be used (e.g. an unreadable DKIM key); the message names the setting."""
+
+
+class DatabaseNotReady(EmailServiceError):
+    """The database did not answer, or its schema was not migrated, within the time allowed."""
+
+
+class InvalidAddress(EmailServiceError, ValueError):
+    """The address is not deliverable syntax; the message says why."""
 
 
 class TemplateError(EmailServiceError):
@@ -96,6 +126,18 @@ class TemplateError(EmailServiceError):
         return detail
 
 
+class RenderLimit(TemplateError):
+    """A template went past one of the sandbox's bounds (output size, loop length, power)."""
+
+
+class DkimError(TemplateError):
+    """A built message that cannot be signed; the message never contains key material."""
+
+
+class MessageFormatError(DkimError):
+    """The bytes are not an SMTP message whose header and body can be canonicalised."""
+
+
 class DeliveryError(EmailServiceError):
     """The relay did not accept a message; ``code`` is the SMTP reply code (0 without a reply)."""
 
@@ -113,6 +155,8 @@ class DeliveryError(EmailServiceError):
 
 
 class TemporaryDeliveryError(DeliveryError):
+    """A 4xx reply, a dropped connection or a timeout: the message is tried again later."""
+
     permanent = False
 
 
@@ -121,6 +165,8 @@ class RelayUnavailable(TemporaryDeliveryError):
 
 
 class PermanentDeliveryError(DeliveryError):
+    """A 5xx reply: that recipient failed."""
+
     permanent = True
 
 

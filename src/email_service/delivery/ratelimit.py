@@ -15,7 +15,6 @@ from typing import Protocol
 import redis
 
 from email_service.config import Settings
-from email_service.rate_spec import parse_domain_rates
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,6 @@ class RateLimiter(Protocol):
 
 def make_rate_limiter(settings: Settings) -> RateLimiter | None:
     """The limiter the settings ask for; None when there is no limit at all."""
-    domain_rates = parse_domain_rates(settings.domain_rates)
     quotas = [
         Quota("hour", settings.hourly_quota, 3600) if settings.hourly_quota else None,
         Quota("day", settings.daily_quota, 86400) if settings.daily_quota else None,
@@ -54,7 +52,7 @@ def make_rate_limiter(settings: Settings) -> RateLimiter | None:
         global_bucket=Bucket("global", settings.send_rate, settings.send_burst or max(1.0, settings.send_rate))
         if settings.send_rate
         else None,
-        domain_rates=domain_rates,
+        domain_rates=settings.domain_rates,
         quotas=[q for q in quotas if q is not None],
     )
     if not limits.any():

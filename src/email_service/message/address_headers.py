@@ -18,6 +18,7 @@ from email.utils import getaddresses
 import idna
 
 from email_service.errors import TemplateError
+from email_service.message.folding import LINE_WIDTH, fold
 
 # atext without "=" and "?": a plain word can never be read as an encoded word.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")
@@ -25,7 +26,6 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^
 _QUOTABLE_NAME = re.compile(r"[\x20-\x7e]*")
 _LOCAL_PART = re.compile(r"[^\x00-\x20\x7f\"(),:;<>@\[\\\]]+")
 _ASCII_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
-_LINE_GOAL = 78  # RFC 5322's recommended limit; only an address longer than that exceeds it
 _ENCODED_WORD_PREFIX = "=?utf-8?b?"
 # 75 characters per encoded word (RFC 2047): 10 of prefix, 2 of "?=", 60 of base64 for 45 octets.
 _ENCODED_WORD_OCTETS = 45
@@ -51,7 +51,8 @@ def address_line(header: str, mailboxes: Sequence[tuple[str | None, str]], *, ut
         spec = _address_spec(header, address, utf8=utf8)
         tokens += _display_name_tokens(name) if name else []
         tokens.append((f"<{spec}>" if name else spec) + ("," if index < len(mailboxes) - 1 else ""))
-    return _fold(f"{header}:", tokens)
+    folded, _ = fold(f"{header}:".encode(), [(b" ", token.encode("utf-8")) for token in tokens])
+    return folded + b"\r\n"
 
 
 def parse_mailboxes(header: str, value: str) -> list[tuple[str | None, str]]:
@@ -80,7 +81,7 @@ def _display_name_tokens(name: str) -> list[str]:
         return name.split(" ")
     quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     # A quoted string is never folded here; an "=?" in it is decoded by some readers all the same.
-    if _QUOTABLE_NAME.fullmatch(name) and "=?" not in name and len(quoted) <= _LINE_GOAL - len("Reply-To: "):
+    if _QUOTABLE_NAME.fullmatch(name) and "=?" not in name and len(quoted) <= LINE_WIDTH - len("Reply-To: "):
         return [quoted]
     return _encoded_words(name)
 
@@ -96,16 +97,3 @@ def _encoded_words(text: str) -> list[str]:
         chunk += octets
     words.append(chunk)
     return [f"{_ENCODED_WORD_PREFIX}{base64.b64encode(word).decode('ascii')}?=" for word in words]
-
-
-def _fold(start: str, tokens: list[str]) -> bytes:
-    """``start`` and the tokens separated by spaces, a space becoming CRLF + space where a line would
-    pass 78 octets (white space between two encoded words is ignored by readers)."""
-    lines, line = [], start
-    for token in tokens:
-        if len((line + " " + token).encode("utf-8")) > _LINE_GOAL and line != start:
-            lines.append(line)
-            line = ""
-        line += " " + token
-    lines.append(line)
-    return ("\r\n".join(lines) + "\r\n").encode("utf-8")

@@ -14,15 +14,13 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 
+from email_service.errors import InvalidAddress
+
 # RFC 2142 names (postmaster, abuse...) that email-validator lower-cases in the local part.
 _CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 # An error quotes at most this many characters of a refused address: enough to find it in a long list,
 # never a whole megabyte echoed back.
 QUOTED_MAX = 100
-
-
-class InvalidAddress(ValueError):
-    """The address is not deliverable syntax; the message says why."""
 
 
 def quoted(address: str) -> str:

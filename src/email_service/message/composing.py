@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from email_service.errors import TemplateError
 from email_service.message import unsubscribe
 from email_service.message.mime import AttachmentFile, Envelope, MessageBuilder, date_value, message_id_for
 from email_service.message.rendering import TemplateRenderer, TemplateSource
@@ -71,26 +70,21 @@ def compose(
     """
     context = template_context(job, address=address, name=name, variables=variables, date=date)
     rendered = renderer.render(job.template, context)
-    try:
-        envelope = (builder or MessageBuilder(cache_size=1)).build(
-            rendered,
-            sender=job.sender,
-            recipient=address,
-            recipient_name=name,
-            subject=job.subject,
-            message_id=message_id_for(job.job_id, position, job.sender),
-            date=date,
-            headers=job.headers,
-            attachments=job.attachments,
-            unsubscribe_url=_unsubscribe_url(job, position),
-        )
-        if signer is None:
-            return envelope
-        return Envelope(envelope.sender, envelope.recipient, signer.sign(envelope.data))  # DkimError is a ValueError
-    except TemplateError:
-        raise
-    except (ValueError, TypeError, UnicodeError) as exc:  # e.g. a template setting Reply-To twice
-        raise TemplateError(f"the message cannot be built: {exc}") from None
+    envelope = (builder or MessageBuilder(cache_size=1)).build(
+        rendered,
+        sender=job.sender,
+        recipient=address,
+        recipient_name=name,
+        subject=job.subject,
+        message_id=message_id_for(job.job_id, position, job.sender),
+        date=date,
+        headers=job.headers,
+        attachments=job.attachments,
+        unsubscribe_url=_unsubscribe_url(job, position),
+    )
+    if signer is None:
+        return envelope
+    return Envelope(envelope.sender, envelope.recipient, signer.sign(envelope.data))  # DkimError is a TemplateError
 
 
 def _unsubscribe_url(job: JobContent, position: int) -> str | None:

@@ -196,7 +196,10 @@ def _encode_headers(policy: Policy, headers: list[tuple[str, str]]) -> bytes:
     """Header lines as the policy folds and encodes them (RFC 2047 for non-ASCII text)."""
     message = EmailMessage(policy=policy)
     for name, value in headers:
-        message[name] = value
+        try:
+            message[name] = value
+        except ValueError as exc:  # e.g. a template setting Reply-To twice: "there may be at most 1"
+            raise TemplateError(f"header {name}: {exc}") from None
         # The value as the email package will write it: it decodes RFC 2047 encoded words, so
         # "=?utf-8?b?DQpCY2M6...?=" would become a line break and a Bcc line if let through.
         _check_header(name, str(message[name]))

@@ -17,7 +17,7 @@ from typing import Any
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
-from email_service.errors import TemplateError
+from email_service.errors import RenderLimit
 
 MAX_OUTPUT_CHARS = 2_000_000  # per rendered part
 MAX_RENDER_SECONDS = 2.0
@@ -25,10 +25,6 @@ MAX_LOOP_STEPS = 200_000  # `range` steps per render
 MAX_EXPONENT = 256
 
 _budget = threading.local()
-
-
-class RenderLimit(TemplateError):
-    """A template went past one of the sandbox's bounds."""
 
 
 class BoundedSandbox(SandboxedEnvironment):

@@ -61,7 +61,14 @@ class Services:
     rng: random.Random = field(default_factory=random.Random)
 
 
-def build_services(settings: Settings, transport: Transport | None = None) -> Services:
+def build_services(
+    settings: Settings,
+    transport: Transport | None = None,
+    *,
+    queue: TaskQueue | None = None,
+    dkim_signer: DkimSigner | None = None,
+) -> Services:
+    """The services of one process; ``bootstrap`` gives them their task queue and DKIM signer."""
     # Batch threads hold a connection only briefly (claim, status, give back), outcome writers for
     # good: the pool does not grow with SMTP_CONCURRENCY, so neither does PostgreSQL's connection count.
     engine = make_engine(settings.database_url, pool_size=OUTCOME_WRITERS + min(settings.smtp_concurrency, 8))
@@ -79,5 +86,6 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
         leases=LeaseKeeper(sessions, settings.lease_seconds),
         outcomes=OutcomeWriters(engine, OUTCOME_WRITERS),
         job_statuses=JobStatuses(readers),
-        dkim_signer=DkimSigner.from_settings(settings),
+        dkim_signer=dkim_signer,
+        queue=queue,
     )

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from email_service.errors import NotFound, ValidationFailed
 from email_service.message.header_values import describe_control_character
 from email_service.services import Services
@@ -37,9 +39,9 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(services: Services, name: str, senders: Sequence[str] = ()) -> tuple[KeyInfo, str]:
+def create_key(sessions: sessionmaker[Session], name: str, senders: Sequence[str] = ()) -> tuple[KeyInfo, str]:
     """A new key named ``name``, which may send as ``senders`` besides MAIL_DEFAULT_SENDER; the key
-    itself is returned here and never again."""
+    itself is returned here and never again. Key commands need only the database: they take its sessions."""
     if not name or len(name) > 64 or not name.isprintable():
         raise ValidationFailed("invalid key name", [{"field": "name", "reason": "1 to 64 printable characters"}])
     allowed = []
@@ -58,7 +60,7 @@ def create_key(services: Services, name: str, senders: Sequence[str] = ()) -> tu
         created_at=utcnow(),
         revoked_at=None,
     )
-    with services.sessions.begin() as session:
+    with sessions.begin() as session:
         session.add(record)
     return _info(record), key
 
@@ -92,21 +94,21 @@ def sender_address(sender: str) -> str | None:
     return address.lower() if "@" in address else None
 
 
-def list_keys(services: Services) -> list[KeyInfo]:
-    with services.readers() as session:
+def list_keys(sessions: sessionmaker[Session]) -> list[KeyInfo]:
+    with sessions() as session:
         return [_info(record) for record in api_keys.list_all(session)]
 
 
-def revoke_key(services: Services, id_or_name: str) -> int:
-    with services.sessions.begin() as session:
+def revoke_key(sessions: sessionmaker[Session], id_or_name: str) -> int:
+    with sessions.begin() as session:
         count = api_keys.revoke(session, id_or_name, utcnow())
     if not count:
         raise NotFound(f"no active API key with id or name {id_or_name!r}")
     return count
 
 
-def has_active_keys(services: Services) -> bool:
-    with services.readers() as session:
+def has_active_keys(sessions: sessionmaker[Session]) -> bool:
+    with sessions() as session:
         return api_keys.any_active(session)
 
 

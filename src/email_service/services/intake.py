@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from email_service import metrics
-from email_service.errors import TemplateError, ValidationFailed
+from email_service.errors import InvalidAddress, TemplateError, ValidationFailed
 from email_service.message import unsubscribe
-from email_service.message.addresses import InvalidAddress, dedup_key, normalize_address
+from email_service.message.addresses import dedup_key, normalize_address
 from email_service.message.composing import JobContent, compose
 from email_service.message.header_values import describe_control_character
 from email_service.message.mime import AttachmentFile

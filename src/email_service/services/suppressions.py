@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from email_service.errors import NotFound, ValidationFailed
-from email_service.message.addresses import InvalidAddress, dedup_key, normalize_address, quoted
+from email_service.errors import InvalidAddress, NotFound, ValidationFailed
+from email_service.message.addresses import dedup_key, normalize_address, quoted
 from email_service.message.unsubscribe import is_valid, parse_token
 from email_service.services import Services
 from email_service.services.reports import find_job

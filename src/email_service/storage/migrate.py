@@ -16,16 +16,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError
 
+from email_service.errors import DatabaseNotReady
 from email_service.storage.database import make_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 RETRY_INTERVAL = 1.0  # seconds between two attempts to reach the database
 
 log = logging.getLogger(__name__)
-
-
-class DatabaseNotReady(Exception):
-    """The database did not answer, or its schema was not migrated, within the time allowed."""
 
 
 class SchemaState(enum.Enum):

@@ -1,4 +1,4 @@
-"""The Celery application factory: broker settings from Settings, tasks bound to the services."""
+"""The Celery application: broker settings from Settings, then tasks bound to the services."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_shutting_down
 
-from email_service.config import Settings
+from email_service.config import Settings, is_redis_url
 from email_service.services import Services
-from email_service.worker.tasks import CeleryTaskQueue, register_tasks
+from email_service.worker.tasks import register_tasks
 
 
-def make_celery(services: Services) -> Celery:
-    """A Celery app for these services; also installs its TaskQueue on them."""
-    settings = services.settings
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app configured from ``settings``, without tasks yet (they need the services, which
+    publish through this app: ``bind_services`` adds them)."""
     celery = Celery("email_service", set_as_current=False)
     celery.conf.update(
         broker_url=settings.celery_broker_url,
@@ -31,15 +31,18 @@ def make_celery(services: Services) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
     )
+    return celery
+
+
+def bind_services(celery: Celery, services: Services) -> None:
+    """Register the tasks that run on ``services``, and make a warm shutdown stop their batches."""
     register_tasks(celery, services)
-    services.queue = CeleryTaskQueue(celery)
 
     def _give_back_unsent_work(**_: Any) -> None:
         # Warm shutdown: running batches stop after their current message and release the rest.
         services.stopping.set()
 
     worker_shutting_down.connect(_give_back_unsent_work, weak=False)
-    return celery
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
@@ -53,7 +56,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
             "processed_folder": str(folder / "processed"),
             "control_folder": str(folder / "control"),
         }
-    if settings.celery_broker_url.startswith(("redis", "rediss")):
+    if is_redis_url(settings.celery_broker_url):
         options: dict[str, Any] = {"visibility_timeout": settings.broker_visibility_timeout}
         if settings.celery_broker_key_prefix:
             options["global_keyprefix"] = settings.celery_broker_key_prefix

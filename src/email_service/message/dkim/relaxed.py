@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+from email_service.errors import MessageFormatError
+
 _WSP = b" \t"
-
-
-class MessageFormatError(ValueError):
-    """The bytes are not an SMTP message whose header and body can be canonicalised."""
 
 
 def split_message(message: bytes) -> tuple[list[bytes], bytes]:

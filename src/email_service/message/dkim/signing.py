@@ -10,7 +10,6 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,16 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from email_service.errors import ConfigurationError, DkimError, MessageFormatError
 from email_service.message.dkim.relaxed import (
-    MessageFormatError,
     field_name,
     relaxed_body,
     relaxed_field,
     split_message,
 )
-
-if TYPE_CHECKING:
-    from email_service.config import Settings
+from email_service.message.folding import LINE_WIDTH, fold
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +44,8 @@ SIGNED_HEADERS = (
 )
 OVERSIGNED_HEADERS = (b"from",)
 MIN_RSA_BITS = 1024  # receivers ignore shorter keys (RFC 8301); 2048 is the usual size
-LINE_WIDTH = 78  # RFC 5322's recommended limit for the folded DKIM-Signature lines
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-DNS_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
-
-
-class DkimError(ValueError):
-    """A key or a message that cannot be signed; the message never contains key material."""
 
 
 @dataclass(frozen=True)
@@ -68,22 +58,31 @@ class DkimKey:
 
 
 def load_key(path: Path) -> DkimKey:
-    """Read and check a PEM RSA or Ed25519 private key; raises DkimError saying why, never what it holds."""
+    """Read and check a PEM RSA or Ed25519 private key; raises ConfigurationError naming
+    DKIM_PRIVATE_KEY_FILE and saying why, never what the file holds."""
+    reason = _key_problem(path)
+    if isinstance(reason, DkimKey):
+        return reason
+    raise ConfigurationError(f"DKIM_PRIVATE_KEY_FILE {path}: {reason}")
+
+
+def _key_problem(path: Path) -> DkimKey | str:
+    """The key at ``path``, or why it cannot be used."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DkimError(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
     # The first private key block: a file may also hold a certificate or EC parameters.
     match = next((m for m in _PEM.finditer(data) if m.group(1).endswith(b"PRIVATE KEY")), None)
     if match is None:
-        raise DkimError("holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
+        return "holds no PEM private key (-----BEGIN PRIVATE KEY-----)"
     label = match.group(1)
     if label not in (b"PRIVATE KEY", b"RSA PRIVATE KEY"):
-        raise DkimError(f"holds a PEM {label.decode('ascii')}; an unencrypted RSA or Ed25519 private key is needed")
+        return f"holds a PEM {label.decode('ascii')}; an unencrypted RSA or Ed25519 private key is needed"
     try:
         der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
     except (binascii.Error, ValueError):
-        raise DkimError("is not valid PEM (bad base64)") from None
+        return "is not valid PEM (bad base64)"
     try:
         key = serialization.load_der_private_key(der, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):  # their texts may quote key bytes: none is kept
@@ -91,29 +90,10 @@ def load_key(path: Path) -> DkimKey:
     if isinstance(key, Ed25519PrivateKey):
         return DkimKey(algorithm=b"ed25519-sha256", bits=256, private_key=key)
     if not isinstance(key, RSAPrivateKey):
-        raise DkimError("is not an RSA (PKCS#1 or PKCS#8) or Ed25519 (PKCS#8) private key")
+        return "is not an RSA (PKCS#1 or PKCS#8) or Ed25519 (PKCS#8) private key"
     if key.key_size < MIN_RSA_BITS:
-        raise DkimError(f"is a {key.key_size}-bit RSA key; receivers need at least {MIN_RSA_BITS} bits (use 2048)")
+        return f"is a {key.key_size}-bit RSA key; receivers need at least {MIN_RSA_BITS} bits (use 2048)"
     return DkimKey(algorithm=b"rsa-sha256", bits=key.key_size, private_key=key)
-
-
-def check_settings(domain: str, selector: str, key_file: Path | None) -> DkimKey | None:
-    """The key of the DKIM settings, None when signing is off; raises ValueError naming the setting."""
-    given = {"DKIM_DOMAIN": domain, "DKIM_SELECTOR": selector, "DKIM_PRIVATE_KEY_FILE": key_file}
-    missing = [name for name, value in given.items() if not value]
-    if len(missing) == len(given):
-        return None
-    if missing:
-        together = "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE go together"
-        raise ValueError(f"{together}: set all three or none; missing: {', '.join(missing)}")
-    for name, value in (("DKIM_DOMAIN", domain), ("DKIM_SELECTOR", selector)):
-        if not DNS_NAME.fullmatch(value):
-            raise ValueError(f"{name} {value!r} is not a DNS name (ASCII letters, digits, hyphens, dots; IDNA form)")
-    assert key_file is not None
-    try:
-        return load_key(key_file)
-    except DkimError as exc:
-        raise ValueError(f"DKIM_PRIVATE_KEY_FILE {key_file}: {exc}") from None
 
 
 class DkimSigner:
@@ -123,7 +103,7 @@ class DkimSigner:
         self.domain = domain
         self.selector = selector
         self.key = key
-        # The tags before t=, the same for every message, as (separator, word) pairs for _fold.
+        # The tags before t=, the same for every message, as (separator, word) pairs for fold.
         self._fixed_words = [
             (b" ", b"v=1;"),
             (b" ", b"a=" + key.algorithm + b";"),
@@ -136,19 +116,11 @@ class DkimSigner:
         return f"DkimSigner(d={self.domain}, s={self.selector}, a={self.key.algorithm.decode()})"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DkimSigner | None:
-        """The signer of DKIM_DOMAIN, or None when signing is off; the key was loaded when settings were."""
-        key = settings.dkim_key
-        if key is None:
-            return None
-        log.info(
-            "DKIM signing as d=%s s=%s (%s, %d bits)",
-            settings.dkim_domain,
-            settings.dkim_selector,
-            key.algorithm.decode(),
-            key.bits,
-        )
-        return cls(settings.dkim_domain, settings.dkim_selector, key)
+    def load(cls, domain: str, selector: str, key_file: Path) -> DkimSigner:
+        """The signer of ``domain`` with the key in ``key_file``; raises ConfigurationError if it cannot be used."""
+        key = load_key(key_file)
+        log.info("DKIM signing as d=%s s=%s (%s, %d bits)", domain, selector, key.algorithm.decode(), key.bits)
+        return cls(domain, selector, key)
 
     def sign(self, message: bytes) -> bytes:
         """The message with a DKIM-Signature header first (relaxed/relaxed, CRLF-folded, ASCII)."""
@@ -171,7 +143,7 @@ class DkimSigner:
             (b" ", b"bh=" + body_hash + b";"),
             (b" ", b"b="),
         ]
-        unsigned, column = _fold(b"DKIM-Signature:", words)
+        unsigned, column = fold(b"DKIM-Signature:", words)
         # What is signed (RFC 6376 §3.7): the fields h= names, then this header with b= empty, no final CRLF.
         signed_data = b"".join(_selected(fields, names, include)) + relaxed_field(unsigned)
         signature = base64.b64encode(self._signature(signed_data))
@@ -202,18 +174,3 @@ def _selected(fields: list[bytes], names: list[bytes], include: list[bytes]) -> 
         if indexes:
             selected.append(relaxed_field(fields[indexes.pop()]) + b"\r\n")
     return selected
-
-
-def _fold(start: bytes, words: list[tuple[bytes, bytes]]) -> tuple[bytes, int]:
-    """``start`` then each (separator, word), folded with CRLF SP before a word that would pass LINE_WIDTH
-    (the fold's space stands for a space separator); returns the text and the column it ends at."""
-    out = [start]
-    column = len(start)
-    for separator, word in words:
-        if column + len(separator) + len(word) > LINE_WIDTH and column > 1:
-            out.append(b"\r\n " + word)
-            column = 1 + len(word)
-        else:
-            out.append(separator + word)
-            column += len(separator) + len(word)
-    return b"".join(out), column
