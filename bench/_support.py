@@ -36,7 +36,7 @@ from email_service.config import Settings
 
 PYTHON = sys.executable  # run as .venv/bin/python, so children get the project's virtualenv
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The benchmarks use the test suite's SMTP relay (tests/fake_relay.py) as it is, imported as tests.fake_relay.
+# The benchmarks use the test suite's helpers as they are (tests/support/, e.g. its SMTP relay fake_relay.py).
 if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -75,7 +75,7 @@ from email_service.services import build_services, deliver, dispatch
 
 # isort: split
 # _support has put the repository root on sys.path.
-from tests.fake_relay import Behaviour, FakeRelay
+from tests.support.fake_relay import Behaviour, FakeRelay
 
 SENDER = "email-service@localhost"  # the service's default MAIL_DEFAULT_SENDER
 SUBJECT = "Benchmark"

@@ -34,8 +34,8 @@ from throughput import CountingHandler
 
 # isort: split
 # _support has put the repository root on sys.path.
-from tests.deployment import Topology, production_topology
-from tests.smtp_sink import SMTPSink
+from tests.support.deployment import Topology, production_topology
+from tests.support.smtp_sink import SMTPSink
 
 SCENARIO = Path(__file__).resolve().parent / "post_jobs.lua"
 STEPS = (1, 2, 4, 8, 16, 32)

@@ -29,7 +29,7 @@ from email_service.config import Settings
 
 # isort: split
 # _support has put the repository root on sys.path.
-from tests.fake_relay import Behaviour, FakeRelay
+from tests.support.fake_relay import Behaviour, FakeRelay
 
 
 def main() -> None:

@@ -28,8 +28,8 @@ from _support import print_machine, print_table
 
 # isort: split
 # _support has put the repository root on sys.path.
-from tests.conftest import REDIS_URL, own_database, own_redis_prefix
-from tests.stack import relay_env, settings_from
+from tests.support.servers import REDIS_URL, own_database, own_redis_prefix
+from tests.support.stack import relay_env, settings_from
 
 from email_service.app import create_app
 from email_service.services import auth, build_services

@@ -4,7 +4,7 @@ email-validator costs ~25 µs an address here (2.5 s for 100,000 recipients); in
 address is a plain ASCII dot-atom local part on a handful of domains, so the fast path checks
 the local part with email-validator's own dot-atom pattern and validates each distinct domain once
 with email-validator itself. Anything else goes to email-validator whole. Both paths give the same
-answer (tests/test_addresses.py checks it with hypothesis and with email-validator's test vectors).
+answer (tests/unit/message/test_addresses.py checks it with hypothesis and with email-validator's test vectors).
 """
 
 from __future__ import annotations

@@ -1,0 +1,288 @@
+"""Storage on SQLite and PostgreSQL: migrations match the models, claims never overlap,
+a terminal status never changes, and a job completes exactly once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from email_service.services.leases import LeaseKeeper
+from email_service.storage import jobs, leases
+from email_service.storage.database import make_engine, make_reader_factory, make_session_factory
+from email_service.storage.leases import Lease
+from email_service.storage.migrate import upgrade
+from email_service.storage.models import Base, Job, JobStatus, RecipientStatus, utcnow
+from email_service.storage.outcomes import OutcomeWriter, OutcomeWriters
+from tests.support.servers import POSTGRES_ADMIN
+
+
+def _new_job(sessions: sessionmaker[Session], total: int) -> str:
+    job_id = str(uuid.uuid4())
+    job = Job(
+        id=job_id,
+        status=JobStatus.QUEUED,
+        subject="s",
+        content="c",
+        template="default",
+        sender="s@example.org",
+        total=total,
+        created_at=utcnow(),
+    )
+    rows = [
+        (job_id, i, f"r{i}@example.com", None, json.dumps({"i": i}) if i % 2 else None, RecipientStatus.PENDING, 0)
+        for i in range(total)
+    ]
+    with sessions.begin() as session:
+        jobs.insert_job(session, job, rows)
+    return job_id
+
+
+def test_migrations_match_the_models(sessions: sessionmaker[Session]):
+    with sessions() as session:
+        context = MigrationContext.configure(session.connection())
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_inserted_recipients_read_back(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 5)
+    with sessions() as session:
+        recipients = jobs.list_recipients(session, job_id, status=None, after=None, limit=10)
+        assert [r.variables for r in recipients] == [None, {"i": 1}, None, {"i": 3}, None]
+        assert jobs.count_by_status(session, [job_id])[job_id]["pending"] == 5
+
+
+def test_concurrent_claims_of_one_range_never_overlap(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 200)
+    now = utcnow()
+
+    def claim(_: int) -> list[int]:
+        with sessions.begin() as session:
+            claimed = jobs.claim_batch(session, job_id, 0, 200, now=now, lease_until=now + timedelta(minutes=5))
+            return [r.position for r in claimed]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(claim, range(8)))
+    claimed = [p for result in results for p in result]
+    assert sorted(claimed) == list(range(200))
+
+
+def test_an_expired_lease_can_be_claimed_again_and_a_live_one_cannot(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 3)
+    now = utcnow()
+    with sessions.begin() as session:
+        assert len(jobs.claim_batch(session, job_id, 0, 3, now=now, lease_until=now + timedelta(seconds=60))) == 3
+    with sessions.begin() as session:
+        assert jobs.claim_batch(session, job_id, 0, 3, now=now, lease_until=now + timedelta(seconds=60)) == []
+    later = now + timedelta(seconds=61)
+    with sessions.begin() as session:
+        again = jobs.claim_batch(session, job_id, 0, 3, now=later, lease_until=later + timedelta(seconds=60))
+        assert [r.attempts for r in again] == [2, 2, 2]
+
+
+def _claim(sessions: sessionmaker[Session], job_id: str, now, lease_seconds: float = 60) -> tuple[list, Lease]:
+    lease = Lease.starting(job_id, 0, 1000, now, lease_seconds)
+    with sessions.begin() as session:
+        return jobs.claim_batch(session, job_id, 0, 1000, now=now, lease_until=lease.until), lease
+
+
+def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 2)
+    now = utcnow()
+    with sessions.begin() as session:
+        assert jobs.mark_job_sending(session, job_id, now, dispatch_deadline=now)
+    (first, second), lease = _claim(sessions, job_id, now)
+    outcomes = OutcomeWriter(sessions.kw["bind"])
+    assert outcomes.sent(first, lease, now)
+    assert not outcomes.failed(first, lease, code=550, reason="late failure", now=now)
+    assert outcomes.failed(second, lease, code=550, reason="no such user", now=now)
+    assert not outcomes.sent(second, lease, now)
+    outcomes.close()
+    with sessions.begin() as session:
+        assert jobs.complete_job_if_done(session, job_id, now) == "completed"
+        assert jobs.complete_job_if_done(session, job_id, now) is None
+    with sessions() as session:
+        counts = jobs.count_by_status(session, [job_id])[job_id]
+        assert (counts["sent"], counts["failed"]) == (1, 1)
+        assert jobs.get_job(session, job_id).status == JobStatus.COMPLETED
+
+
+def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owner(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 1)
+    now = utcnow()
+    [late], late_lease = _claim(sessions, job_id, now, lease_seconds=1)
+    later = now + timedelta(seconds=2)
+    [owner], lease = _claim(sessions, job_id, later)
+    outcomes = OutcomeWriter(sessions.kw["bind"])
+    assert not outcomes.deferred(late, late_lease, code=451, reason="x", retry_at=later, now=later)
+    with sessions.begin() as session:
+        jobs.release(session, [late], late_lease, wake_at=later, now=later)
+        assert leases.renew(session, late_lease, later) is None
+    assert outcomes.sent(owner, lease, later)
+    outcomes.close()
+    with sessions() as session:
+        [row] = jobs.list_recipients(session, job_id, status=None, after=None, limit=10)
+        assert (row.status, row.attempts) == ("sent", 2)
+
+
+def test_sent_clears_the_error_of_an_earlier_attempt(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 1)
+    now = utcnow()
+    [first], lease = _claim(sessions, job_id, now)
+    outcomes = OutcomeWriter(sessions.kw["bind"])
+    assert outcomes.deferred(first, lease, code=451, reason="busy", retry_at=now, now=now)
+    [second], lease = _claim(sessions, job_id, now + timedelta(seconds=1))
+    assert outcomes.sent(second, lease, now)
+    outcomes.close()
+    with sessions() as session:
+        [row] = jobs.list_recipients(session, job_id, status=None, after=None, limit=10)
+        assert (row.status, row.last_error_code, row.last_error) == ("sent", None, None)
+
+
+def test_on_sqlite_a_reader_does_not_wait_for_a_writer(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'test.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    writer = make_session_factory(engine)()
+    writer.execute(select(Job.id))  # BEGIN IMMEDIATE: this session holds the write lock
+    started = time.monotonic()
+    with make_reader_factory(engine)() as reader:
+        assert list(reader.scalars(select(Job.id))) == []
+    assert time.monotonic() - started < 5, "the reader waited for the write lock (busy timeout is 30 s)"
+    writer.close()
+    engine.dispose()
+
+
+def test_on_postgresql_a_pooled_connection_the_server_closed_is_replaced_before_use(postgres_url: str):
+    engine = make_engine(postgres_url, pool_size=1, ping_idle_seconds=0.05)
+    readers = make_reader_factory(engine)
+    with readers() as session:
+        first = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:  # as a server restart would
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    time.sleep(0.1)  # idle for longer than the window: the next checkout pings
+    with readers() as session:
+        second = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    assert second != first
+    engine.dispose()
+
+
+def test_on_postgresql_a_connection_used_within_the_window_is_not_pinged(postgres_url: str, monkeypatch):
+    def pings_over_three_sessions(ping_idle_seconds: float) -> int:
+        engine = make_engine(postgres_url, pool_size=1, ping_idle_seconds=ping_idle_seconds)
+        pings: list[object] = []
+        ping = engine.dialect.do_ping
+        monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(connection) or ping(connection))
+        for _ in range(3):
+            with make_session_factory(engine)() as session:
+                session.execute(select(Job.id).limit(1))
+        engine.dispose()
+        return len(pings)
+
+    assert pings_over_three_sessions(60) == 0, "every checkout paid a round trip for a ping"
+    assert pings_over_three_sessions(0) == 2, "a connection idle longer than the window is pinged (a new one is not)"
+
+
+def test_on_postgresql_readers_run_in_autocommit_and_writers_still_roll_back(postgres_url: str):
+    engine = make_engine(postgres_url, pool_size=1)
+    with make_reader_factory(engine)() as reader:
+        assert reader.connection().connection.driver_connection.autocommit is True
+        assert list(reader.scalars(select(Job.id).where(Job.id == "none"))) == []
+    sessions = make_session_factory(engine)
+    job_id = _new_job(sessions, 1)
+    with sessions() as writer:  # the same pooled connection, lent back in transaction mode
+        assert writer.connection().connection.driver_connection.autocommit is False
+        writer.execute(text("DELETE FROM recipients WHERE job_id = :id"), {"id": job_id})
+        writer.rollback()
+    with sessions() as session:
+        assert session.execute(text("SELECT count(*) FROM recipients WHERE job_id = :id"), {"id": job_id}).scalar() == 1
+    engine.dispose()
+
+
+def test_renewals_never_make_a_concurrent_outcome_write_miss(sessions: sessionmaker[Session]):
+    """The lease changes under the writer's feet hundreds of times; every write still finds its row."""
+    job_id = _new_job(sessions, 50)
+    now = utcnow()
+    rows, lease = _claim(sessions, job_id, now)
+    first_lease = lease.until
+    keeper = LeaseKeeper(sessions, 60)
+    done = threading.Event()
+
+    def renew_until_done() -> int:
+        renewals = 0
+        while not done.is_set():
+            keeper.renew_all()
+            renewals += 1
+        return renewals
+
+    outcomes = OutcomeWriter(sessions.kw["bind"])
+    with keeper.keeping(lease), ThreadPoolExecutor(1) as pool:
+        renewals = pool.submit(renew_until_done)
+        written = []
+        for row in rows:
+            written.append(outcomes.sent(row, lease, now))
+            time.sleep(0.002)  # let renewals fall between the writes too
+        done.set()
+        assert renewals.result() > 5
+    outcomes.close()
+    assert all(written) and lease.until > first_lease
+    with sessions() as session:
+        assert jobs.count_by_status(session, [job_id])[job_id]["sent"] == 50
+
+
+def test_many_threads_write_outcomes_on_a_few_connections(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 200)
+    now = utcnow()
+    rows, lease = _claim(sessions, job_id, now)
+    writers = OutcomeWriters(sessions.kw["bind"], 3)
+    used: set[int] = set()
+
+    def write(row) -> bool:
+        with writers.borrow() as writer:
+            used.add(id(writer))
+            return writer.sent(row, lease, now)
+
+    with ThreadPoolExecutor(20) as pool:
+        assert all(pool.map(write, rows))
+    assert 1 <= len(used) <= 3
+    with pytest.raises(RuntimeError), writers.borrow() as broken:
+        raise RuntimeError("the database went away")  # that writer's connection is given up
+    with writers.borrow() as writer:
+        assert writer is not broken
+    writers.close()
+    with sessions() as session:
+        assert jobs.count_by_status(session, [job_id])[job_id]["sent"] == 200
+
+
+def test_a_writer_that_cannot_connect_gives_its_slot_back(sessions: sessionmaker[Session], monkeypatch):
+    writers = OutcomeWriters(sessions.kw["bind"], 1)
+
+    def refuse(self, engine) -> None:
+        raise OSError("connection refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(OutcomeWriter, "__init__", refuse)
+        with pytest.raises(OSError), writers.borrow():
+            pass
+    borrowed: list[OutcomeWriter] = []
+
+    def borrow_once() -> None:
+        with writers.borrow() as writer:
+            borrowed.append(writer)
+
+    thread = threading.Thread(target=borrow_once, daemon=True)
+    thread.start()
+    thread.join(timeout=5)  # had the slot been lost, the only writer would never come back
+    assert len(borrowed) == 1
+    writers.close()
