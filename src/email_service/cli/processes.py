@@ -33,8 +33,8 @@ def serve(host: str, port: int, workers: int, bind: str | None) -> None:
     from email_service.services import auth
 
     settings = Settings()
+    check_setting_files(settings)  # before waiting for the database: a bad file is known at once
     database_ready(settings, migrate=True)
-    check_setting_files(settings)
     if not settings.auth_disabled:
         with database_sessions(settings) as sessions:
             has_keys = auth.has_active_keys(sessions)
@@ -65,8 +65,8 @@ def worker(processes: int | None) -> None:
     from email_service.runtime.supervisor import Child, supervise
 
     settings = Settings()
-    database_ready(settings, migrate=False)
     check_setting_files(settings)
+    database_ready(settings, migrate=False)
     cpu_priority.lower(settings.worker_nice)  # the children inherit it
     count = processes or settings.worker_processes
     folder = share_metrics_directory(settings, "worker")  # before the children start

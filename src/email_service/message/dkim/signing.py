@@ -60,14 +60,14 @@ class DkimKey:
 def load_key(path: Path) -> DkimKey:
     """Read and check a PEM RSA or Ed25519 private key; raises ConfigurationError naming
     DKIM_PRIVATE_KEY_FILE and saying why, never what the file holds."""
-    reason = _key_problem(path)
-    if isinstance(reason, DkimKey):
-        return reason
-    raise ConfigurationError(f"DKIM_PRIVATE_KEY_FILE {path}: {reason}")
+    key_or_reason = _read_key(path)
+    if isinstance(key_or_reason, DkimKey):
+        return key_or_reason
+    raise ConfigurationError(f"DKIM_PRIVATE_KEY_FILE {path}: {key_or_reason}")
 
 
-def _key_problem(path: Path) -> DkimKey | str:
-    """The key at ``path``, or why it cannot be used."""
+def _read_key(path: Path) -> DkimKey | str:
+    """The key at ``path``, or the reason it cannot be used."""
     try:
         data = path.read_bytes()
     except OSError as exc:
