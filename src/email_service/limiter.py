@@ -1,0 +1,170 @@
+"""Rate limits: token buckets and clock-aligned windows, in Redis or in this process.
+
+The one mechanism behind the workers' sending rates (``delivery.ratelimit``) and the API's per-key
+quotas (``api.quotas``). In Redis every process shares the counts; without a Redis (the embedded
+default) each process keeps its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+
+
+@dataclass(frozen=True)
+class TokenBucket:
+    key: str
+    rate: float  # tokens per second
+    burst: float  # most tokens it holds
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    limit: int
+    seconds: int  # aligned on the clock: a minute, an hour, a UTC day
+
+    def index(self, now: float) -> int:
+        return int(now // self.seconds)
+
+
+Limit = TokenBucket | Window
+
+
+@dataclass(frozen=True)
+class Grant:
+    wait: float  # seconds before what was asked for may be used; 0.0: now
+    taken: bool  # False when the wait was over max_wait: then nothing was taken
+    limit: Limit | None  # the limit that sets the wait, None when there is none
+
+
+class Limiter(Protocol):
+    def acquire(self, limits: Sequence[Limit], amount: float = 1, max_wait: float = 0.0) -> Grant:
+        """Take ``amount`` from every one of ``limits`` at once, or from none of them.
+
+        A bucket may go below zero: the caller is given a slot in the future (the grant's wait)
+        instead of polling for the next token, so many waiting senders cost one call each. A window
+        over its limit makes the caller wait for the next window. When the longest wait is over
+        ``max_wait``, nothing is taken and the grant says how long it would have been.
+        """
+
+    def give_back(self, limits: Sequence[Limit], amount: float) -> None:
+        """Return what an ``acquire`` took and its caller did not use."""
+
+
+def make_limiter(redis_url: str | None, prefix: str) -> Limiter:
+    if redis_url:
+        return RedisLimiter(redis.Redis.from_url(redis_url), prefix)
+    return LocalLimiter()
+
+
+# Every limit is checked and taken together, atomically, on Redis's clock. KEYS: one per limit;
+# ARGV: amount, max_wait, then per limit its kind ('b' bucket, 'w' window) and two numbers:
+# (rate, burst) or (limit, seconds). A negative amount gives back, never waits, and leaves buckets
+# at most full and windows at least empty. Returns {wait, taken (0/1), index of the limit that sets
+# the wait or 0}.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local amount, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2])
+local wait, longest = 0, 0
+local level = {}
+for i = 1, #KEYS do
+  local kind, a, b = ARGV[3 * i], tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+  local needed = 0
+  if kind == 'b' then
+    local saved = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+    local tokens = tonumber(saved[1]) or b
+    local ts = tonumber(saved[2]) or now
+    level[i] = math.min(b, tokens + (now - ts) * a)
+    if amount > 0 and level[i] < amount then needed = (amount - level[i]) / a end
+  else
+    level[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if amount > 0 and level[i] + amount > a then needed = b - (now % b) end
+  end
+  if needed > wait then wait, longest = needed, i end
+end
+if wait > max_wait then return {tostring(wait), 0, longest} end
+for i = 1, #KEYS do
+  local kind, a, b = ARGV[3 * i], tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+  if kind == 'b' then
+    local tokens = math.min(b, level[i] - amount)
+    redis.call('HSET', KEYS[i], 'tokens', tokens, 'ts', now)
+    redis.call('EXPIRE', KEYS[i], math.ceil((b - tokens) / a) + 60)
+  else
+    redis.call('SET', KEYS[i], math.max(0, level[i] + amount), 'EX', b + 60)
+  end
+end
+return {tostring(wait), 1, longest}
+"""
+
+
+class RedisLimiter:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._script = client.register_script(_ACQUIRE)
+
+    def acquire(self, limits: Sequence[Limit], amount: float = 1, max_wait: float = 0.0) -> Grant:
+        now = time.time()
+        keys: list[str] = []
+        args: list[str | float] = [amount, max_wait]
+        for limit in limits:
+            if isinstance(limit, TokenBucket):
+                keys.append(f"{self._prefix}bucket:{limit.key}")
+                args += ["b", limit.rate, limit.burst]
+            else:
+                keys.append(f"{self._prefix}window:{limit.key}:{limit.index(now)}")
+                args += ["w", limit.limit, limit.seconds]
+        wait, taken, longest = self._script(keys=keys, args=args)
+        return Grant(float(wait), bool(taken), limits[longest - 1] if longest else None)
+
+    def give_back(self, limits: Sequence[Limit], amount: float) -> None:
+        self.acquire(limits, -amount)
+
+
+class LocalLimiter:
+    """The same limits within one process, for a deployment without Redis."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # key: (tokens, when counted)
+        self._windows: dict[str, tuple[int, float]] = {}  # key: (window index, used); older windows are dropped
+
+    def acquire(self, limits: Sequence[Limit], amount: float = 1, max_wait: float = 0.0) -> Grant:
+        now = time.time()
+        with self._lock:
+            levels: list[float] = []
+            wait, longest = 0.0, None
+            for limit in limits:
+                level, needed = self._level(limit, amount, now)
+                levels.append(level)
+                if needed > wait:
+                    wait, longest = needed, limit
+            if wait > max_wait:
+                return Grant(wait, False, longest)
+            for limit, level in zip(limits, levels, strict=True):
+                if isinstance(limit, TokenBucket):
+                    self._buckets[limit.key] = (min(limit.burst, level - amount), now)
+                else:
+                    self._windows[limit.key] = (limit.index(now), max(0.0, level + amount))
+            return Grant(wait, True, longest)
+
+    def give_back(self, limits: Sequence[Limit], amount: float) -> None:
+        self.acquire(limits, -amount)
+
+    def _level(self, limit: Limit, amount: float, now: float) -> tuple[float, float]:
+        """The limit's level now and the seconds to wait before ``amount`` fits."""
+        if isinstance(limit, TokenBucket):
+            tokens, counted = self._buckets.get(limit.key, (limit.burst, now))
+            tokens = min(limit.burst, tokens + (now - counted) * limit.rate)
+            return tokens, (amount - tokens) / limit.rate if amount > 0 and tokens < amount else 0.0
+        index, used = self._windows.get(limit.key, (limit.index(now), 0.0))
+        if index != limit.index(now):
+            used = 0.0
+        return used, (limit.seconds - now % limit.seconds) if amount > 0 and used + amount > limit.limit else 0.0
