@@ -31,6 +31,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache  # the layers of docs/architecture.md, as pyproject.toml states them
 
 bench: $(INSTALLED) deploy-tools
 	$(BIN)/python bench/intake.py

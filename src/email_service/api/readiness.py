@@ -19,8 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from email_service.delivery.smtp import greet_relay
+from email_service.runtime.broker import broker_transport_options
 from email_service.services import Services
-from email_service.worker.celery_app import broker_transport_options
 
 CHECK_TIMEOUT = 1.5  # each check's connect and read timeouts
 DEADLINE = 2.0  # the answer is given then, whatever has not answered yet

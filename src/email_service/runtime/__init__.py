@@ -1,2 +1,3 @@
 """Process plumbing: the supervisor, the development server, gunicorn's hooks and access log, CPU priority,
-the mail catcher and the metrics exporter. Nothing here knows about jobs or recipients."""
+the mail catcher, the metrics exporter and the broker's transport options. Nothing here knows about
+jobs or recipients."""

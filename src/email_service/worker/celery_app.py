@@ -7,7 +7,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_shutting_down
 
-from email_service.config import Settings, is_redis_url
+from email_service.config import Settings
+from email_service.runtime.broker import broker_transport_options
 from email_service.services import Services
 from email_service.worker.tasks import register_tasks
 
@@ -43,22 +44,3 @@ def bind_services(celery: Celery, services: Services) -> None:
         services.stopping.set()
 
     worker_shutting_down.connect(_give_back_unsent_work, weak=False)
-
-
-def broker_transport_options(settings: Settings) -> dict[str, Any]:
-    if settings.celery_broker_url.startswith("filesystem"):
-        folder = settings.broker_folder
-        for sub in ("queue", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        return {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "processed_folder": str(folder / "processed"),
-            "control_folder": str(folder / "control"),
-        }
-    if is_redis_url(settings.celery_broker_url):
-        options: dict[str, Any] = {"visibility_timeout": settings.broker_visibility_timeout}
-        if settings.celery_broker_key_prefix:
-            options["global_keyprefix"] = settings.celery_broker_key_prefix
-        return options
-    return {}
