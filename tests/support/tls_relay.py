@@ -1,4 +1,4 @@
-"""A test PKI made with the openssl command at test time, and aiosmtpd relays speaking TLS with it.
+"""A test PKI made in-process with trustme, and aiosmtpd relays speaking TLS with it.
 
 The relays note every command a client sends, and whether it came over TLS, so that a test can show
 that nothing (no AUTH, no MAIL FROM) left the client after a failed handshake.
@@ -7,34 +7,17 @@ that nothing (no AUTH, no MAIL FROM) left the client after a failed handshake.
 from __future__ import annotations
 
 import ssl
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from tests.support.smtp_sink import SinkHandler, free_port
 
 LOGIN, PASSWORD = "relay-user", "relay-secret-7f3a"
-
-_CONFIG = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[leaf]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-subjectAltName = {names}
-"""
+CA_NAME = "email_service test ca"  # the test CA's organizationName
 
 
 @dataclass(frozen=True)
@@ -53,50 +36,32 @@ class Certificates:
     ca: Path  # the CA's certificate: what MAIL_TLS_CA_FILE names
     localhost: KeyPair  # signed by the CA for localhost and 127.0.0.1
     other_name: KeyPair  # signed by the CA, for relay.example.net only
-    self_signed: KeyPair  # for localhost and 127.0.0.1, signed by its own key
+    self_signed: KeyPair  # signed by its own key
 
 
 def make_pki(folder: Path) -> Certificates:
-    """A CA and three server certificates (P-256 keys: fast), valid for two days."""
-    ca = _self_signed(folder, "ca", "ca")
+    """A CA and three server certificates, with ECDSA P-256 keys (fast to make)."""
+    ca = trustme.CA(organization_name=CA_NAME)
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    # Another CA's own certificate is self-signed: a client checks the chain before the names, so
+    # it is refused as self-signed whatever names it holds.
+    stranger = trustme.CA()
     return Certificates(
-        ca=ca.certificate,
-        localhost=_signed(folder, "localhost", "DNS:localhost, IP:127.0.0.1", ca, serial=2),
-        other_name=_signed(folder, "other", "DNS:relay.example.net", ca, serial=3),
-        self_signed=_self_signed(folder, "self", "leaf", "DNS:localhost, IP:127.0.0.1"),
+        ca=folder / "ca.pem",
+        localhost=_write(folder, "localhost", ca.issue_cert("localhost", "127.0.0.1")),
+        other_name=_write(folder, "other", ca.issue_cert("relay.example.net")),
+        self_signed=_write(folder, "self", stranger),
     )
 
 
-def _self_signed(folder: Path, name: str, extensions: str, names: str = "DNS:unused.invalid") -> KeyPair:
-    pair, config = _paths(folder, name, names)
-    options = ["-config", config, "-extensions", extensions, "-subj", f"/CN=email_service test {name}", "-days", "2"]
-    _openssl("req", "-x509", *options, *_new_key(pair), "-out", pair.certificate)
+def _write(folder: Path, name: str, issued: trustme.LeafCert | trustme.CA) -> KeyPair:
+    pair = KeyPair(folder / f"{name}.pem", folder / f"{name}.key")
+    if isinstance(issued, trustme.LeafCert):
+        issued.cert_chain_pems[0].write_to_path(str(pair.certificate))
+    else:
+        issued.cert_pem.write_to_path(str(pair.certificate))
+    issued.private_key_pem.write_to_path(str(pair.key))
     return pair
-
-
-def _signed(folder: Path, name: str, names: str, ca: KeyPair, serial: int) -> KeyPair:
-    pair, config = _paths(folder, name, names)
-    request = folder / f"{name}.csr"
-    _openssl("req", "-new", "-config", config, "-subj", f"/CN={name}", *_new_key(pair), "-out", request)
-    signing = ["-CA", ca.certificate, "-CAkey", ca.key, "-set_serial", str(serial), "-days", "2"]
-    _openssl(
-        "x509", "-req", "-in", request, *signing, "-extfile", config, "-extensions", "leaf", "-out", pair.certificate
-    )
-    return pair
-
-
-def _paths(folder: Path, name: str, names: str) -> tuple[KeyPair, Path]:
-    config = folder / f"{name}.cnf"
-    config.write_text(_CONFIG.format(names=names))
-    return KeyPair(folder / f"{name}.pem", folder / f"{name}.key"), config
-
-
-def _new_key(pair: KeyPair) -> list[str | Path]:
-    return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", pair.key]
-
-
-def _openssl(*arguments: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, arguments)], check=True, capture_output=True, timeout=30)
 
 
 @dataclass
