@@ -1,6 +1,6 @@
 """Recipient address validation and normalization, agreeing with email-validator.
 
-email-validator costs ~25 µs an address here (2.5 s for 100,000 recipients); intake needs a faster path. Almost every
+email-validator alone is too slow for a list of 100,000 recipients (bench/costs.py). Almost every
 address is a plain ASCII dot-atom local part on a handful of domains, so the fast path checks
 the local part with email-validator's own dot-atom pattern and validates each distinct domain once
 with email-validator itself. Anything else goes to email-validator whole. Both paths give the same

@@ -24,7 +24,8 @@ from email_service.storage.database import make_engine, make_reader_factory, mak
 from email_service.storage.outcomes import OutcomeWriters
 
 # Database connections a worker process writes its outcomes on, whatever its SMTP_CONCURRENCY: each
-# write holds one for a round trip (about 0.2 ms), so four serve thousands of messages a second.
+# write holds one for a single round trip, so a few serve thousands of messages a second
+# (docs/benchmarks.md, "Costs behind the designs").
 OUTCOME_WRITERS = 4
 
 

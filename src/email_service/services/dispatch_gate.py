@@ -1,9 +1,9 @@
 """While a worker process queues a job's batches, the batches starting in that process wait for it.
 
-Publishing a task costs about 0.7 ms of CPU and a round trip to the broker, and every round trip hands
-the interpreter lock to the process's sending threads: with fifty of them busy, the publisher waited
-its turn each time, and a job of 100 batches took 1.3 s to queue (13 ms a task), its last batches
-starting that much after its first. A batch that starts while its process publishes waits (at most
+Publishing a task costs CPU and a round trip to the broker, and every round trip hands the
+interpreter lock to the process's sending threads: with many of them busy, the publisher waits its
+turn at each task, and a job's last batches start long after its first (figures in
+docs/benchmarks.md, delivery engine). A batch that starts while its process publishes waits (at most
 MAX_WAIT_SECONDS, for a job of many thousands of batches) so the publisher runs alone; batches in
 the other processes start at once.
 """
