@@ -1,4 +1,4 @@
-"""Settings read from the environment, once, by the application factories."""
+"""Settings read from the environment, once, by each process's entry point (see bootstrap)."""
 
 from __future__ import annotations
 
