@@ -4,7 +4,9 @@ EmailServiceError
 ├── RequestError            the caller's fault: 4xx, nothing stored or queued
 │   ├── MalformedJSON       400 a body that is not JSON at all
 │   ├── Unauthenticated     401 no API key, or not an active one
+│   │   └── ForgedFeedback  401 a provider's bounce event whose signature does not check
 │   ├── ValidationFailed    422 fields or addresses that do not pass
+│   │   └── MalformedFeedback   422 a provider's bounce event that is not what the provider sends
 │   ├── NotFound            404
 │   ├── Conflict            409 not possible in the job's current state
 │   └── TooManyRequests     429 over a quota of the API key (retry_after seconds)
@@ -62,6 +64,18 @@ class ValidationFailed(RequestError):
 
     status = 422
     code = "validation_error"
+
+
+class ForgedFeedback(Unauthenticated):
+    """A provider's bounce or complaint event whose signature, credentials or certificate do not check."""
+
+    code = "forged_feedback"
+
+
+class MalformedFeedback(ValidationFailed):
+    """A provider's bounce or complaint event that is not in the form that provider documents."""
+
+    code = "malformed_feedback"
 
 
 class NotFound(RequestError):
