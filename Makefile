@@ -21,11 +21,22 @@ test: $(INSTALLED) deploy-tools
 # Debian packages for the tests and benchmarks, installed only when missing (`make run` needs none of them):
 # docker-compose checks docker-compose.yml (`docker-compose config` needs no Docker engine), nginx fronts the
 # deployment test and the load benchmark, wrk drives the latter, and strace counts round trips in
-# bench/round_trips.py. Where systemd runs, nginx starts on port 80.
+# bench/round_trips.py. Where systemd runs, nginx starts on port 80. postfix is the real relay of the bounce
+# tests (tests/support/postfix.py runs private instances on loopback ports that generate the DSNs); it is
+# preseeded to "No configuration" and its system service is disabled, so nothing listens on port 25.
+# dovecot-imapd is the IMAP server of the bounce mailbox tests (tests/support/imap_server.py runs private
+# instances on loopback ports); its package would start a system Dovecot on ports 143 and 993, so a
+# /usr/sbin/policy-rc.d that exits 101 (made for the install and removed after it, unless one is there, as in
+# Docker images) keeps invoke-rc.d from starting it, and its systemd service is disabled like postfix's.
 deploy-tools:
 	@test -x /usr/sbin/nginx && command -v wrk >/dev/null && command -v docker-compose >/dev/null && \
-		command -v strace >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends docker-compose nginx wrk strace; }
+		command -v strace >/dev/null && test -x /usr/sbin/postfix && test -x /usr/sbin/dovecot || { apt-get update -qq && \
+			echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections && \
+			{ test -e /usr/sbin/policy-rc.d || { trap 'rm -f /usr/sbin/policy-rc.d' EXIT && \
+				printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; }; } && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+				docker-compose nginx wrk strace postfix dovecot-imapd && \
+			{ ! command -v systemctl >/dev/null || systemctl disable --now postfix dovecot >/dev/null 2>&1 || true; }; }
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench
