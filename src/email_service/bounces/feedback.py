@@ -36,3 +36,19 @@ class Feedback:
     message_id: str | None  # the original message's Message-ID with its angle brackets, when returned
     reference: str | None = None  # the per-recipient token a provider echoed back (its metadata), if any
     reporter: str | None = None  # the Reporting-MTA, Feedback report's Reported-Domain or provider
+
+
+def complaint_report(
+    source: FeedbackSource,
+    address: str | None,
+    *,
+    feedback_type: str,
+    agent: str | None,
+    message_id: str | None,
+    reporter: str | None,
+) -> Feedback:
+    """A spam complaint, its diagnostic naming the report's type and the agent that sent it."""
+    diagnostic = f"{feedback_type} report by {agent or 'an unnamed agent'}"
+    return Feedback(
+        FeedbackKind.COMPLAINT, source, address, None, None, diagnostic[:DIAGNOSTIC_MAX], message_id, reporter=reporter
+    )
