@@ -165,6 +165,42 @@ class Settings(BaseSettings):
     webhook_retry_lifetime: float = Field(
         86400, gt=0, description="Seconds during which an undelivered webhook event is retried."
     )
+    bounce_domain: str = Field(
+        "",
+        description="Domain of the per-recipient envelope senders (VERP): bounces go to "
+        "<BOUNCE_LOCAL_PART>+<signed token>@<BOUNCE_DOMAIN>, whose MX is `email-service bounces`; "
+        "empty = off (MAIL FROM is the sender's address).",
+    )
+    bounce_local_part: str = Field("bounces", description="Local part of the envelope senders before the +token.")
+    bounce_secret: SecretStr = Field(
+        SecretStr(""), description="Key of the HMAC in the envelope senders' tokens; required with BOUNCE_DOMAIN."
+    )
+    bounce_max_bytes: int = Field(
+        2_000_000, ge=10_000, description="Largest bounce message `email-service bounces` and the poller read."
+    )
+    soft_bounce_limit: int = Field(
+        3, ge=0, description="Soft bounces of one address within SOFT_BOUNCE_WINDOW that suppress it; 0 = never."
+    )
+    soft_bounce_window: float = Field(7 * 86400, gt=0, description="Seconds over which soft bounces are counted.")
+    bounce_imap_url: SecretStr = Field(
+        SecretStr(""),
+        description="Mailbox `email-service bounce-mailbox` polls, imaps://user:password@host[:port]/MAILBOX "
+        "(imap:// for a server on loopback only); empty = none.",
+    )
+    bounce_imap_interval: float = Field(60, gt=0, description="Seconds between two polls of BOUNCE_IMAP_URL.")
+    ses_topic_arns: str = Field(
+        "", description="Comma-separated SNS topic ARNs whose SES events /bounces/ses accepts; empty = endpoint off."
+    )
+    sendgrid_webhook_public_key: str = Field(
+        "", description="Verification key of SendGrid's signed Event Webhook; empty = /bounces/sendgrid off."
+    )
+    mailgun_webhook_signing_key: SecretStr = Field(
+        SecretStr(""), description="Mailgun's HTTP webhook signing key; empty = /bounces/mailgun off."
+    )
+    postmark_webhook_user: str = Field("", description="User of the basic auth in Postmark's webhook URL.")
+    postmark_webhook_password: SecretStr = Field(
+        SecretStr(""), description="Password of that basic auth; empty = /bounces/postmark off."
+    )
     metrics_host: str = Field(
         "127.0.0.1", description="Address the metrics endpoints of `worker` and `scheduler` listen on."
     )
@@ -204,6 +240,7 @@ class Settings(BaseSettings):
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ValueError("LEASE_SECONDS must be shorter than BROKER_VISIBILITY_TIMEOUT")
         self._check_dkim()
+        self._check_bounces()
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'email_service.db').resolve()}"
         return self
@@ -227,6 +264,22 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{name} {value!r} is not a DNS name (ASCII letters, digits, hyphens, dots; IDNA form)"
                 )
+
+    def _check_bounces(self) -> None:
+        short_secret = len(self.bounce_secret.get_secret_value()) < 16
+        if self.postmark_webhook_password.get_secret_value() and short_secret:
+            raise ValueError(
+                "POSTMARK_WEBHOOK_PASSWORD needs BOUNCE_SECRET (16 characters or more): "
+                "Postmark's events name the recipient by a signed token"
+            )
+        if not self.bounce_domain:
+            return
+        if not DNS_NAME.fullmatch(self.bounce_domain):
+            raise ValueError(f"BOUNCE_DOMAIN {self.bounce_domain!r} is not a DNS name (ASCII, IDNA form)")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,14}", self.bounce_local_part):
+            raise ValueError(f"BOUNCE_LOCAL_PART {self.bounce_local_part!r}: 1 to 15 letters, digits, . _ or -")
+        if short_secret:
+            raise ValueError("BOUNCE_DOMAIN needs BOUNCE_SECRET, of at least 16 characters: the tokens are signed")
 
     @property
     def allowed_recipient_domains(self) -> frozenset[str]:

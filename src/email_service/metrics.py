@@ -2,7 +2,7 @@
 
 The API's gunicorn workers, the Celery worker processes and the scheduler count through the
 functions below, called from the few places where a job is accepted, a recipient ends, a message
-is handed to the relay or waits for a rate limit.
+is handed to the relay or waits for a rate limit, and a bounce or complaint comes back.
 """
 
 from __future__ import annotations
@@ -51,6 +51,21 @@ RATE_LIMIT_WAIT_SECONDS = Counter(
     "email_service_rate_limit_wait_seconds", "Seconds worker threads spent waiting for a rate-limit slot."
 )
 
+FEEDBACK_KINDS = ("hard", "soft", "complaint")
+UNMATCHED_REASONS = ("forged_token", "unknown_recipient", "not_a_report", "too_large")
+FEEDBACK = Counter(
+    "email_service_feedback",
+    "Bounces and complaints matched to a sent message, by kind (hard, soft, complaint) and source "
+    "(dsn, text, arf, ses, sendgrid, mailgun, postmark); a report received twice counts once.",
+    ["kind", "source"],
+)
+FEEDBACK_UNMATCHED = Counter(
+    "email_service_feedback_unmatched",
+    "Bounce mail and events ignored: a token whose signature does not check, no recipient of ours, "
+    "mail that reports nothing, or mail over BOUNCE_MAX_BYTES.",
+    ["reason"],
+)
+
 # Every series exists from the start, at 0, so that rate() sees the first increase.
 for _status in sorted(TERMINAL_RECIPIENT_STATUSES):
     RECIPIENTS_FINAL.labels(_status)
@@ -58,6 +73,8 @@ for _class in SMTP_ERROR_CLASSES:
     SMTP_ERRORS.labels(_class)
 for _action in ("waited", "released"):
     RATE_LIMITED.labels(_action)
+for _reason in UNMATCHED_REASONS:
+    FEEDBACK_UNMATCHED.labels(_reason)
 
 
 def job_accepted(recipients: int, suppressed: int) -> None:
@@ -65,6 +82,15 @@ def job_accepted(recipients: int, suppressed: int) -> None:
     JOBS_ACCEPTED.inc()
     RECIPIENTS_ACCEPTED.inc(recipients)
     recipients_ended("suppressed", suppressed)
+
+
+def feedback_recorded(kind: str, source: str) -> None:
+    FEEDBACK.labels(kind, source).inc()
+
+
+def feedback_ignored(reason: str) -> None:
+    """One of UNMATCHED_REASONS."""
+    FEEDBACK_UNMATCHED.labels(reason).inc()
 
 
 def recipients_ended(status: str, count: int = 1) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from email_service.message import unsubscribe
+from email_service.message import unsubscribe, verp
 from email_service.message.mime import AttachmentFile, Envelope, MessageBuilder, date_value, message_id_for
 from email_service.message.rendering import TemplateRenderer, TemplateSource
 
@@ -29,6 +29,8 @@ class JobContent:
     attachments: tuple[AttachmentFile, ...] = ()
     # (PUBLIC_URL, the job's key) when its messages carry one-click unsubscribe links.
     unsubscribe: tuple[str, str] | None = None
+    # Set when bounces are tracked: each message's own envelope sender (VERP) and reference header.
+    bounces: verp.BounceTracking | None = None
 
 
 def template_context(
@@ -81,10 +83,17 @@ def compose(
         headers=job.headers,
         attachments=job.attachments,
         unsubscribe_url=_unsubscribe_url(job, position),
+        reference=_reference(job, position),
     )
-    if signer is None:
-        return envelope
-    return Envelope(envelope.sender, envelope.recipient, signer.sign(envelope.data))  # DkimError is a TemplateError
+    sender = (job.bounces.envelope_for(job.job_id, position) if job.bounces else None) or envelope.sender
+    data = envelope.data if signer is None else signer.sign(envelope.data)  # DkimError is a TemplateError
+    return Envelope(sender, envelope.recipient, data)
+
+
+def _reference(job: JobContent, position: int) -> tuple[str, str] | None:
+    if job.bounces is None or job.bounces.reference_header is None:
+        return None
+    return job.bounces.reference_header, verp.token_for(job.job_id, position, job.bounces.secret)
 
 
 def _unsubscribe_url(job: JobContent, position: int) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,6 +61,15 @@ def message_id_for(job_id: str, position: int, sender: str) -> str:
     return f"<{job_id}.{position}@{domain}>"
 
 
+_OUR_MESSAGE_ID = re.compile(r"<?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(\d{1,9})@[^<>@\s]+>?")
+
+
+def read_message_id(value: str) -> tuple[str, int] | None:
+    """The (job id, position) of a Message-ID that ``message_id_for`` made; None for any other."""
+    match = _OUR_MESSAGE_ID.fullmatch(value.strip().lower())
+    return (match.group(1), int(match.group(2))) if match else None
+
+
 @lru_cache(maxsize=256)
 def envelope_sender(sender: str) -> str:
     """The bare address of a From value such as ``Name <addr@example.org>`` (MAIL FROM takes it)."""
@@ -96,11 +106,13 @@ class MessageBuilder:
         headers: tuple[tuple[str, str], ...] = (),
         attachments: tuple[AttachmentFile, ...] = (),
         unsubscribe_url: str | None = None,
+        reference: tuple[str, str] | None = None,
     ) -> Envelope:
         """One message for one recipient; every header value is checked for control characters.
 
         ``headers`` (the job's Reply-To and X-* headers) replace the template's of the same name;
-        ``unsubscribe_url`` adds this recipient's one-click List-Unsubscribe (RFC 8058).
+        ``unsubscribe_url`` adds this recipient's one-click List-Unsubscribe (RFC 8058), ``reference``
+        a (name, token) header naming the recipient to a provider's bounce events.
         """
         _check_header("To", recipient_name or "")
         _check_header("Message-ID", message_id)
@@ -114,6 +126,9 @@ class MessageBuilder:
             own_lines += (
                 f"List-Unsubscribe: <{unsubscribe_url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             ).encode("ascii")
+        if reference is not None:
+            _check_header(*reference)
+            own_lines += f"{reference[0]}: {reference[1]}\r\n".encode("ascii")
         header_lines, content = self._shared_parts(rendered, sender, subject, policy, headers)
         return Envelope(
             sender=envelope_sender(sender),

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 from email_service.errors import NotFound
 from email_service.message.mime import message_id_for
 from email_service.services import Services
-from email_service.storage import jobs
-from email_service.storage.models import TERMINAL_RECIPIENT_STATUSES, Job, Recipient
+from email_service.storage import bounces, jobs
+from email_service.storage.models import TERMINAL_RECIPIENT_STATUSES, Bounce, Job, Recipient
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class JobReport:
 class RecipientReport:
     recipient: Recipient
     message_id: str
+    bounce: Bounce | None = None  # the latest bounce or complaint about its message, if any
 
 
 def find_job(session: Session, job_id: str, owner: str | None, *, for_update: bool = False) -> Job:
@@ -65,7 +66,8 @@ def recipient_page(
     with services.readers() as session:
         job = find_job(session, job_id, owner)
         recipients = jobs.list_recipients(session, job.id, status=status, after=after, limit=limit)
-    return [RecipientReport(r, message_id_for(job.id, r.position, job.sender)) for r in recipients]
+        latest = bounces.latest_for(session, [r.id for r in recipients])
+    return [RecipientReport(r, message_id_for(job.id, r.position, job.sender), latest.get(r.id)) for r in recipients]
 
 
 def waiting_work(services: Services) -> tuple[dict[str, int], dict[str, int]]:

@@ -8,10 +8,12 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from email_service.config import Settings
 from email_service.errors import Conflict, NotFound, TemplateError, ValidationFailed
 from email_service.message.composing import JobContent, template_context
 from email_service.message.mime import AttachmentFile
 from email_service.message.rendering import TEMPLATE_NAME, TemplateSource, is_valid_template_name
+from email_service.message.verp import POSTMARK_REFERENCE_HEADER, BounceTracking
 from email_service.services import Services
 from email_service.storage import templates as template_store
 from email_service.storage.models import Job, StoredTemplate, utcnow
@@ -179,6 +181,18 @@ def job_content(
         headers=extra_headers + tuple((job.headers or {}).items()),
         attachments=attachments,
         unsubscribe=(services.settings.public_url, job.unsubscribe_key) if job.unsubscribe_key else None,
+        bounces=_bounce_tracking(services.settings),
+    )
+
+
+def _bounce_tracking(settings: Settings) -> BounceTracking | None:
+    secret = settings.bounce_secret.get_secret_value()
+    if not secret:
+        return None
+    # Postmark replaces the Message-ID and echoes only metadata headers back in its bounce events.
+    postmark = bool(settings.postmark_webhook_password.get_secret_value())
+    return BounceTracking(
+        secret, settings.bounce_local_part, settings.bounce_domain, POSTMARK_REFERENCE_HEADER if postmark else None
     )
 
 

@@ -46,11 +46,15 @@ class RecipientStatus(enum.StrEnum):
     SUPPRESSED = "suppressed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    BOUNCED = "bounced"  # was sent, then a hard bounce came back
+    COMPLAINED = "complained"  # was sent, then its recipient reported it as spam
 
 
 TERMINAL_RECIPIENT_STATUSES = frozenset(
     {
         RecipientStatus.SENT,
+        RecipientStatus.BOUNCED,
+        RecipientStatus.COMPLAINED,
         RecipientStatus.FAILED,
         RecipientStatus.SUPPRESSED,
         RecipientStatus.CANCELLED,
@@ -135,7 +139,9 @@ class Job(Base):
 
 class SuppressionReason(enum.StrEnum):
     UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"  # a 5xx reply to RCPT: the mailbox does not exist
+    BOUNCED = "bounced"  # a 5xx reply to RCPT, or a hard bounce after the relay took the message
+    SOFT_BOUNCED = "soft_bounced"  # SOFT_BOUNCE_LIMIT soft bounces within SOFT_BOUNCE_WINDOW
+    COMPLAINED = "complained"  # its recipient reported a message as spam
     MANUAL = "manual"  # added through /api/suppressions
 
 
@@ -279,6 +285,30 @@ class Recipient(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Set with a failure when the job has a webhook; cleared when a recipient.failed event reports it.
     failure_unreported: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+
+
+class Bounce(Base):
+    """A bounce or complaint about one sent message: at most one of each kind per recipient row, so a
+    report received twice (a redelivered webhook, a mailbox read again) counts once."""
+
+    __tablename__ = "bounces"
+    __table_args__ = (
+        Index("ix_bounces_recipient_kind", "recipient_id", "kind", unique=True),
+        Index("ix_bounces_address_received", "address", "received_at"),  # soft bounces in the window
+        Index("ix_bounces_job", "job_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    recipient_id: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[str] = mapped_column(String(36))
+    address: Mapped[str] = mapped_column(String(320))  # addresses.dedup_key form, as suppressions
+    kind: Mapped[str] = mapped_column(String(16))  # bounces.feedback.FeedbackKind
+    source: Mapped[str] = mapped_column(String(16))  # bounces.feedback.FeedbackSource
+    status: Mapped[str | None] = mapped_column(String(16))  # enhanced status code, e.g. 5.1.1
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    diagnostic: Mapped[str] = mapped_column(Text)
+    reporter: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from email_service.storage.models import (
     Attachment,
+    Bounce,
     EventStatus,
     IdempotencyKey,
     Job,
@@ -28,8 +29,10 @@ FINISHED_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.CANCELLED)
 
 # The rows of a job, deleted before it, each table with the column that orders a job's rows in an
 # index starting with job_id: a chunk is found and deleted through that index, never by a table scan.
-JOB_ROWS: dict[str, tuple[type[Recipient] | type[Attachment] | type[WebhookEvent], InstrumentedAttribute[int]]] = {
+JobRow = type[Recipient] | type[Attachment] | type[WebhookEvent] | type[Bounce]
+JOB_ROWS: dict[str, tuple[JobRow, InstrumentedAttribute[int]]] = {
     "recipients": (Recipient, Recipient.position),
+    "bounces": (Bounce, Bounce.id),
     "attachments": (Attachment, Attachment.position),
     "webhook_events": (WebhookEvent, WebhookEvent.id),
 }

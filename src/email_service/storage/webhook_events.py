@@ -23,6 +23,8 @@ FAILURES_PER_EVENT = 500
 JOB_COMPLETED = "job.completed"
 JOB_CANCELLED = "job.cancelled"
 RECIPIENT_FAILED = "recipient.failed"
+RECIPIENT_BOUNCED = "recipient.bounced"
+RECIPIENT_COMPLAINED = "recipient.complained"
 
 
 def job_with_webhook(session: Session, job_id: str) -> Job | None:
@@ -50,6 +52,18 @@ def record_job_finished(session: Session, job_id: str, status: str, now: datetim
         "finished_at": now.isoformat(),
     }
     _add(session, job, JOB_CANCELLED if status == JobStatus.CANCELLED else JOB_COMPLETED, data, now)
+    return True
+
+
+def record_recipient_feedback(
+    session: Session, recipient: Recipient, event_type: str, data: dict[str, Any], now: datetime
+) -> bool:
+    """Add a recipient.bounced or recipient.complained event, also after the job finished; False
+    when the job has no webhook."""
+    job = job_with_webhook(session, recipient.job_id)
+    if job is None:
+        return False
+    _add(session, job, event_type, data, now)
     return True
 
 

@@ -21,6 +21,7 @@ from email_service.storage.database import make_engine, make_session_factory
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import (
     Attachment,
+    Bounce,
     EventStatus,
     IdempotencyKey,
     Job,
@@ -65,6 +66,23 @@ def _job(
         for position in range(rows.get("attachments", 0)):
             session.add(
                 Attachment(job_id=job_id, position=position, filename="a.txt", content_type="text/plain", data=b"x")
+            )
+        recipient_ids = session.scalars(
+            select(Recipient.id).where(Recipient.job_id == job_id).order_by(Recipient.position)
+        ).all()
+        for recipient_id in recipient_ids[: rows.get("bounces", 0)]:
+            session.add(
+                Bounce(
+                    recipient_id=recipient_id,
+                    job_id=job_id,
+                    address=f"{recipient_id}@example.com",
+                    kind="hard",
+                    source="dsn",
+                    status="5.1.1",
+                    smtp_code=550,
+                    diagnostic="550 5.1.1 User unknown",
+                    received_at=LONG_AGO,
+                )
             )
         for status_of_event in rows.get("events", []):
             session.add(
@@ -111,6 +129,7 @@ def test_old_finished_jobs_go_with_their_rows_in_small_transactions(
             12,
             finished_at=LONG_AGO,
             attachments=2,
+            bounces=3,
             events=[EventStatus.DELIVERED, EventStatus.FAILED],
             idempotency_key=True,
             suppression=True,
@@ -139,7 +158,7 @@ def test_old_finished_jobs_go_with_their_rows_in_small_transactions(
         ),
     }
     kept_rows = {name: _rows_of(sessions, job_id) for name, job_id in kept.items()}
-    expected = {"jobs": 2, "recipients": 15, "attachments": 2, "webhook_events": 2}
+    expected = {"jobs": 2, "recipients": 15, "bounces": 3, "attachments": 2, "webhook_events": 2}
 
     assert count_finished_jobs(sessions, CUTOFF) == expected
     assert _rows_of(sessions, finished["completed"])["recipients"] == 12, "a dry run deletes nothing"
@@ -156,7 +175,14 @@ def test_old_finished_jobs_go_with_their_rows_in_small_transactions(
     recipients = [count for table, count in deleted_per_transaction if table == "recipients"]
     assert max(recipients) == 5 and sum(recipients) == 15
 
-    gone = {"status": None, "recipients": 0, "attachments": 0, "webhook_events": 0, "idempotency_keys": 0}
+    gone = {
+        "status": None,
+        "recipients": 0,
+        "bounces": 0,
+        "attachments": 0,
+        "webhook_events": 0,
+        "idempotency_keys": 0,
+    }
     assert [_rows_of(sessions, job_id) for job_id in finished.values()] == [gone, gone]
     assert {name: _rows_of(sessions, job_id) for name, job_id in kept.items()} == kept_rows
     with sessions() as session:
@@ -212,7 +238,7 @@ def test_the_cleanup_command_counts_then_deletes(tmp_path: Path):
     dry = cleanup("--older-than", "30d", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith("would delete 1 job(s) finished before ")
-    assert "4 recipients, 0 attachments, 0 webhook events" in dry.stdout
+    assert "4 recipients, 0 bounces, 0 attachments, 0 webhook events" in dry.stdout
     assert _rows_of(sessions, old)["status"] == JobStatus.COMPLETED
     done = cleanup("--older-than", "30d")
     assert done.returncode == 0, done.stderr

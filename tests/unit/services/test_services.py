@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,57 +14,16 @@ from sqlalchemy import event
 
 from email_service.config import Settings
 from email_service.logs import configure_logging
-from email_service.services import Services, build_services, deliver, dispatch, events, intake
+from email_service.services import deliver, dispatch, intake
 from email_service.services.dispatch_gate import DispatchGate
 from email_service.services.job_statuses import JobStatuses
 from email_service.storage import jobs
-from email_service.storage.migrate import upgrade
 from email_service.storage.models import utcnow
+from tests.support.inline import Recipient
+from tests.support.inline import counts as _counts
+from tests.support.inline import inline_services as _services
+from tests.support.inline import run as _run
 from tests.support.smtp_sink import SMTPSink
-
-
-@dataclass
-class Recipient:
-    email: str
-    name: str | None = None
-    variables: dict | None = None
-
-
-@dataclass
-class InlineQueue:
-    services: Services
-    batches: list[tuple[int, int]] = field(default_factory=list)
-
-    def start_job(self, job_id: str) -> None:
-        dispatch.start_job(self.services, job_id)
-
-    def send_batch(self, job_id: str, first: int, last: int) -> None:
-        self.batches.append((first, last))
-        deliver.send_batch(self.services, job_id, first, last)
-
-    def deliver_events(self, job_id: str) -> None:
-        events.deliver_events(self.services, job_id)
-
-
-def _services(tmp_path: Path, **overrides) -> Services:
-    settings = Settings(data_dir=tmp_path, mail_server="127.0.0.1", **overrides)
-    upgrade(settings.database_url)
-    services = build_services(settings)
-    services.queue = InlineQueue(services)
-    return services
-
-
-def _run(services: Services, recipients: list[Recipient], content: str = "Run for your life") -> str:
-    accepted = intake.accept_job(
-        services, intake.JobRequest(recipients=recipients, subject="Demogorgon", content=content, template="default")
-    )
-    services.queue.start_job(accepted.id)
-    return accepted.id
-
-
-def _counts(services: Services, job_id: str) -> dict[str, int]:
-    with services.sessions() as session:
-        return {k: v for k, v in jobs.count_by_status(session, [job_id])[job_id].items() if v}
 
 
 def test_a_job_is_cut_into_batches_and_completes(tmp_path: Path, sink: SMTPSink):

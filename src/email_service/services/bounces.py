@@ -1,0 +1,206 @@
+"""Recording bounces and complaints: each report matched to the one message it is about, then the
+ledger, the suppression list, the job's webhook and the metrics changed in one transaction.
+
+A report names its recipient by a signed token (the VERP envelope sender a bounce is mailed to, or
+a token a provider echoes back), else by the Message-ID it returns, which must then come with the
+same recipient address unless the report arrived through a provider's authenticated webhook. A
+report for a made-up token, or for no message of ours, changes nothing and is counted.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from email_service import metrics
+from email_service.bounces.feedback import Feedback, FeedbackKind
+from email_service.bounces.parsing import parse_feedback
+from email_service.errors import InvalidAddress
+from email_service.message.addresses import dedup_key, normalize_address
+from email_service.message.mime import read_message_id
+from email_service.message.verp import TOKEN_LENGTH, Reference, read_token, token_in
+from email_service.services import Services
+from email_service.storage import bounces, suppressions, webhook_events
+from email_service.storage.models import Bounce, Recipient, RecipientStatus, SuppressionReason, utcnow
+
+log = logging.getLogger(__name__)
+
+# The recipient status and suppression reason each final kind of report leads to.
+_ENDS = {
+    FeedbackKind.HARD: (RecipientStatus.BOUNCED, SuppressionReason.BOUNCED, webhook_events.RECIPIENT_BOUNCED),
+    FeedbackKind.COMPLAINT: (
+        RecipientStatus.COMPLAINED,
+        SuppressionReason.COMPLAINED,
+        webhook_events.RECIPIENT_COMPLAINED,
+    ),
+}
+
+
+class Outcome(enum.StrEnum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"  # that recipient already has a report of that kind
+    UNMATCHED = "unmatched"  # no message of ours
+    FORGED = "forged"  # a token whose signature does not check
+    NOT_A_REPORT = "not_a_report"  # mail that reports no bounce or complaint
+
+
+def record_mail(services: Services, raw: bytes, envelope_recipients: Sequence[str]) -> list[Outcome]:
+    """Record what a bounce or complaint mail reports; ``envelope_recipients`` are the addresses it
+    was delivered to (RCPT TO, or the mailbox copy's Delivered-To / To)."""
+    settings = services.settings
+    if len(raw) > settings.bounce_max_bytes:
+        metrics.feedback_ignored("too_large")
+        return [Outcome.NOT_A_REPORT]
+    reports = parse_feedback(raw)
+    if not reports:
+        metrics.feedback_ignored("not_a_report")
+        return [Outcome.NOT_A_REPORT]
+    tokens = _tokens(services, raw, envelope_recipients)
+    if tokens is None:
+        metrics.feedback_ignored("forged_token")
+        return [Outcome.FORGED]
+    if tokens:
+        return [record(services, _report_for(reports), tokens[0], trusted=True)]
+    return [record(services, report, None, trusted=False) for report in reports]
+
+
+def record_events(services: Services, reports: Sequence[Feedback]) -> list[Outcome]:
+    """Record a provider's events, which its webhook authenticated."""
+    outcomes = []
+    for report in reports:
+        reference = None
+        if report.reference is not None:
+            reference = read_token(report.reference, services.settings.bounce_secret.get_secret_value())
+            if reference is None:
+                metrics.feedback_ignored("forged_token")
+                outcomes.append(Outcome.FORGED)
+                continue
+        outcomes.append(record(services, report, reference, trusted=True))
+    return outcomes
+
+
+def record(services: Services, report: Feedback, reference: Reference | None, *, trusted: bool) -> Outcome:
+    """Record one report about one message; ``trusted`` when its source is authenticated (a signed
+    token, a provider's signed webhook), so that a Message-ID alone may name the message."""
+    now = utcnow()
+    with services.sessions.begin() as session:
+        recipient = _match(session, report, reference, trusted=trusted)
+        if recipient is None:
+            metrics.feedback_ignored("unknown_recipient")
+            return Outcome.UNMATCHED
+        address = dedup_key(recipient.address)
+        bounce = Bounce(
+            recipient_id=recipient.id,
+            job_id=recipient.job_id,
+            address=address,
+            kind=report.kind,
+            source=report.source,
+            status=report.status,
+            smtp_code=report.smtp_code,
+            diagnostic=report.diagnostic,
+            reporter=report.reporter[:255] if report.reporter else None,
+            received_at=now,
+        )
+        if not bounces.add(session, bounce):
+            return Outcome.DUPLICATE
+        if report.kind in _ENDS:
+            status, reason, event = _ENDS[report.kind]
+            bounces.end_sent_recipient(session, recipient.id, status, bounce)
+            suppressions.add(session, address, reason, recipient.job_id, now)
+            has_webhook = webhook_events.record_recipient_feedback(
+                session, recipient, event, _payload(recipient, bounce), now
+            )
+        else:
+            has_webhook = False
+            _suppress_after_soft_bounces(services, session, bounce)
+    metrics.feedback_recorded(report.kind, report.source)
+    log.info(
+        "job %s recipient %d: %s bounce (%s) from %s",
+        bounce.job_id,
+        recipient.id,
+        report.kind,
+        report.status,
+        report.source,
+    )
+    if has_webhook and services.queue is not None:
+        try:
+            services.queue.deliver_events(bounce.job_id)
+        except Exception:  # the event is stored; the scheduler's sweep queues it when the broker answers
+            log.exception("job %s: webhook event stored but its delivery could not be queued", bounce.job_id)
+    return Outcome.RECORDED
+
+
+def _match(session: Session, report: Feedback, reference: Reference | None, *, trusted: bool) -> Recipient | None:
+    if reference is not None:
+        return bounces.recipient_at(session, reference.job_id, reference.position)
+    named = read_message_id(report.message_id) if report.message_id else None
+    recipient = bounces.recipient_at(session, *named) if named else None
+    if recipient is None:
+        return None
+    if report.address is None:
+        return recipient if trusted else None
+    return recipient if _same_mailbox(report.address, recipient.address) else None
+
+
+def _same_mailbox(reported: str, ours: str) -> bool:
+    try:
+        return dedup_key(normalize_address(reported)) == dedup_key(ours)
+    except InvalidAddress:
+        return False
+
+
+def _tokens(services: Services, raw: bytes, envelope_recipients: Sequence[str]) -> list[Reference] | None:
+    """The recipients named by our tokens: in the envelope, else in the returned message (its
+    Return-Path); None when a token is there but not one we signed."""
+    settings = services.settings
+    secret = settings.bounce_secret.get_secret_value()
+    if not (settings.bounce_domain and secret):
+        return []
+    found = [token_in(address, settings.bounce_local_part, settings.bounce_domain) for address in envelope_recipients]
+    tokens = [token for token in found if token is not None]
+    if not tokens:
+        token_address = _token_address(settings.bounce_local_part, settings.bounce_domain)
+        tokens = [match.group(1).decode("ascii").lower() for match in token_address.finditer(raw[:1_000_000])][:1]
+    references = [read_token(token, secret) for token in tokens]
+    if any(reference is None for reference in references):
+        return None
+    return [reference for reference in references if reference is not None]
+
+
+def _token_address(local_part: str, domain: str) -> re.Pattern[bytes]:
+    escaped = re.escape(f"{local_part}+").encode() + rb"([a-z2-7]{%d})@" % TOKEN_LENGTH + re.escape(domain).encode()
+    return re.compile(escaped, re.IGNORECASE)
+
+
+def _report_for(reports: list[Feedback]) -> Feedback:
+    """The report a per-recipient envelope sender is about: a VERP bounce concerns one message to one
+    recipient, so its first failed recipient (DSNs list one)."""
+    return reports[0]
+
+
+def _suppress_after_soft_bounces(services: Services, session: Session, bounce: Bounce) -> None:
+    settings = services.settings
+    if not settings.soft_bounce_limit:
+        return
+    since = bounce.received_at - timedelta(seconds=settings.soft_bounce_window)
+    if bounces.count_since(session, bounce.address, FeedbackKind.SOFT, since) >= settings.soft_bounce_limit:
+        suppressions.add(session, bounce.address, SuppressionReason.SOFT_BOUNCED, bounce.job_id, bounce.received_at)
+
+
+def _payload(recipient: Recipient, bounce: Bounce) -> dict[str, object]:
+    return {
+        "job_id": bounce.job_id,
+        "position": recipient.position,
+        "email": recipient.address,
+        "type": bounce.kind,
+        "status": bounce.status,
+        "smtp_code": bounce.smtp_code,
+        "diagnostic": bounce.diagnostic,
+        "source": bounce.source,
+        "received_at": bounce.received_at.isoformat(),
+    }

@@ -1,0 +1,61 @@
+"""Services on SQLite whose task queue runs every task at once, in the calling thread: intake,
+dispatch and deliver in one process, against a real SMTP server the test starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from email_service.config import Settings
+from email_service.services import Services, build_services, deliver, dispatch, events, intake
+from email_service.storage import jobs
+from email_service.storage.migrate import upgrade
+
+
+@dataclass
+class Recipient:
+    email: str
+    name: str | None = None
+    variables: dict[str, Any] | None = None
+
+
+@dataclass
+class InlineQueue:
+    services: Services
+    batches: list[tuple[int, int]] = field(default_factory=list)
+
+    def start_job(self, job_id: str) -> None:
+        dispatch.start_job(self.services, job_id)
+
+    def send_batch(self, job_id: str, first: int, last: int) -> None:
+        self.batches.append((first, last))
+        deliver.send_batch(self.services, job_id, first, last)
+
+    def deliver_events(self, job_id: str) -> None:
+        events.deliver_events(self.services, job_id)
+
+
+def inline_services(tmp_path: Path, **overrides: Any) -> Services:
+    settings = Settings(data_dir=tmp_path, mail_server="127.0.0.1", **overrides)
+    upgrade(settings.database_url)
+    services = build_services(settings)
+    services.queue = InlineQueue(services)
+    return services
+
+
+def run(services: Services, recipients: list[Recipient], content: str = "Run for your life", **options: Any) -> str:
+    """Accept a job and send it all before returning; its id."""
+    accepted = intake.accept_job(
+        services,
+        intake.JobRequest(recipients=recipients, subject="Demogorgon", content=content, template="default", **options),
+    )
+    assert services.queue is not None
+    services.queue.start_job(accepted.id)
+    return accepted.id
+
+
+def counts(services: Services, job_id: str) -> dict[str, int]:
+    """The job's recipients by status, the statuses that have some."""
+    with services.sessions() as session:
+        return {k: v for k, v in jobs.count_by_status(session, [job_id])[job_id].items() if v}
