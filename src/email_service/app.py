@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from email_service import __version__
-from email_service.api import jobs, suppressions, templates
+from email_service.api import bounces, jobs, suppressions, templates
 from email_service.api.auth import install_authentication
 from email_service.api.errors import register_error_handlers, validation_error_response
 from email_service.api.guards import install_request_guards
@@ -17,6 +17,7 @@ from email_service.api.health import install_health
 from email_service.api.quotas import make_key_quotas
 from email_service.api.schemas import ErrorBody
 from email_service.bootstrap import build_process
+from email_service.bounces.providers import fetch_sns_certificate
 from email_service.config import Settings
 from email_service.delivery.transport import Transport
 from email_service.logs import configure_logging
@@ -63,6 +64,9 @@ def create_api(services: Services) -> OpenAPI:
     app.register_api(templates.blueprint)
     app.register_api(suppressions.blueprint)
     app.register_blueprint(suppressions.unsubscribe)
+    app.register_api(bounces.blueprint)
+    app.extensions["sns_certificate"] = fetch_sns_certificate  # the network seams of /bounces/ses
+    app.extensions["sns_confirm"] = bounces.confirm_sns_subscription
     register_error_handlers(app)
     # The tutorial served its Swagger UI at /api/; keep that address.
     app.view_functions["openapi.openapi"] = lambda: redirect("/api/swagger", code=302)

@@ -1,5 +1,5 @@
-"""Who is calling: every request but the health checks, the metrics, the API documentation and the
-unsubscribe links needs an API key."""
+"""Who is calling: every request but the health checks, the metrics, the API documentation, the
+unsubscribe links and the providers' bounce webhooks (which check their own signatures) needs an API key."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from email_service.api import quotas
 from email_service.errors import Unauthenticated
 from email_service.services import Services, auth
 
-# Endpoints anyone may call: the health checks and metrics, the API documentation, the unsubscribe links.
+# Endpoints anyone may call: the health checks and metrics, the API documentation, the unsubscribe links,
+# and the bounce webhooks, which providers authenticate their own way.
 _PUBLIC_ENDPOINTS = frozenset({"_healthz", "_readyz", "_metrics", "static"})
-_PUBLIC_BLUEPRINTS = frozenset({"openapi", "swagger", "unsubscribe"})
+_PUBLIC_BLUEPRINTS = frozenset({"openapi", "swagger", "unsubscribe", "bounces"})
 
 
 def install_authentication(app: Flask, services: Services) -> None:

@@ -13,6 +13,7 @@ from email_service.api import quotas
 from email_service.api.auth import current_owner
 from email_service.api.errors import API_KEY, BODY_ERRORS, COMMON_ERRORS
 from email_service.api.schemas import (
+    BounceView,
     ErrorBody,
     JobAccepted,
     JobList,
@@ -25,7 +26,7 @@ from email_service.api.schemas import (
     SendEmailBody,
 )
 from email_service.services import Services, control, idempotency, intake, reports
-from email_service.storage.models import JobStatus, RecipientStatus
+from email_service.storage.models import Bounce, JobStatus, RecipientStatus
 
 log = logging.getLogger(__name__)
 
@@ -247,4 +248,19 @@ def _recipient_view(report: reports.RecipientReport) -> RecipientView:
         next_attempt_at=recipient.next_attempt_at if recipient.status == RecipientStatus.DEFERRED else None,
         sent_at=recipient.sent_at,
         updated_at=recipient.updated_at,
+        bounce=_bounce_view(report.bounce),
+    )
+
+
+def _bounce_view(bounce: Bounce | None) -> BounceView | None:
+    if bounce is None:
+        return None
+    return BounceView(
+        type=bounce.kind,
+        status=bounce.status,
+        smtp_code=bounce.smtp_code,
+        diagnostic=bounce.diagnostic,
+        source=bounce.source,
+        reporter=bounce.reporter,
+        received_at=bounce.received_at,
     )

@@ -200,7 +200,10 @@ class JobView(BaseModel):
     template_version: int | None = Field(description="Version of the stored template used; null for a file.")
     subject: str
     total: int = Field(description="Recipients in the job.")
-    counts: dict[str, int] = Field(description="Recipients per status; they add up to total.")
+    counts: dict[str, int] = Field(
+        description="Recipients per status, bounced and complained included; they add up to total (a sent "
+        "recipient that bounces later moves from sent to bounced)."
+    )
     current: int = Field(description="Recipients whose outcome is final (sent, failed, ...).")
     progress: float = Field(description="current / total, from 0 to 1.")
     tags: list[str]
@@ -223,11 +226,24 @@ class JobListQuery(BaseModel):
     before: str | None = Field(None, description="Job id from the previous page's next_before.", pattern=JOB_ID_PATTERN)
 
 
+class BounceView(BaseModel):
+    type: str = Field(description="hard, soft or complaint.")
+    status: str | None = Field(description="Enhanced status code (RFC 3463) of a bounce, e.g. 5.1.1.")
+    smtp_code: int | None = Field(description="SMTP reply code the remote server gave, if the report says.")
+    diagnostic: str = Field(description="What the remote server or provider said.")
+    source: str = Field(description="dsn, text, arf (a mailed report), ses, sendgrid, mailgun or postmark.")
+    reporter: str | None = Field(description="The MTA or provider that reported it.")
+    received_at: datetime
+
+
 class RecipientView(BaseModel):
     position: int = Field(description="Order of the recipient in the job, from 0.")
     email: str
     name: str | None
-    status: str = Field(description="pending, sending, sent, deferred, failed, suppressed, cancelled or expired.")
+    status: str = Field(
+        description="pending, sending, sent, deferred, failed, suppressed, cancelled, expired, or, after it was "
+        "sent, bounced (a hard bounce came back) or complained (its recipient reported it as spam)."
+    )
     attempts: int
     message_id: str = Field(description="Message-ID header, the same on every attempt.")
     error_code: int | None = Field(description="SMTP reply code of the last failure, if any.")
@@ -235,6 +251,9 @@ class RecipientView(BaseModel):
     next_attempt_at: datetime | None = Field(description="When a deferred recipient is tried again.")
     sent_at: datetime | None
     updated_at: datetime | None
+    bounce: BounceView | None = Field(
+        description="The latest bounce or complaint about the message (a soft bounce leaves the status sent)."
+    )
 
 
 class RecipientList(BaseModel):

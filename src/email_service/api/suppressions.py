@@ -19,8 +19,9 @@ from email_service.storage.models import SuppressionReason
 
 suppressions_tag = Tag(
     name="suppressions",
-    description="Addresses never sent to: unsubscribed (one-click links), hard-bounced (a 5xx to RCPT) or added "
-    "here. Checked when a job is accepted and again before each batch is sent; such recipients end `suppressed`.",
+    description="Addresses never sent to: unsubscribed (one-click links), hard-bounced (a 5xx to RCPT or a bounce "
+    "report), soft-bounced SOFT_BOUNCE_LIMIT times, complained of (marked as spam), or added here. Checked "
+    "when a job is accepted and again before each batch is sent; such recipients end `suppressed`.",
 )
 blueprint = APIBlueprint(
     "suppressions", __name__, url_prefix="/api/suppressions", abp_tags=[suppressions_tag], abp_security=API_KEY
@@ -47,7 +48,7 @@ class SuppressionQuery(BaseModel):
 
 class SuppressionView(BaseModel):
     email: str = Field(description="The address, normalized.")
-    reason: str = Field(description="unsubscribed, bounced or manual.")
+    reason: str = Field(description="unsubscribed, bounced, soft_bounced, complained or manual.")
     job_id: str | None = Field(description="The job it came from, if any.")
     created_at: datetime
 

@@ -1,5 +1,5 @@
 """The commands that run the service's processes: serve (the API under gunicorn), worker, scheduler,
-catcher, and dev (all of them on this machine)."""
+bounces and bounce-mailbox (bounce reports in), catcher, and dev (all of them on this machine)."""
 
 from __future__ import annotations
 
@@ -131,6 +131,44 @@ def catcher(host: str, port: int, maildir: Path) -> None:
 
 
 @click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 behind the MX).")
+@click.option("--port", default=2525, show_default=True, type=int)
+def bounces(host: str, port: int) -> None:
+    """Receive the bounces and complaints mailed to BOUNCE_DOMAIN (its MX points here) and record them."""
+    from email_service.runtime.bounce_receiver import start_bounce_receiver
+
+    settings = Settings()
+    if not settings.bounce_domain:
+        raise click.ClickException("`email-service bounces` needs BOUNCE_DOMAIN (and BOUNCE_SECRET)")
+    database_ready(settings, migrate=False)
+    controller = start_bounce_receiver(process_for(settings).services, host, port)
+    click.echo(f"bounce receiver for @{settings.bounce_domain} on {host}:{port}", err=True)
+    termination_event().wait()
+    controller.stop()
+
+
+@click.command("bounce-mailbox")
+def bounce_mailbox() -> None:
+    """Read the bounces and complaints that arrive in the IMAP mailbox BOUNCE_IMAP_URL, every BOUNCE_IMAP_INTERVAL."""
+    from email_service.errors import ConfigurationError
+    from email_service.runtime.bounce_mailbox import MailboxAddress, run_poller
+
+    settings = Settings()
+    url = settings.bounce_imap_url.get_secret_value()
+    if not url:
+        raise click.ClickException("`email-service bounce-mailbox` needs BOUNCE_IMAP_URL")
+    try:
+        address = MailboxAddress.parse(url)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    database_ready(settings, migrate=False)
+    click.echo(
+        f"reading {address.mailbox} at {address.host}:{address.port} every {settings.bounce_imap_interval:g}s", err=True
+    )
+    run_poller(process_for(settings).services, address, settings.bounce_imap_interval, termination_event())
+
+
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--smtp-port", default=1025, show_default=True, type=int)
@@ -142,4 +180,4 @@ def dev(host: str, port: int, smtp_port: int, data_dir: Path) -> None:
     sys.exit(run_dev(host=host, port=port, smtp_port=smtp_port, data_dir=data_dir))
 
 
-COMMANDS = [serve, worker, worker_process, scheduler, catcher, dev]
+COMMANDS = [serve, worker, worker_process, scheduler, bounces, bounce_mailbox, catcher, dev]
