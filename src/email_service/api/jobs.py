@@ -114,11 +114,13 @@ def _job_request(body: SendEmailBody) -> intake.JobRequest:
     "/",
     strict_slashes=False,
     summary="List recent jobs",
-    description="Newest first, paginated with `before`.",
+    description="Newest first, optionally of one `status` or `tag`, paginated with `before`.",
     responses={200: JobList, 404: ErrorBody, **COMMON_ERRORS},
 )
 def list_jobs(query: JobListQuery) -> Any:
-    jobs = reports.recent_jobs(_services(), current_owner(), limit=query.limit, before=query.before)
+    jobs = reports.recent_jobs(
+        _services(), current_owner(), limit=query.limit, before=query.before, status=query.status, tag=query.tag
+    )
     next_before = jobs[-1].job.id if len(jobs) == query.limit else None
     return JobList(items=[_job_view(report) for report in jobs], next_before=next_before).model_dump(mode="json")
 
@@ -136,12 +138,19 @@ def get_job(path: JobPath) -> Any:
 @blueprint.get(
     "/<id>/recipients",
     summary="Per-recipient outcomes",
-    description="In job order, optionally filtered by `status`, paginated with `after`.",
+    description="In job order, optionally filtered by `status` and by `search` (part of the address), paginated "
+    "with `after`.",
     responses={200: RecipientList, 404: ErrorBody, **COMMON_ERRORS},
 )
 def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
     page = reports.recipient_page(
-        _services(), path.id, current_owner(), status=query.status, after=query.after, limit=query.limit
+        _services(),
+        path.id,
+        current_owner(),
+        status=query.status,
+        after=query.after,
+        limit=query.limit,
+        address_part=query.search,
     )
     next_after = page[-1].recipient.position if len(page) == query.limit else None
     return RecipientList(items=[_recipient_view(r) for r in page], next_after=next_after).model_dump(mode="json")

@@ -50,24 +50,64 @@ def job_report(services: Services, job_id: str, owner: str | None) -> JobReport:
         return JobReport(job, jobs.count_by_status(session, [job.id])[job.id])
 
 
-def recent_jobs(services: Services, owner: str | None, *, limit: int, before: str | None) -> list[JobReport]:
-    """The jobs ``owner`` may see, newest first; ``before`` is the last job id of the previous page."""
+def recent_jobs(
+    services: Services,
+    owner: str | None,
+    *,
+    limit: int,
+    before: str | None,
+    status: str | None = None,
+    tag: str | None = None,
+) -> list[JobReport]:
+    """The jobs ``owner`` may see, newest first, optionally of one status or tag; ``before`` is the
+    last job id of the previous page."""
     with services.readers() as session:
         previous = find_job(session, before, owner) if before else None
-        found = jobs.list_jobs(session, owner, limit=limit, before=previous)
+        found = jobs.list_jobs(session, owner, limit=limit, before=previous, status=status, tag=tag)
         counts = jobs.count_by_status(session, [job.id for job in found])
     return [JobReport(job, counts[job.id]) for job in found]
 
 
 def recipient_page(
-    services: Services, job_id: str, owner: str | None, *, status: str | None, after: int | None, limit: int
+    services: Services,
+    job_id: str,
+    owner: str | None,
+    *,
+    status: str | None,
+    after: int | None,
+    limit: int,
+    address_part: str | None = None,
 ) -> list[RecipientReport]:
-    """A job's recipients in order, optionally of one status, after a position."""
+    """A job's recipients in order, optionally of one status or whose address contains ``address_part``,
+    after a position."""
     with services.readers() as session:
         job = find_job(session, job_id, owner)
-        recipients = jobs.list_recipients(session, job.id, status=status, after=after, limit=limit)
+        recipients = jobs.list_recipients(
+            session, job.id, status=status, after=after, limit=limit, address_part=address_part
+        )
         latest = bounces.latest_for(session, [r.id for r in recipients])
     return [RecipientReport(r, message_id_for(job.id, r.position, job.sender), latest.get(r.id)) for r in recipients]
+
+
+def sent_timeline(services: Services, job_id: str, owner: str | None, *, most_buckets: int) -> jobs.Timeline | None:
+    """A job's messages sent per interval, first send to last (None before the first)."""
+    with services.readers() as session:
+        job = find_job(session, job_id, owner)
+        return jobs.sent_timeline(session, job.id, most_buckets=most_buckets)
+
+
+@dataclass(frozen=True)
+class FailureReason:
+    smtp_code: int | None
+    text: str | None
+    count: int  # recipients that failed with this code and text
+
+
+def failure_reasons(services: Services, job_id: str, owner: str | None, *, limit: int) -> list[FailureReason]:
+    """Why a job's recipients failed, the most frequent reason first."""
+    with services.readers() as session:
+        job = find_job(session, job_id, owner)
+        return [FailureReason(*row) for row in jobs.failure_reasons(session, job.id, limit=limit)]
 
 
 def waiting_work(services: Services) -> tuple[dict[str, int], dict[str, int]]:

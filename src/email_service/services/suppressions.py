@@ -46,9 +46,12 @@ def remove(services: Services, email: str) -> None:
             raise NotFound(f"{email!r} is not suppressed")
 
 
-def page(services: Services, *, after: str | None, limit: int) -> list[SuppressionView]:
+def page(
+    services: Services, *, after: str | None, limit: int, address_part: str | None = None
+) -> list[SuppressionView]:
+    """Suppressed addresses in order after ``after``, optionally only those containing ``address_part``."""
     with services.readers() as session:
-        rows = suppressions.page(session, after=after, limit=limit)
+        rows = suppressions.page(session, after=after, limit=limit, address_part=address_part)
     return [SuppressionView(r.address, r.reason, r.job_id, r.created_at) for r in rows]
 
 

@@ -9,12 +9,14 @@ workers can never both own the same recipient.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
-from datetime import datetime
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, case, exists, func, or_, select, update
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from email_service.message.mime import AttachmentFile
@@ -75,16 +77,38 @@ def job_attachments(session: Session, job_id: str) -> tuple[AttachmentFile, ...]
     return tuple(AttachmentFile(filename, content_type, data) for filename, content_type, data in rows)
 
 
-def list_jobs(session: Session, owner: str | None, *, limit: int, before: Job | None = None) -> list[Job]:
-    """Most recent jobs first (of ``owner`` only, unless None); ``before`` continues a previous page."""
+def list_jobs(
+    session: Session,
+    owner: str | None,
+    *,
+    limit: int,
+    before: Job | None = None,
+    status: str | None = None,
+    tag: str | None = None,
+) -> list[Job]:
+    """Most recent jobs first (of ``owner`` only, unless None), optionally of one status or carrying
+    one tag; ``before`` continues a previous page."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
     if owner is not None:
         query = query.where(Job.owner == owner)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if tag is not None:
+        query = query.where(_has_tag(session, tag))
     if before is not None:
         query = query.where(
             or_(Job.created_at < before.created_at, and_(Job.created_at == before.created_at, Job.id < before.id))
         )
     return list(session.scalars(query))
+
+
+def _has_tag(session: Session, tag: str) -> Any:
+    """Whether a job's tags (a JSON array) hold ``tag`` exactly: JSON containment on PostgreSQL, a
+    scan of the array on SQLite (a text search would match inside other tags)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sql_cast(Job.tags, JSONB).contains([tag])
+    element = func.json_each(Job.tags).table_valued("value")
+    return exists(select(1).select_from(element).where(element.c.value == tag))
 
 
 def count_by_status(session: Session, job_ids: Iterable[str]) -> dict[str, dict[str, int]]:
@@ -129,15 +153,80 @@ def unfinished_jobs(session: Session) -> dict[str, int]:
 
 
 def list_recipients(
-    session: Session, job_id: str, *, status: str | None, after: int | None, limit: int
+    session: Session,
+    job_id: str,
+    *,
+    status: str | None,
+    after: int | None,
+    limit: int,
+    address_part: str | None = None,
 ) -> list[Recipient]:
-    """Recipients of a job in position order, optionally of one status, after a position."""
+    """Recipients of a job in position order, optionally of one status or whose address contains
+    ``address_part`` (in any case), after a position."""
     query = select(Recipient).where(Recipient.job_id == job_id).order_by(Recipient.position).limit(limit)
     if status is not None:
         query = query.where(Recipient.status == status)
+    if address_part:
+        query = query.where(Recipient.address.ilike(f"%{escape_like(address_part)}%", escape="\\"))
     if after is not None:
         query = query.where(Recipient.position > after)
     return list(session.scalars(query))
+
+
+def escape_like(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern whose escape character is a backslash."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# Interval widths of a timeline, in seconds: from a second up to a day.
+TIMELINE_WIDTHS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    start: datetime  # of the first interval
+    width_seconds: int
+    counts: list[int]  # messages sent in each interval, in order
+
+
+def sent_timeline(session: Session, job_id: str, *, most_buckets: int) -> Timeline | None:
+    """How many of a job's messages were sent in each interval from its first send to its last, in at
+    most ``most_buckets`` intervals of a round width; None before the first send."""
+    seconds = _epoch_seconds(session, Recipient.sent_at)
+    mine = and_(Recipient.job_id == job_id, Recipient.sent_at.is_not(None))
+    first, last = session.execute(select(func.min(seconds), func.max(seconds)).where(mine)).one()
+    if first is None:
+        return None
+    first, last = float(first), float(last)  # PostgreSQL's epoch is a numeric
+    width = next((w for w in TIMELINE_WIDTHS if (last - first) / w < most_buckets - 1), TIMELINE_WIDTHS[-1])
+    start = first - first % width  # intervals start on round times: 12:00:05, not 12:00:03.7
+    bucket = func.floor((seconds - start) / width)
+    rows = session.execute(select(bucket, func.count()).where(mine).group_by(bucket))
+    counts = {int(index): count for index, count in rows}
+    return Timeline(
+        start=datetime.fromtimestamp(start, UTC),
+        width_seconds=width,
+        counts=[counts.get(i, 0) for i in range(max(counts) + 1)],
+    )
+
+
+def _epoch_seconds(session: Session, column: Any) -> Any:
+    """Seconds since 1970 of a datetime column, with their fraction, in the database's own SQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", column)
+    return (func.julianday(column) - 2440587.5) * 86400.0  # SQLite keeps them as ISO text
+
+
+def failure_reasons(session: Session, job_id: str, *, limit: int) -> list[tuple[int | None, str | None, int]]:
+    """A job's failures grouped by SMTP code and text, the most frequent first."""
+    rows = session.execute(
+        select(Recipient.last_error_code, Recipient.last_error, func.count().label("count"))
+        .where(Recipient.job_id == job_id, Recipient.status == RecipientStatus.FAILED)
+        .group_by(Recipient.last_error_code, Recipient.last_error)
+        .order_by(func.count().desc(), Recipient.last_error_code)
+        .limit(limit)
+    )
+    return [(code, text, count) for code, text, count in rows]
 
 
 def mark_job_sending(session: Session, job_id: str, now: datetime, dispatch_deadline: datetime) -> bool:

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from email_service.storage.jobs import escape_like
 from email_service.storage.models import Suppression
 
 _CHUNK = 5000  # addresses per query: bounded statements for a 100,000-recipient job
@@ -45,8 +46,11 @@ def add(session: Session, address: str, reason: str, job_id: str | None, now: da
     return True
 
 
-def page(session: Session, *, after: str | None, limit: int) -> list[Suppression]:
+def page(session: Session, *, after: str | None, limit: int, address_part: str | None = None) -> list[Suppression]:
+    """Suppressed addresses in order, after one, optionally only those containing ``address_part``."""
     query = select(Suppression).order_by(Suppression.address).limit(limit)
+    if address_part:
+        query = query.where(Suppression.address.ilike(f"%{escape_like(address_part)}%", escape="\\"))
     if after is not None:
         query = query.where(Suppression.address > after)
     return list(session.scalars(query))

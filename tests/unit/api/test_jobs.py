@@ -53,6 +53,18 @@ def test_jobs_are_listed_newest_first_with_pages(client: FlaskClient):
     assert first["items"][0]["counts"]["pending"] == 1
 
 
+def test_jobs_are_listed_by_status_and_tag(client: FlaskClient):
+    tagged = client.post("/api/email", json={"recipients": ["a@example.com"], "subject": "s", "tags": ["winter"]})
+    cancelled = _post(client, 1)
+    client.post(f"/api/email/{cancelled}/cancel")
+    listed = client.get("/api/email/?tag=winter").get_json()["items"]
+    assert [j["id"] for j in listed] == [tagged.get_json()["id"]]
+    assert [j["id"] for j in client.get("/api/email/?status=cancelled").get_json()["items"]] == [cancelled]
+    assert client.get("/api/email/?status=cancelled&tag=winter").get_json()["items"] == []
+    bad = client.get("/api/email/?status=gone")
+    assert bad.status_code == 422 and bad.get_json()["details"][0]["field"] == "status"
+
+
 def test_accepted_job_is_queued_once_and_reports_counts(client: FlaskClient):
     job_id = _post(client, 3)
     assert client.application.extensions["email_service"].queue.started == [job_id]
@@ -70,6 +82,8 @@ def test_recipients_are_paginated_and_filtered(client: FlaskClient):
         positions += [r["position"] for r in page["items"]]
     assert positions == list(range(25))
     assert client.get(f"/api/email/{job_id}/recipients?status=sent").get_json()["items"] == []
+    found = client.get(f"/api/email/{job_id}/recipients?search=R1").get_json()["items"]
+    assert [r["email"] for r in found] == ["r1@example.com"] + [f"r1{i}@example.com" for i in range(10)]
     bad = client.get(f"/api/email/{job_id}/recipients?status=delivered")
     assert bad.status_code == 422 and bad.get_json()["details"][0]["field"] == "status"
 

@@ -1,0 +1,113 @@
+"""The queries the dashboard and the API's filters read, on SQLite and PostgreSQL alike: jobs by status
+and exact tag, recipients and suppressions by part of an address, a job's sends per interval, and its
+failures grouped by reply."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from email_service.storage import jobs, suppressions
+from email_service.storage.models import Job, JobStatus, Recipient, RecipientStatus, utcnow
+
+
+def _job(sessions: sessionmaker[Session], owner: str, addresses: list[str], **fields: object) -> str:
+    job_id = str(uuid.uuid4())
+    job = Job(
+        id=job_id,
+        owner=owner,
+        status=fields.pop("status", JobStatus.COMPLETED),
+        subject="s",
+        content="c",
+        template="default",
+        sender="s@example.org",
+        total=len(addresses),
+        created_at=utcnow(),
+        **fields,
+    )
+    rows = [(job_id, i, address, None, None, RecipientStatus.PENDING, 0) for i, address in enumerate(addresses)]
+    with sessions.begin() as session:
+        jobs.insert_job(session, job, rows)
+    return job_id
+
+
+def _set(sessions: sessionmaker[Session], job_id: str, position: int, **values: object) -> None:
+    with sessions.begin() as session:
+        session.execute(
+            update(Recipient).where(Recipient.job_id == job_id, Recipient.position == position).values(**values)
+        )
+
+
+def test_jobs_are_filtered_by_status_and_by_exact_tag(sessions: sessionmaker[Session]):
+    owner = str(uuid.uuid4())  # the PostgreSQL database is shared: only this test's jobs
+    tagged = _job(sessions, owner, ["a@example.com"], tags=["news", "winter"])
+    tricky = _job(sessions, owner, ["a@example.com"], tags=['x"news', "news-letter", "%"], status=JobStatus.SENDING)
+    untagged = _job(sessions, owner, ["a@example.com"], status=JobStatus.PAUSED)
+    with sessions() as session:
+
+        def ids(**filters: object) -> set[str]:
+            return {job.id for job in jobs.list_jobs(session, owner, limit=10, **filters)}  # type: ignore[arg-type]
+
+        assert ids(tag="news") == {tagged}  # not inside another tag's JSON text
+        assert ids(tag="%") == {tricky}
+        assert ids(tag='x"news') == {tricky}
+        assert ids(tag="new") == set()
+        assert ids(status=JobStatus.PAUSED) == {untagged}
+        assert ids(status=JobStatus.SENDING, tag="news") == set()
+        assert ids() == {tagged, tricky, untagged}
+
+
+def test_recipients_and_suppressions_are_found_by_part_of_the_address_in_any_case(sessions: sessionmaker[Session]):
+    job_id = _job(
+        sessions, "o", ["Will.Byers@example.com", "eleven@example.com", "will_b@example.org", "w%x@example.com"]
+    )
+    with sessions() as session:
+
+        def found(part: str) -> list[str]:
+            rows = jobs.list_recipients(session, job_id, status=None, after=None, limit=10, address_part=part)
+            return [r.address for r in rows]
+
+        assert found("will") == ["Will.Byers@example.com", "will_b@example.org"]
+        assert found("_") == ["will_b@example.org"]  # LIKE's wildcards match themselves
+        assert found("%") == ["w%x@example.com"]
+        assert found("EXAMPLE.ORG") == ["will_b@example.org"]
+    marker = uuid.uuid4().hex[:8]
+    with sessions.begin() as session:
+        for address in (f"max.{marker}@example.com", f"MAXINE.{marker}@example.com", f"lucas.{marker}@example.com"):
+            suppressions.add(session, address, "manual", None, utcnow())
+    with sessions() as session:
+        rows = suppressions.page(session, after=None, limit=10, address_part=f"max.{marker}")
+        assert [r.address for r in rows] == [f"max.{marker}@example.com"]
+        assert len(suppressions.page(session, after=None, limit=10, address_part=marker)) == 3
+
+
+def test_a_jobs_sends_are_counted_per_round_interval(sessions: sessionmaker[Session]):
+    job_id = _job(sessions, "o", [f"r{i}@example.com" for i in range(6)])
+    with sessions() as session:
+        assert jobs.sent_timeline(session, job_id, most_buckets=60) is None  # nothing sent yet
+    start = datetime(2026, 12, 6, 12, 0, 3, 700_000, tzinfo=UTC)
+    for position, offset in enumerate([0, 0.1, 0.2, 1.5, 5.0]):
+        _set(sessions, job_id, position, status=RecipientStatus.SENT, sent_at=start + timedelta(seconds=offset))
+    with sessions() as session:
+        timeline = jobs.sent_timeline(session, job_id, most_buckets=60)
+        assert timeline is not None
+        assert (timeline.start, timeline.width_seconds) == (datetime(2026, 12, 6, 12, 0, 3, tzinfo=UTC), 1)
+        assert timeline.counts == [3, 0, 1, 0, 0, 1]  # at 03.7-03.9, 05.2 and 08.7
+        coarse = jobs.sent_timeline(session, job_id, most_buckets=3)
+        assert coarse is not None and coarse.width_seconds == 5 and coarse.counts == [3, 2]
+        assert coarse.start == datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
+
+
+def test_failures_are_grouped_by_smtp_code_and_text_most_frequent_first(sessions: sessionmaker[Session]):
+    job_id = _job(sessions, "o", [f"r{i}@example.com" for i in range(5)])
+    replies = [(550, "5.1.1 unknown"), (550, "5.1.1 unknown"), (554, "5.7.1 policy"), (None, "TLS: refused")]
+    for position, (code, text) in enumerate(replies):
+        _set(sessions, job_id, position, status=RecipientStatus.FAILED, last_error_code=code, last_error=text)
+    _set(sessions, job_id, 4, status=RecipientStatus.SENT, last_error_code=421, last_error="earlier try")
+    with sessions() as session:
+        reasons = jobs.failure_reasons(session, job_id, limit=10)
+    assert reasons[0] == (550, "5.1.1 unknown", 2)
+    assert sorted(reasons[1:], key=str) == sorted([(554, "5.7.1 policy", 1), (None, "TLS: refused", 1)], key=str)
