@@ -1,4 +1,5 @@
-"""A local SMTP catcher (aiosmtpd) that keeps every message it receives as a file in a Maildir."""
+"""A local SMTP catcher (aiosmtpd) that keeps every message it receives as a file in a Maildir, and
+refuses the recipients at REFUSED_DOMAIN, so that failures can be tried on a laptop."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from aiosmtpd.controller import Controller
 
 log = logging.getLogger(__name__)
 
+# Under example.com (RFC 2606): no real recipient is ever there. A 5.7.1 policy refusal, not an unknown
+# address: the recipient fails without being suppressed, so "retry the failed" can be tried again.
+REFUSED_DOMAIN = "refused.example.com"
+
 
 class MaildirHandler:
     """aiosmtpd handler: each accepted message becomes one file in ``maildir`` (new/)."""
@@ -21,6 +26,12 @@ class MaildirHandler:
             (maildir / folder).mkdir(parents=True, exist_ok=True)
         self._maildir = mailbox.Maildir(maildir, create=True)
         self._lock = threading.Lock()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if address.rpartition("@")[2].lower() == REFUSED_DOMAIN:
+            return f"550 5.7.1 the catcher refuses every recipient at {REFUSED_DOMAIN}"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
