@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint bench clean deploy-tools
+.PHONY: run test lint bench clean deploy-tools screenshots
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,15 +28,21 @@ test: $(INSTALLED) deploy-tools
 # instances on loopback ports); its package would start a system Dovecot on ports 143 and 993, so a
 # /usr/sbin/policy-rc.d that exits 101 (made for the install and removed after it, unless one is there, as in
 # Docker images) keeps invoke-rc.d from starting it, and its systemd service is disabled like postfix's.
+# chromium is the headless browser of the dashboard tests (Playwright drives it; no browser is downloaded).
 deploy-tools:
 	@test -x /usr/sbin/nginx && command -v wrk >/dev/null && command -v docker-compose >/dev/null && \
-		command -v strace >/dev/null && test -x /usr/sbin/postfix && test -x /usr/sbin/dovecot || { apt-get update -qq && \
+		command -v strace >/dev/null && test -x /usr/sbin/postfix && test -x /usr/sbin/dovecot && \
+		test -x /usr/bin/chromium || { apt-get update -qq && \
 			echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections && \
 			{ test -e /usr/sbin/policy-rc.d || { trap 'rm -f /usr/sbin/policy-rc.d' EXIT && \
 				printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; }; } && \
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-				docker-compose nginx wrk strace postfix dovecot-imapd && \
+				docker-compose nginx wrk strace postfix dovecot-imapd chromium && \
 			{ ! command -v systemctl >/dev/null || systemctl disable --now postfix dovecot >/dev/null 2>&1 || true; }; }
+
+# The dashboard's screenshots in docs/screenshots, taken by its browser tests against `email-service dev`.
+screenshots: $(INSTALLED) deploy-tools
+	DASHBOARD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -p no:xdist tests/integration/dashboard/test_browser.py
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 from email_service import __version__
 from email_service.api import bounces, jobs, suppressions, templates
 from email_service.api.auth import install_authentication
+from email_service.api.dashboard import install_dashboard
 from email_service.api.errors import register_error_handlers, validation_error_response
 from email_service.api.guards import install_request_guards
 from email_service.api.health import install_health
@@ -65,6 +66,7 @@ def create_api(services: Services) -> OpenAPI:
     app.register_api(suppressions.blueprint)
     app.register_blueprint(suppressions.unsubscribe)
     app.register_api(bounces.blueprint)
+    install_dashboard(app, services)
     app.extensions["sns_certificate"] = fetch_sns_certificate  # the network seams of /bounces/ses
     app.extensions["sns_confirm"] = bounces.confirm_sns_subscription
     register_error_handlers(app)

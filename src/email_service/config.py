@@ -139,6 +139,19 @@ class Settings(BaseSettings):
     auth_disabled: bool = Field(
         False, description="Serve the API without API keys (`dev` on 127.0.0.1 does); never on a reachable host."
     )
+    dashboard_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Key (32 characters or more) that signs the dashboard's session cookies; empty = /dashboard/ "
+        "is off. `email-service dev` makes one in DATA_DIR.",
+    )
+    dashboard_cookie_secure: bool = Field(
+        True,
+        description="Send the dashboard's session cookie over HTTPS only; `dev` on 127.0.0.1 turns it off "
+        "(plain HTTP on this machine).",
+    )
+    dashboard_session_hours: float = Field(
+        12, gt=0, le=24 * 30, description="How long a dashboard login lasts before the key is asked again."
+    )
     proxy_hops: int = Field(
         0,
         ge=0,
@@ -241,6 +254,8 @@ class Settings(BaseSettings):
             raise ValueError("LEASE_SECONDS must be shorter than BROKER_VISIBILITY_TIMEOUT")
         self._check_dkim()
         self._check_bounces()
+        if 0 < len(self.dashboard_secret.get_secret_value()) < 32:
+            raise ValueError("DASHBOARD_SECRET must have 32 characters or more: it signs the login cookies")
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'email_service.db').resolve()}"
         return self

@@ -9,6 +9,7 @@ EmailServiceError
 │   │   └── MalformedFeedback   422 a provider's bounce event that is not what the provider sends
 │   ├── NotFound            404
 │   ├── Conflict            409 not possible in the job's current state
+│   ├── FormRefused         403 a dashboard form without its session's CSRF token
 │   └── TooManyRequests     429 over a quota of the API key (retry_after seconds)
 ├── ConfigurationError      a setting that cannot be used; the process does not start
 ├── DatabaseNotReady        the database did not answer, or its schema is not migrated, in time
@@ -57,6 +58,13 @@ class Unauthenticated(RequestError):
 
     status = 401
     code = "unauthorized"
+
+
+class FormRefused(RequestError):
+    """A dashboard form posted without the CSRF token of the session it came from (a forged or stale form)."""
+
+    status = 403
+    code = "form_refused"
 
 
 class ValidationFailed(RequestError):

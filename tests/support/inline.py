@@ -44,11 +44,20 @@ def inline_services(tmp_path: Path, **overrides: Any) -> Services:
     return services
 
 
-def run(services: Services, recipients: list[Recipient], content: str = "Run for your life", **options: Any) -> str:
-    """Accept a job and send it all before returning; its id."""
+def run(
+    services: Services,
+    recipients: list[Recipient],
+    content: str = "Run for your life",
+    *,
+    subject: str = "Demogorgon",
+    owner: str | None = None,
+    **options: Any,
+) -> str:
+    """Accept a job (of the API key ``owner``) and send it all before returning; its id."""
     accepted = intake.accept_job(
         services,
-        intake.JobRequest(recipients=recipients, subject="Demogorgon", content=content, template="default", **options),
+        intake.JobRequest(recipients=recipients, subject=subject, content=content, template="default", **options),
+        owner=owner,
     )
     assert services.queue is not None
     services.queue.start_job(accepted.id)

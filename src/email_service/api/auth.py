@@ -1,5 +1,6 @@
 """Who is calling: every request but the health checks, the metrics, the API documentation, the
-unsubscribe links and the providers' bounce webhooks (which check their own signatures) needs an API key."""
+unsubscribe links, the providers' bounce webhooks (which check their own signatures) and the dashboard (which
+signs its users in with the same keys, api/dashboard/access.py) needs an API key."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from email_service.errors import Unauthenticated
 from email_service.services import Services, auth
 
 # Endpoints anyone may call: the health checks and metrics, the API documentation, the unsubscribe links,
-# and the bounce webhooks, which providers authenticate their own way.
+# the bounce webhooks, which providers authenticate their own way, and the dashboard, which checks its session.
 _PUBLIC_ENDPOINTS = frozenset({"_healthz", "_readyz", "_metrics", "static"})
-_PUBLIC_BLUEPRINTS = frozenset({"openapi", "swagger", "unsubscribe", "bounces"})
+_PUBLIC_BLUEPRINTS = frozenset({"openapi", "swagger", "unsubscribe", "bounces", "dashboard"})
 
 
 def install_authentication(app: Flask, services: Services) -> None:

@@ -27,11 +27,12 @@ def install_request_guards(app: Flask) -> None:
     def _parse_json_strictly() -> None:
         # flask-openapi3 parses bodies leniently (malformed JSON becomes null and a 422);
         # parsing here first makes malformed JSON a 400 and a non-JSON body a 415.
-        unsubscribing = request.blueprint == "unsubscribe"  # mail clients post a form there
+        # Mail clients post a form to the unsubscribe links, browsers the dashboard's forms.
+        form_posts = request.blueprint in ("unsubscribe", "dashboard")
         if (
             request.method in ("POST", "PUT", "PATCH")
             and (request.is_json or request.content_length)
-            and not unsubscribing
+            and not form_posts
         ):
             try:
                 body = request.get_json()

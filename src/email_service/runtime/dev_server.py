@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import click
@@ -25,6 +26,7 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
     keys_off = host in LOOPBACK_HOSTS
     if keys_off:
         env.setdefault("AUTH_DISABLED", "true")
+        env.setdefault("DASHBOARD_COOKIE_SECURE", "false")  # plain HTTP on this machine
     upgrade(env["DATABASE_URL"])
     commands = {
         "catcher": ["catcher", "--host", "127.0.0.1", "--port", str(smtp_port), "--maildir", str(data_dir / "mail")],
@@ -39,6 +41,7 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
     base = f"http://{host}:{port}"
     click.echo(
         "\nemail_service is running on its embedded default:\n"
+        f"  dashboard     {base}/dashboard/\n"
         f"  API           {base}/api/email/\n"
         f"  Swagger UI    {base}/api/\n"
         f"  OpenAPI spec  {base}/api/openapi.json\n"
@@ -71,4 +74,14 @@ def _dev_environment(data_dir: Path, smtp_port: int) -> dict[str, str]:
         }
     )
     env.setdefault("DATABASE_URL", f"sqlite:///{data_dir / 'email_service.db'}")
+    env.setdefault("DASHBOARD_SECRET", _dashboard_secret(data_dir))
     return env
+
+
+def _dashboard_secret(data_dir: Path) -> str:
+    """The key of the dashboard's cookies, made once per data folder so logins outlive a restart."""
+    path = data_dir / "dashboard_secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()

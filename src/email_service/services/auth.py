@@ -67,13 +67,19 @@ def create_key(sessions: sessionmaker[Session], name: str, senders: Sequence[str
 
 def authenticate(services: Services, presented: str) -> str | None:
     """The id of the active key ``presented`` is, or None."""
-    digest = hash_key(presented)
+    key = active_key(services, hash_key(presented))
+    return key.id if key is not None else None
+
+
+def active_key(services: Services, digest: str) -> KeyInfo | None:
+    """The active key whose SHA-256 is ``digest`` (what the dashboard's session keeps), or None: a key
+    revoked since is None at once."""
     with services.readers() as session:
         record = api_keys.find_active(session, digest)
     # The lookup is by digest (which says nothing about the key); the comparison is in constant time anyway.
     if record is None or not hmac.compare_digest(record.key_hash, digest):
         return None
-    return record.id
+    return _info(record)
 
 
 def allowed_senders(services: Services, owner: str | None) -> set[str]:

@@ -1,0 +1,42 @@
+"""The dashboard's blueprint and what every page shares: the services, the viewer, rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, current_app, g, render_template
+
+from email_service.services import Services
+
+blueprint = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix="/dashboard",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: an API key (its jobs only), or anyone when authentication is off (every job)."""
+
+    owner: str | None
+    key_name: str | None
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["email_service"]
+    return found
+
+
+def viewer() -> Viewer:
+    found: Viewer = g.viewer
+    return found
+
+
+def render(template: str, http_status: int = 200, /, **context: Any) -> tuple[str, int]:
+    """A page of templates/dashboard/ and its status code."""
+    return render_template(f"dashboard/{template}", **context), http_status

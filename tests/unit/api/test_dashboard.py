@@ -1,0 +1,348 @@
+"""/dashboard/ through Flask's test client, on SQLite with a real SMTP server: signing in with an API key,
+the session cookie, isolation between keys, CSRF refusal on every form, escaping, and each page and action."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from email_service.api.dashboard.access import SESSION_COOKIE
+from email_service.app import create_api
+from email_service.config import Settings
+from email_service.services import Services, auth, templates
+from email_service.services.templates import TemplateFields
+from email_service.storage.models import Job, Suppression, utcnow
+from tests.support.inline import Recipient, counts, inline_services, run
+from tests.support.smtp_sink import SinkHandler, SMTPSink
+
+SECRET = "a-dashboard-secret-of-32-characters-or-more"
+REFUSED = "gone@example.com"
+
+
+@pytest.fixture
+def refusing_sink() -> Iterator[SMTPSink]:
+    server = SMTPSink(SinkHandler(reject_rcpt={REFUSED})).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def services(tmp_path: Path, refusing_sink: SMTPSink) -> Services:
+    return inline_services(tmp_path, mail_port=refusing_sink.port, dashboard_secret=SECRET)
+
+
+@pytest.fixture
+def keys(services: Services) -> dict[str, tuple[str, str]]:
+    """Two API keys: name → (id, key)."""
+    made = {}
+    for name in ("alpha", "beta"):
+        info, key = auth.create_key(services.sessions, name)
+        made[name] = (info.id, key)
+    return made
+
+
+@pytest.fixture
+def client(services: Services) -> FlaskClient:
+    return create_api(services).test_client()
+
+
+def csrf(client: FlaskClient, url: str = "/dashboard/login") -> str:
+    """The CSRF token of the client's session, as a page's form carries it."""
+    page = client.get(url)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, page.text
+    return match.group(1)
+
+
+def sign_in(client: FlaskClient, key: str) -> None:
+    answer = client.post("/dashboard/login", data={"api_key": key, "csrf_token": csrf(client)})
+    assert answer.status_code == 303, answer.text
+
+
+def in_an_hour() -> str:
+    return (utcnow() + timedelta(hours=1)).isoformat()
+
+
+def job_of(services: Services, owner: str | None, recipients: list[Recipient] | None = None, **options: object) -> str:
+    return run(services, recipients or [Recipient("will@example.com")], owner=owner, **options)
+
+
+# Signing in
+
+
+def test_the_dashboard_is_off_without_a_secret(tmp_path: Path, refusing_sink: SMTPSink):
+    off = create_api(inline_services(tmp_path, mail_port=refusing_sink.port, auth_disabled=True)).test_client()
+    answer = off.get("/dashboard/jobs")
+    assert answer.status_code == 404 and "DASHBOARD_SECRET" in answer.text
+
+
+def test_every_page_sends_to_the_login_form_until_a_key_is_given(client: FlaskClient, keys):
+    for url in ("/dashboard/jobs", "/dashboard/jobs/x", "/dashboard/templates", "/dashboard/suppressions"):
+        answer = client.get(url)
+        assert answer.status_code == 302
+        assert answer.headers["Location"].startswith(f"/dashboard/login?next={url}")
+    login = client.get("/dashboard/login")
+    assert login.status_code == 200 and 'type="password"' in login.text
+    assert "plain HTTP" in login.text  # a Secure cookie would not come back: the page says so
+    assert "plain HTTP" not in client.get("/dashboard/login", base_url="https://localhost").text
+
+
+def test_a_short_secret_is_refused_at_start(tmp_path: Path):
+    with pytest.raises(ValueError, match="DASHBOARD_SECRET must have 32 characters"):
+        Settings(data_dir=tmp_path, dashboard_secret="too-short")
+
+
+def test_a_wrong_key_is_refused_and_the_right_one_opens_a_hardened_session(client: FlaskClient, keys):
+    token = csrf(client)
+    refused = client.post("/dashboard/login", data={"api_key": "es_wrong", "csrf_token": token})
+    assert refused.status_code == 401 and "unknown or revoked" in refused.text
+    key = keys["alpha"][1]
+    answer = client.post("/dashboard/login", data={"api_key": key, "csrf_token": token, "next": "/dashboard/templates"})
+    assert answer.status_code == 303 and answer.headers["Location"] == "/dashboard/templates"
+    cookie = answer.headers["Set-Cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert all(flag in cookie for flag in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/dashboard"))
+    assert key not in cookie and key[3:20] not in cookie  # the session keeps the key's digest, not the key
+    page = client.get("/dashboard/jobs")
+    assert page.status_code == 200 and "Key <strong>alpha</strong>" in page.text
+
+
+def test_a_new_session_starts_at_login_so_an_earlier_token_is_worth_nothing(client: FlaskClient, keys):
+    before = csrf(client)
+    sign_in(client, keys["alpha"][1])
+    assert csrf(client, "/dashboard/suppressions") != before
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/api/email/", "/dashboard\\..\\x"])
+def test_signing_in_never_sends_the_browser_elsewhere(client: FlaskClient, keys, target: str):
+    answer = client.post(
+        "/dashboard/login", data={"api_key": keys["alpha"][1], "csrf_token": csrf(client), "next": target}
+    )
+    assert answer.headers["Location"] == "/dashboard/jobs"
+
+
+def test_a_revoked_key_is_signed_out_at_its_next_page(client: FlaskClient, services: Services, keys):
+    sign_in(client, keys["alpha"][1])
+    assert client.get("/dashboard/jobs").status_code == 200
+    auth.revoke_key(services.sessions, "alpha")
+    assert client.get("/dashboard/jobs").status_code == 302
+
+
+def test_signing_out_ends_the_session(client: FlaskClient, keys):
+    sign_in(client, keys["alpha"][1])
+    token = csrf(client, "/dashboard/jobs")
+    assert client.post("/dashboard/logout", data={"csrf_token": token}).status_code == 303
+    assert client.get("/dashboard/jobs").status_code == 302
+
+
+def test_with_authentication_off_no_key_is_asked(tmp_path: Path, refusing_sink: SMTPSink):
+    services = inline_services(tmp_path, mail_port=refusing_sink.port, auth_disabled=True, dashboard_secret=SECRET)
+    job_id = job_of(services, None)
+    page = create_api(services).test_client().get("/dashboard/jobs")
+    assert page.status_code == 200 and "No API key needed" in page.text and job_id in page.text
+
+
+def test_the_session_lasts_dashboard_session_hours(tmp_path: Path, refusing_sink: SMTPSink, keys):
+    services = inline_services(
+        tmp_path, mail_port=refusing_sink.port, dashboard_secret=SECRET, dashboard_session_hours=2
+    )
+    app = create_api(services)
+    assert app.permanent_session_lifetime == timedelta(hours=2)
+
+
+# Isolation between keys
+
+
+def test_a_key_sees_and_steers_only_its_own_jobs(client: FlaskClient, services: Services, keys):
+    mine = job_of(services, keys["alpha"][0], send_at=in_an_hour())
+    theirs = job_of(services, keys["beta"][0], send_at=in_an_hour())
+    sign_in(client, keys["alpha"][1])
+    listing = client.get("/dashboard/jobs").text
+    assert mine in listing and theirs not in listing
+    assert client.get(f"/dashboard/jobs/{theirs}").status_code == 404
+    assert client.get(f"/dashboard/jobs/{theirs}/cancel").status_code == 404
+    token = csrf(client, "/dashboard/jobs")
+    for action in ("pause", "cancel"):
+        assert client.post(f"/dashboard/jobs/{theirs}/{action}", data={"csrf_token": token}).status_code == 404
+    assert client.get(f"/dashboard/jobs/{mine}").status_code == 200
+    with services.readers() as session:
+        assert session.get(Job, theirs).status == "scheduled"  # type: ignore[union-attr]
+
+
+# CSRF
+
+
+def test_every_form_is_refused_without_the_sessions_token(client: FlaskClient, services: Services, keys):
+    job_id = job_of(services, keys["alpha"][0], send_at=in_an_hour())
+    sign_in(client, keys["alpha"][1])
+    posts = {
+        f"/dashboard/jobs/{job_id}/pause": {},
+        f"/dashboard/jobs/{job_id}/cancel": {},
+        "/dashboard/suppressions": {"email": "max@example.com"},
+        "/dashboard/suppressions/remove": {"email": "max@example.com"},
+        "/dashboard/templates/default": {"subject": "s"},
+        "/dashboard/logout": {},
+        "/dashboard/login": {"api_key": keys["beta"][1]},
+    }
+    for url, data in posts.items():
+        for token in (None, "forged-token"):
+            form = data if token is None else {**data, "csrf_token": token}
+            answer = client.post(url, data=form)
+            assert answer.status_code == 403, url
+            assert "not from this session" in answer.text
+    assert counts(services, job_id) == {"pending": 1}
+    with services.readers() as session:
+        assert session.get(Job, job_id).status == "scheduled"  # type: ignore[union-attr]
+        assert session.get(Suppression, "max@example.com") is None
+    assert "Key <strong>alpha</strong>" in client.get("/dashboard/jobs").text  # still signed in as alpha
+
+
+# Pages and actions
+
+
+def test_the_jobs_list_filters_by_status_and_tag(client: FlaskClient, services: Services, keys):
+    owner = keys["alpha"][0]
+    done = job_of(services, owner, tags=["onboarding"])
+    waiting = job_of(services, owner, tags=["digest"], send_at=in_an_hour())
+    sign_in(client, keys["alpha"][1])
+    assert done in (page := client.get("/dashboard/jobs?status=completed").text) and waiting not in page
+    assert waiting in (page := client.get("/dashboard/jobs?tag=digest").text) and done not in page
+    assert "No job matches" in client.get("/dashboard/jobs?tag=onboard").text  # a tag, not a part of one
+    bad = client.get("/dashboard/jobs?status=lost")
+    assert bad.status_code == 422 and "status" in bad.text
+    assert 'hx-trigger="every 2s"' in client.get("/dashboard/jobs").text  # a job is unfinished: the list polls
+
+
+def test_a_job_page_shows_counts_chart_failures_and_filters_its_recipients(
+    client: FlaskClient, services: Services, keys
+):
+    recipients = [Recipient("will@example.com"), Recipient(REFUSED), Recipient("eleven@example.com")]
+    job_id = job_of(services, keys["alpha"][0], recipients, tags=["t"], metadata={"campaign": "winter"})
+    sign_in(client, keys["alpha"][1])
+    page = client.get(f"/dashboard/jobs/{job_id}").text
+    assert 'data-count="sent">2<' in page and 'data-count="failed">1<' in page
+    assert "100 %" in page and "hx-trigger" not in page  # finished: nothing polls
+    assert "<svg" in page and "2 messages sent" in page
+    assert "550" in page and "No such user here" in page
+    assert '"campaign": "winter"' in page
+    failed = client.get(f"/dashboard/jobs/{job_id}?status=failed").text
+    assert REFUSED in failed and "will@example.com" not in failed
+    found = client.get(f"/dashboard/jobs/{job_id}?q=ELEVEN").text
+    assert "eleven@example.com" in found and "will@example.com" not in found
+    assert client.get(f"/dashboard/jobs/{job_id}?after=x").status_code == 422
+
+
+def test_pause_resume_and_cancel_go_through_a_confirmation(client: FlaskClient, services: Services, keys):
+    job_id = job_of(services, keys["alpha"][0], send_at=in_an_hour())
+    sign_in(client, keys["alpha"][1])
+    confirm = client.get(f"/dashboard/jobs/{job_id}/pause")
+    assert confirm.status_code == 200 and "Pause this job?" in confirm.text and "Yes, pause" in confirm.text
+    token = csrf(client, f"/dashboard/jobs/{job_id}/pause")
+    for action, status in (("pause", "paused"), ("resume", "scheduled"), ("cancel", "cancelled")):
+        answer = client.post(f"/dashboard/jobs/{job_id}/{action}", data={"csrf_token": token})
+        assert answer.status_code == 303 and answer.headers["Location"] == f"/dashboard/jobs/{job_id}"
+        page = client.get(f"/dashboard/jobs/{job_id}").text
+        assert (
+            f'tone-{"held" if status == "paused" else "waiting" if status == "scheduled" else "muted"}">{status}'
+            in page
+        )
+        assert "done." in page
+    again = client.post(f"/dashboard/jobs/{job_id}/pause", data={"csrf_token": token})
+    assert "only a scheduled, queued or sending job can be paused" in client.get(again.headers["Location"]).text
+
+
+def test_retry_sends_again_to_the_failed(client: FlaskClient, services: Services, keys, refusing_sink: SMTPSink):
+    refusing_sink.handler.data_reply = "554 5.7.1 Message refused by policy"  # a failure, not a bounce
+    job_id = job_of(services, keys["alpha"][0], [Recipient("will@example.com"), Recipient("eleven@example.com")])
+    assert counts(services, job_id) == {"failed": 2}
+    sign_in(client, keys["alpha"][1])
+    assert "Retry the failed" in client.get(f"/dashboard/jobs/{job_id}").text
+    refusing_sink.handler.data_reply = "250 OK"  # the relay takes them now
+    token = csrf(client, f"/dashboard/jobs/{job_id}/retry")
+    assert client.post(f"/dashboard/jobs/{job_id}/retry", data={"csrf_token": token}).status_code == 303
+    assert counts(services, job_id) == {"sent": 2}
+    page = client.get(f"/dashboard/jobs/{job_id}").text
+    assert "Retry the failed: done." in page and f'href="/dashboard/jobs/{job_id}/retry"' not in page
+
+
+def test_addresses_and_subjects_are_shown_as_text(client: FlaskClient, services: Services, keys):
+    subject = "<script>alert('subject')</script>"
+    name = '<img src=x onerror="alert(1)">'
+    recipients = [Recipient("will@example.com", name=name)]
+    job_id = job_of(services, keys["alpha"][0], recipients, subject=subject, tags=["<b>tag</b>"])
+    sign_in(client, keys["alpha"][1])
+    for url in ("/dashboard/jobs", f"/dashboard/jobs/{job_id}", f"/dashboard/jobs/{job_id}/cancel"):
+        page = client.get(url).text
+        assert "<script>alert" not in page and "&lt;script&gt;alert(" in page, url
+        assert "<b>tag</b>" not in page
+    page = client.get(f"/dashboard/jobs/{job_id}").text
+    assert "<img src=x" not in page and "&lt;img src=x" in page
+
+
+def test_pages_carry_a_content_security_policy_and_are_not_cached(client: FlaskClient, keys):
+    sign_in(client, keys["alpha"][1])
+    answer = client.get("/dashboard/jobs")
+    assert "script-src 'self'" in answer.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert client.get("/dashboard/static/htmx-2.0.11.min.js").status_code == 200
+
+
+def test_templates_are_listed_with_versions_and_previewed_with_the_variables_typed(
+    client: FlaskClient, services: Services, keys
+):
+    templates.create(
+        services, "welcome", TemplateFields(subject="Hi {{ name }}", html="<p>Hi {{ name }}, {{ code }}</p>")
+    )
+    templates.update(services, "welcome", TemplateFields(subject="Hello {{ name }}", html="<p>v2 {{ name }}</p>"))
+    sign_in(client, keys["alpha"][1])
+    listing = client.get("/dashboard/templates").text
+    assert "welcome" in listing and "default" in listing
+    page = client.get("/dashboard/templates/welcome").text
+    assert 'value="1"' in page and 'value="2"' in page
+    token = csrf(client, "/dashboard/templates/welcome")
+    form = {"csrf_token": token, "version": "1", "subject": "s", "content": "", "email": "p@example.com", "name": ""}
+    preview = client.post("/dashboard/templates/welcome", data={**form, "variables": '{"name": "<Zoé>", "code": "42"}'})
+    assert preview.status_code == 200
+    assert "Hi &lt;Zoé&gt;" in preview.text  # the subject, escaped
+    # The HTML part goes in a sandboxed iframe's srcdoc, escaped once more as an attribute.
+    frame = re.search(r'<iframe class="html-part"[^>]* sandbox srcdoc="([^"]*)"', preview.text)
+    assert frame and "&lt;p&gt;Hi &amp;lt;Zoé&amp;gt;, 42&lt;/p&gt;" in frame.group(1)
+    bad = client.post("/dashboard/templates/welcome", data={**form, "variables": "{not json"})
+    assert bad.status_code == 422 and "variables" in bad.text and "not JSON" in bad.text
+    undefined = client.post("/dashboard/templates/welcome", data={**form, "variables": "{}"})
+    assert undefined.status_code == 422 and "code" in undefined.text
+
+
+def test_suppressions_are_added_searched_and_removed(client: FlaskClient, services: Services, keys):
+    sign_in(client, keys["alpha"][1])
+    token = csrf(client, "/dashboard/suppressions")
+    added = client.post("/dashboard/suppressions", data={"csrf_token": token, "email": "Max@Example.com"})
+    assert added.status_code == 303
+    assert "Max@Example.com is suppressed." in client.get(added.headers["Location"]).text
+    client.post(
+        "/dashboard/suppressions", data={"csrf_token": token, "email": "lucas@example.com"}, follow_redirects=True
+    )
+    found = client.get("/dashboard/suppressions?q=max").text
+    assert "max@example.com" in found and "lucas@example.com" not in found
+    invalid = client.post("/dashboard/suppressions", data={"csrf_token": token, "email": "not an address"})
+    assert "was not added" in client.get(invalid.headers["Location"]).text
+    client.post("/dashboard/suppressions/remove", data={"csrf_token": token, "email": "max@example.com"})
+    page = client.get("/dashboard/suppressions").text
+    assert "no longer suppressed" in page and "lucas@example.com" in page
+    assert ">max@example.com<" not in page
+    # A later job skips what the page suppressed.
+    job_id = job_of(services, keys["alpha"][0], [Recipient("lucas@example.com")])
+    assert counts(services, job_id) == {"suppressed": 1}
+
+
+def test_a_nul_character_in_a_form_is_refused(client: FlaskClient, keys):
+    sign_in(client, keys["alpha"][1])
+    token = csrf(client, "/dashboard/suppressions")
+    answer = client.post("/dashboard/suppressions", data={"csrf_token": token, "email": "a\x00@example.com"})
+    assert answer.status_code == 422 and "NUL" in answer.text
