@@ -59,6 +59,7 @@ bench: $(INSTALLED) deploy-tools
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/round_trips.py
 	$(BIN)/python bench/costs.py
+	$(BIN)/python bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis

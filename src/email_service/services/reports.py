@@ -10,7 +10,7 @@ from email_service.errors import NotFound
 from email_service.message.mime import message_id_for
 from email_service.services import Services
 from email_service.storage import bounces, jobs
-from email_service.storage.models import TERMINAL_RECIPIENT_STATUSES, Bounce, Job, Recipient
+from email_service.storage.models import TERMINAL_RECIPIENT_STATUSES, Bounce, Job, Recipient, utcnow
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,12 @@ def find_job(session: Session, job_id: str, owner: str | None, *, for_update: bo
     if job is None or (owner is not None and job.owner != owner):
         raise NotFound(f"no job {job_id!r}", [{"field": "id", "reason": "unknown job id"}])
     return job
+
+
+def job(services: Services, job_id: str, owner: str | None) -> Job:
+    """The job alone, without the counts (which read every recipient row)."""
+    with services.readers() as session:
+        return find_job(session, job_id, owner)
 
 
 def job_report(services: Services, job_id: str, owner: str | None) -> JobReport:
@@ -90,10 +96,13 @@ def recipient_page(
 
 
 def sent_timeline(services: Services, job_id: str, owner: str | None, *, most_buckets: int) -> jobs.Timeline | None:
-    """A job's messages sent per interval, first send to last (None before the first)."""
+    """A job's messages sent per interval, from when it could start (its send_at, or its creation) to
+    when it finished, or now; None before the first send."""
     with services.readers() as session:
         job = find_job(session, job_id, owner)
-        return jobs.sent_timeline(session, job.id, most_buckets=most_buckets)
+        start = job.send_at or job.created_at
+        end = max(job.finished_at or utcnow(), start)
+        return jobs.sent_timeline(session, job.id, start=start, end=end, most_buckets=most_buckets)
 
 
 @dataclass(frozen=True)

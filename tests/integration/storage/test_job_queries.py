@@ -85,20 +85,28 @@ def test_recipients_and_suppressions_are_found_by_part_of_the_address_in_any_cas
 
 
 def test_a_jobs_sends_are_counted_per_round_interval(sessions: sessionmaker[Session]):
-    job_id = _job(sessions, "o", [f"r{i}@example.com" for i in range(6)])
-    with sessions() as session:
-        assert jobs.sent_timeline(session, job_id, most_buckets=60) is None  # nothing sent yet
+    job_id = _job(sessions, "o", [f"r{i}@example.com" for i in range(7)])
     start = datetime(2026, 12, 6, 12, 0, 3, 700_000, tzinfo=UTC)
-    for position, offset in enumerate([0, 0.1, 0.2, 1.5, 5.0]):
+
+    def timeline(end: float, most: int = 60) -> jobs.Timeline | None:
+        with sessions() as session:
+            return jobs.sent_timeline(
+                session, job_id, start=start, end=start + timedelta(seconds=end), most_buckets=most
+            )
+
+    assert timeline(10) is None  # nothing sent yet
+    for position, offset in enumerate([0, 0.1, 0.2, 1.5, 5.0, -3.0, 60.0]):
         _set(sessions, job_id, position, status=RecipientStatus.SENT, sent_at=start + timedelta(seconds=offset))
-    with sessions() as session:
-        timeline = jobs.sent_timeline(session, job_id, most_buckets=60)
-        assert timeline is not None
-        assert (timeline.start, timeline.width_seconds) == (datetime(2026, 12, 6, 12, 0, 3, tzinfo=UTC), 1)
-        assert timeline.counts == [3, 0, 1, 0, 0, 1]  # at 03.7-03.9, 05.2 and 08.7
-        coarse = jobs.sent_timeline(session, job_id, most_buckets=3)
-        assert coarse is not None and coarse.width_seconds == 5 and coarse.counts == [3, 2]
-        assert coarse.start == datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
+    fine = timeline(6)
+    assert fine is not None
+    assert (fine.start, fine.width_seconds) == (datetime(2026, 12, 6, 12, 0, 3, tzinfo=UTC), 1)
+    # At 03.7-03.9, 05.2 and 08.7; one stamped before the start and one after the end go to the edges.
+    assert fine.counts == [4, 0, 1, 0, 0, 1, 1]
+    coarse = timeline(6, most=3)
+    assert coarse is not None and coarse.width_seconds == 5 and coarse.counts == [4, 3]
+    assert coarse.start == datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
+    long = timeline(3600)
+    assert long is not None and long.width_seconds == 120 and long.counts[0] == 7 and len(long.counts) == 31
 
 
 def test_failures_are_grouped_by_smtp_code_and_text_most_frequent_first(sessions: sessionmaker[Session]):

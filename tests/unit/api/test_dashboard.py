@@ -227,6 +227,12 @@ def test_a_job_page_shows_counts_chart_failures_and_filters_its_recipients(
     page = client.get(f"/dashboard/jobs/{job_id}").text
     assert 'data-count="sent">2<' in page and 'data-count="failed">1<' in page
     assert "100 %" in page and "hx-trigger" not in page  # finished: nothing polls
+    summary = client.get(f"/dashboard/jobs/{job_id}/summary").text  # the part a sending job's page refreshes
+    assert (
+        summary.lstrip().startswith('<div id="job-live"') and 'data-count="failed">1<' in summary and "<svg" in summary
+    )
+    part = client.get(f"/dashboard/jobs/{job_id}/recipients?status=failed").text
+    assert part.lstrip().startswith('<div id="recipients-live"') and REFUSED in part and "will@example.com" not in part
     assert "<svg" in page and "2 messages sent" in page
     assert "550" in page and "No such user here" in page
     assert '"campaign": "winter"' in page
@@ -240,6 +246,9 @@ def test_a_job_page_shows_counts_chart_failures_and_filters_its_recipients(
 def test_pause_resume_and_cancel_go_through_a_confirmation(client: FlaskClient, services: Services, keys):
     job_id = job_of(services, keys["alpha"][0], send_at=in_an_hour())
     sign_in(client, keys["alpha"][1])
+    page = client.get(f"/dashboard/jobs/{job_id}").text  # unfinished: both parts refresh themselves
+    assert f'hx-get="/dashboard/jobs/{job_id}/summary" hx-trigger="every 1s"' in page
+    assert f'hx-get="/dashboard/jobs/{job_id}/recipients" hx-trigger="every 2s"' in page
     confirm = client.get(f"/dashboard/jobs/{job_id}/pause")
     assert confirm.status_code == 200 and "Pause this job?" in confirm.text and "Yes, pause" in confirm.text
     token = csrf(client, f"/dashboard/jobs/{job_id}/pause")

@@ -14,7 +14,7 @@ from email_service.api.dashboard.chart import sends_chart
 from email_service.api.dashboard.statuses import RECIPIENT_STATUS_ORDER
 from email_service.errors import Conflict, ValidationFailed
 from email_service.services import Services, control, reports
-from email_service.storage.models import UNFINISHED_JOB_STATUSES, JobStatus, RecipientStatus
+from email_service.storage.models import UNFINISHED_JOB_STATUSES, Job, JobStatus, RecipientStatus
 
 JOBS_PER_PAGE = 25
 RECIPIENTS_PER_PAGE = 50
@@ -101,35 +101,63 @@ def jobs() -> Any:
 
 @blueprint.get("/jobs/<job_id>")
 def job(job_id: str) -> Any:
+    report = reports.job_report(services(), job_id, viewer().owner)
+    return render("job.html", **(_summary(report) | _recipients(report.job)))
+
+
+# The parts of a job's page that refresh themselves while it is unfinished: each asks only for its own.
+@blueprint.get("/jobs/<job_id>/summary")
+def job_summary(job_id: str) -> Any:
+    report = reports.job_report(services(), job_id, viewer().owner)
+    return render("job_summary.html", **_summary(report))
+
+
+@blueprint.get("/jobs/<job_id>/recipients")
+def job_recipients(job_id: str) -> Any:
+    return render("job_recipients.html", **_recipients(reports.job(services(), job_id, viewer().owner)))
+
+
+def _summary(report: reports.JobReport) -> dict[str, Any]:
+    """Counts, the chart, the failure reasons and the controls of a job."""
+    job_id, owner = report.job.id, viewer().owner
+    timeline = reports.sent_timeline(services(), job_id, owner, most_buckets=CHART_INTERVALS)
+    failed = report.counts[RecipientStatus.FAILED]
+    return {
+        "report": report,
+        "chart": sends_chart(timeline) if timeline is not None else None,
+        "failures": reports.failure_reasons(services(), job_id, owner, limit=FAILURE_REASONS_SHOWN) if failed else [],
+        "count_order": RECIPIENT_STATUS_ORDER,
+        "controls": _controls_for(report),
+        "live": report.job.status in UNFINISHED_JOB_STATUSES,
+    }
+
+
+def _recipients(job: Job) -> dict[str, Any]:
+    """A page of a job's recipients, as the filters in the query string ask."""
     status = _choice("status", [s.value for s in RecipientStatus])
     search = request.args.get("q", "").strip() or None
+    if search is not None and len(search) > 320:
+        raise ValidationFailed("invalid q", [{"field": "q", "reason": "at most 320 characters"}])
     after = _position("after")
-    report = reports.job_report(services(), job_id, viewer().owner)
-    timeline = reports.sent_timeline(services(), job_id, viewer().owner, most_buckets=CHART_INTERVALS)
     recipients = reports.recipient_page(
         services(),
-        job_id,
+        job.id,
         viewer().owner,
         status=status,
         after=after,
         limit=RECIPIENTS_PER_PAGE,
         address_part=search,
     )
-    return render(
-        "job.html",
-        report=report,
-        chart=sends_chart(timeline) if timeline is not None else None,
-        failures=reports.failure_reasons(services(), job_id, viewer().owner, limit=FAILURE_REASONS_SHOWN),
-        recipients=recipients,
-        status=status,
-        search=search,
-        after=after,
-        more=recipients[-1].recipient.position if len(recipients) == RECIPIENTS_PER_PAGE else None,
-        count_order=RECIPIENT_STATUS_ORDER,
-        recipient_statuses=[s.value for s in RecipientStatus],
-        controls=_controls_for(report),
-        live=report.job.status in UNFINISHED_JOB_STATUSES,
-    )
+    return {
+        "job": job,
+        "recipients": recipients,
+        "status": status,
+        "search": search,
+        "after": after,
+        "more": recipients[-1].recipient.position if len(recipients) == RECIPIENTS_PER_PAGE else None,
+        "recipient_statuses": [s.value for s in RecipientStatus],
+        "live": job.status in UNFINISHED_JOB_STATUSES,
+    }
 
 
 @blueprint.get("/jobs/<job_id>/<any(pause, resume, cancel, retry):action>")
