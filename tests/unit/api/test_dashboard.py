@@ -322,6 +322,9 @@ def test_templates_are_listed_with_versions_and_previewed_with_the_variables_typ
     # The HTML part goes in a sandboxed iframe's srcdoc, escaped once more as an attribute.
     frame = re.search(r'<iframe class="html-part"[^>]* sandbox srcdoc="([^"]*)"', preview.text)
     assert frame and "&lt;p&gt;Hi &amp;lt;Zoé&amp;gt;, 42&lt;/p&gt;" in frame.group(1)
+    for version in ("x", "9" * 30):  # not one, or beyond the column's integers
+        wrong = client.post("/dashboard/templates/welcome", data={**form, "version": version, "variables": "{}"})
+        assert wrong.status_code == 422 and "a version number" in wrong.text
     bad = client.post("/dashboard/templates/welcome", data={**form, "variables": "{not json"})
     assert bad.status_code == 422 and "variables" in bad.text and "not JSON" in bad.text
     undefined = client.post("/dashboard/templates/welcome", data={**form, "variables": "{}"})

@@ -62,7 +62,7 @@ def template(name: str) -> Any:
 
 def _preview_body(form: dict[str, str]) -> PreviewBody:
     """The form as the API's preview body, so both check the same limits."""
-    if form["version"] and not form["version"].isdigit():
+    if form["version"] and not (form["version"].isdigit() and len(form["version"]) <= 9):
         raise ValidationFailed("invalid version", [{"field": "version", "reason": "a version number"}])
     try:
         variables = json.loads(form["variables"] or "{}")
