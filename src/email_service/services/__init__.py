@@ -24,8 +24,8 @@ from email_service.storage.database import make_engine, make_reader_factory, mak
 from email_service.storage.outcomes import OutcomeWriters
 
 # Database connections a worker process writes its outcomes on, whatever its SMTP_CONCURRENCY: each
-# write holds one for a single round trip, so a few serve thousands of messages a second
-# (docs/benchmarks.md, "Costs behind the designs").
+# write holds one for a single round trip, and the sent outcomes of all threads are committed in
+# groups on one of them, so a few serve thousands of messages a second (docs/benchmarks.md).
 OUTCOME_WRITERS = 4
 
 

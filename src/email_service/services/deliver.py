@@ -209,8 +209,7 @@ class _BatchRun:
         _, started = self.in_flight.pop(recipient.id)
         metrics.send_answered(started, error)
         if error is None:
-            with self.services.outcomes.borrow() as writer:
-                written = writer.sent(recipient, self.lease, utcnow())
+            written = self.services.outcomes.sent(recipient, self.lease, utcnow())  # committed with others
             if self._written(written, recipient):
                 metrics.recipients_ended(RecipientStatus.SENT)
             return

@@ -1,7 +1,9 @@
-"""Writing each recipient's outcome the moment it is known: one statement, committed on its own.
+"""Writing each recipient's outcome the moment it is known, committed before its sender goes on.
 
 This runs once per message, so it goes to the driver directly, on a connection kept in autocommit:
-one round trip and about half the CPU of the same statement through SQLAlchemy.
+one round trip and about half the CPU of the same statement through SQLAlchemy. Messages the relay
+accepted are committed in groups (OutcomeWriters.sent): one commit for every outcome that arrived
+while the previous group was being written.
 Only the claim that owns a row may give it an outcome: the row is still being sent (a terminal
 status never changes) and holds this claim's lease (storage.leases: a worker whose lease ran out
 cannot overwrite the work of the worker that took over).
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import queue
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +41,17 @@ _DEFERRED = (
 )
 
 
+@dataclass(eq=False)
+class SentOutcome:
+    """A message the relay accepted, waiting for its group's commit."""
+
+    claimed: ClaimedRecipient
+    lease: Lease
+    at: datetime
+    written: bool | None = None  # set once committed: whether the claim still owned the row
+    error: BaseException | None = None  # set when its group's write failed
+
+
 class OutcomeWriters:
     """The outcome writers of a process, shared by its batch threads: each write holds a database
     connection for one round trip only, so a few connections serve many SMTP connections (and
@@ -49,6 +64,39 @@ class OutcomeWriters:
         self._writers: queue.SimpleQueue[OutcomeWriter | None] = queue.SimpleQueue()
         for _ in range(size):
             self._writers.put(None)
+        self._sent_waiting: queue.SimpleQueue[SentOutcome] = queue.SimpleQueue()
+        self._committing = threading.Lock()  # one group at a time; the next one gathers meanwhile
+
+    def sent(self, claimed: ClaimedRecipient, lease: Lease, now: datetime) -> bool:
+        """Record that the relay accepted ``claimed``'s message; whether the claim still owned the row.
+
+        Group commit: the caller that finds no group being written writes every sent outcome waiting at
+        that moment, its own among them, in one transaction; the others find theirs committed when it
+        is done. Every caller returns only once its row is committed, so a crash
+        leaves no more unrecorded than before (the message in flight on each connection), while the
+        database commits once for all the messages answered during the previous commit.
+        """
+        outcome = SentOutcome(claimed, lease, now)
+        self._sent_waiting.put(outcome)
+        with self._committing:
+            if outcome.written is None and outcome.error is None:  # no earlier group took it
+                group = self._take_sent_waiting()
+                try:
+                    with self.borrow() as writer:
+                        writer.sent_group(group)
+                except BaseException as exc:  # every outcome of the group is unrecorded, not only this one
+                    for waiting in group:
+                        waiting.error = exc
+        if outcome.error is not None:
+            raise outcome.error
+        return bool(outcome.written)
+
+    def _take_sent_waiting(self) -> list[SentOutcome]:
+        group = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                group.append(self._sent_waiting.get_nowait())
+        return group
 
     @contextlib.contextmanager
     def borrow(self) -> Iterator[OutcomeWriter]:
@@ -92,13 +140,55 @@ class OutcomeWriter:
             placeholder = "?"
         self._cursor: Any = self._driver.cursor()  # one for every write: a cursor costs more than the statement
         self._sent, self._failed, self._deferred = (sql.format(p=placeholder) for sql in (_SENT, _FAILED, _DEFERRED))
+        self._sent_returning = self._sent + " RETURNING id"
         # The same conversion SQLAlchemy applies to these columns (UTC; a string on SQLite).
         to_db: Callable[[Any], Any] | None = UTCDateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
         self._when: Callable[[Any], Any] = to_db or (lambda value: value)
 
-    def sent(self, claimed: ClaimedRecipient, lease: Lease, now: datetime) -> bool:
-        when = self._when(now)
-        return self._write(self._sent, (when, when), claimed, lease)
+    def sent_group(self, group: Sequence[SentOutcome]) -> None:
+        """Commit a group of sent outcomes at once, setting each one's ``written``.
+
+        Each row keeps the one-row statement, whose plan is a primary-key lookup (a statement joining
+        the group's ids let PostgreSQL pick the lease index, shared by a whole batch's rows); only the
+        commit is shared."""
+        with contextlib.ExitStack() as held:
+            # Each lease's lock, in one order (a renewal or give-back holds one of them at most).
+            for lease in sorted({id(o.lease): o.lease for o in group}.values(), key=id):
+                held.enter_context(lease.lock)
+            rows = [(self._when(o.at), self._when(o.at), o.claimed.id, self._when(o.lease.until)) for o in group]
+            if len(rows) == 1:  # autocommit: no BEGIN and COMMIT of its own
+                self._cursor.execute(self._sent, rows[0])
+                written = [bool(self._cursor.rowcount)]
+            elif self._postgresql:
+                written = self._sent_pipelined(rows)
+            else:
+                written = self._sent_in_one_transaction(rows)
+        for outcome, was_written in zip(group, written, strict=True):
+            outcome.written = was_written
+
+    def _sent_pipelined(self, rows: list[tuple[Any, ...]]) -> list[bool]:
+        """PostgreSQL: the statements in one transaction, sent together (psycopg's pipeline mode)."""
+        with self._driver.transaction():
+            self._cursor.executemany(self._sent_returning, rows, returning=True)
+            written = []
+            while True:  # one result per statement: the row's id when the claim owned it
+                written.append(self._cursor.fetchone() is not None)
+                if not self._cursor.nextset():
+                    return written
+
+    def _sent_in_one_transaction(self, rows: list[tuple[Any, ...]]) -> list[bool]:
+        """SQLite: the statements one after the other, in one transaction."""
+        written = []
+        self._cursor.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                self._cursor.execute(self._sent, row)
+                written.append(bool(self._cursor.rowcount))
+            self._cursor.execute("COMMIT")
+        except BaseException:
+            self._cursor.execute("ROLLBACK")
+            raise
+        return written
 
     def failed(self, claimed: ClaimedRecipient, lease: Lease, *, code: int | None, reason: str, now: datetime) -> bool:
         return self._write(self._failed, (code, reason[:2000], self._when(now)), claimed, lease)

@@ -3,10 +3,13 @@ a terminal status never changes, and a job completes exactly once."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +27,7 @@ from email_service.storage.database import make_engine, make_reader_factory, mak
 from email_service.storage.leases import Lease
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Base, Job, JobStatus, RecipientStatus, utcnow
-from email_service.storage.outcomes import OutcomeWriter, OutcomeWriters
+from email_service.storage.outcomes import OutcomeWriter, OutcomeWriters, SentOutcome
 from tests.support.servers import POSTGRES_ADMIN
 
 
@@ -47,6 +50,14 @@ def _new_job(sessions: sessionmaker[Session], total: int) -> str:
     with sessions.begin() as session:
         jobs.insert_job(session, job, rows)
     return job_id
+
+
+def _sent(writer: OutcomeWriter, claimed, lease: Lease, now) -> bool:
+    """One sent outcome written on its own, as a group of one."""
+    outcome = SentOutcome(claimed, lease, now)
+    writer.sent_group([outcome])
+    assert outcome.written is not None
+    return outcome.written
 
 
 def test_migrations_match_the_models(sessions: sessionmaker[Session]):
@@ -91,10 +102,12 @@ def test_an_expired_lease_can_be_claimed_again_and_a_live_one_cannot(sessions: s
         assert [r.attempts for r in again] == [2, 2, 2]
 
 
-def _claim(sessions: sessionmaker[Session], job_id: str, now, lease_seconds: float = 60) -> tuple[list, Lease]:
-    lease = Lease.starting(job_id, 0, 1000, now, lease_seconds)
+def _claim(
+    sessions: sessionmaker[Session], job_id: str, now, lease_seconds: float = 60, *, first: int = 0, last: int = 1000
+) -> tuple[list, Lease]:
+    lease = Lease.starting(job_id, first, last, now, lease_seconds)
     with sessions.begin() as session:
-        return jobs.claim_batch(session, job_id, 0, 1000, now=now, lease_until=lease.until), lease
+        return jobs.claim_batch(session, job_id, first, last, now=now, lease_until=lease.until), lease
 
 
 def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sessionmaker[Session]):
@@ -104,10 +117,10 @@ def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sess
         assert jobs.mark_job_sending(session, job_id, now, dispatch_deadline=now)
     (first, second), lease = _claim(sessions, job_id, now)
     outcomes = OutcomeWriter(sessions.kw["bind"])
-    assert outcomes.sent(first, lease, now)
+    assert _sent(outcomes, first, lease, now)
     assert not outcomes.failed(first, lease, code=550, reason="late failure", now=now)
     assert outcomes.failed(second, lease, code=550, reason="no such user", now=now)
-    assert not outcomes.sent(second, lease, now)
+    assert not _sent(outcomes, second, lease, now)
     outcomes.close()
     with sessions.begin() as session:
         assert jobs.complete_job_if_done(session, job_id, now) == "completed"
@@ -129,7 +142,7 @@ def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owner(sessions: s
     with sessions.begin() as session:
         jobs.release(session, [late], late_lease, wake_at=later, now=later)
         assert leases.renew(session, late_lease, later) is None
-    assert outcomes.sent(owner, lease, later)
+    assert _sent(outcomes, owner, lease, later)
     outcomes.close()
     with sessions() as session:
         [row] = jobs.list_recipients(session, job_id, status=None, after=None, limit=10)
@@ -143,7 +156,7 @@ def test_sent_clears_the_error_of_an_earlier_attempt(sessions: sessionmaker[Sess
     outcomes = OutcomeWriter(sessions.kw["bind"])
     assert outcomes.deferred(first, lease, code=451, reason="busy", retry_at=now, now=now)
     [second], lease = _claim(sessions, job_id, now + timedelta(seconds=1))
-    assert outcomes.sent(second, lease, now)
+    assert _sent(outcomes, second, lease, now)
     outcomes.close()
     with sessions() as session:
         [row] = jobs.list_recipients(session, job_id, status=None, after=None, limit=10)
@@ -231,7 +244,7 @@ def test_renewals_never_make_a_concurrent_outcome_write_miss(sessions: sessionma
         renewals = pool.submit(renew_until_done)
         written = []
         for row in rows:
-            written.append(outcomes.sent(row, lease, now))
+            written.append(_sent(outcomes, row, lease, now))
             time.sleep(0.002)  # let renewals fall between the writes too
         done.set()
         assert renewals.result() > 5
@@ -251,10 +264,11 @@ def test_many_threads_write_outcomes_on_a_few_connections(sessions: sessionmaker
     def write(row) -> bool:
         with writers.borrow() as writer:
             used.add(id(writer))
-            return writer.sent(row, lease, now)
+            return writer.failed(row, lease, code=550, reason="no such user", now=now)
 
     with ThreadPoolExecutor(20) as pool:
-        assert all(pool.map(write, rows))
+        assert all(pool.map(write, rows[:100]))
+        assert all(pool.map(lambda row: writers.sent(row, lease, now), rows[100:]))
     assert 1 <= len(used) <= 3
     with pytest.raises(RuntimeError), writers.borrow() as broken:
         raise RuntimeError("the database went away")  # that writer's connection is given up
@@ -262,7 +276,8 @@ def test_many_threads_write_outcomes_on_a_few_connections(sessions: sessionmaker
         assert writer is not broken
     writers.close()
     with sessions() as session:
-        assert jobs.count_by_status(session, [job_id])[job_id]["sent"] == 200
+        counts = jobs.count_by_status(session, [job_id])[job_id]
+        assert (counts["failed"], counts["sent"]) == (100, 100)
 
 
 def test_a_writer_that_cannot_connect_gives_its_slot_back(sessions: sessionmaker[Session], monkeypatch):
@@ -285,4 +300,108 @@ def test_a_writer_that_cannot_connect_gives_its_slot_back(sessions: sessionmaker
     thread.start()
     thread.join(timeout=5)  # had the slot been lost, the only writer would never come back
     assert len(borrowed) == 1
+    writers.close()
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def _sent_behind_a_blocked_group(writers: OutcomeWriters, first: tuple, queued: list[tuple], monkeypatch) -> tuple:
+    """Write ``first`` and, while its group waits for its lease's lock, queue ``queued`` behind it.
+
+    The futures of every write, and the size of each group written."""
+    groups: list[int] = []
+    sent_group = OutcomeWriter.sent_group
+    monkeypatch.setattr(
+        OutcomeWriter, "sent_group", lambda self, group: groups.append(len(group)) or sent_group(self, group)
+    )
+    claimed, lease, now = first
+    pool = ThreadPoolExecutor(1 + len(queued))
+    with lease.lock:
+        futures = [pool.submit(writers.sent, claimed, lease, now)]
+        _until(lambda: groups == [1])  # the first group is taken, and waits for the lock
+        futures += [pool.submit(writers.sent, *outcome) for outcome in queued]
+        _until(lambda: writers._sent_waiting.qsize() == len(queued))
+    pool.shutdown(wait=False)
+    return futures, groups
+
+
+def test_sent_outcomes_arriving_during_a_commit_are_committed_together(sessions: sessionmaker[Session], monkeypatch):
+    job_id = _new_job(sessions, 9)
+    now = utcnow()
+    [first], first_lease = _claim(sessions, job_id, now, last=1)
+    others, other_lease = _claim(sessions, job_id, now, first=1)  # a second batch's rows
+    writers = OutcomeWriters(sessions.kw["bind"], 2)
+    futures, groups = _sent_behind_a_blocked_group(
+        writers, (first, first_lease, now), [(row, other_lease, now) for row in others], monkeypatch
+    )
+    assert [future.result(timeout=10) for future in futures] == [True] * 9
+    assert groups == [1, 8], "the outcomes queued during the first commit were not written as one group"
+    writers.close()
+    with sessions() as session:
+        assert jobs.count_by_status(session, [job_id])[job_id]["sent"] == 9
+
+
+def test_in_one_group_a_stale_claim_is_refused_and_the_others_are_written(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 3)
+    now = utcnow()
+    late_rows, late_lease = _claim(sessions, job_id, now, lease_seconds=1)
+    later = now + timedelta(seconds=2)
+    rows, lease = _claim(sessions, job_id, later)  # every row taken over by a new claim
+    group = [
+        SentOutcome(late_rows[0], late_lease, later),
+        SentOutcome(rows[1], lease, later),
+        SentOutcome(rows[2], lease, later),
+    ]
+    writer = OutcomeWriter(sessions.kw["bind"])
+    writer.sent_group(group)
+    writer.close()
+    assert [outcome.written for outcome in group] == [False, True, True]
+    with sessions() as session:
+        statuses = [r.status for r in jobs.list_recipients(session, job_id, status=None, after=None, limit=10)]
+        assert statuses == ["sending", "sent", "sent"]
+
+
+def test_a_group_that_fails_half_way_writes_none_of_its_rows(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 3)
+    now = utcnow()
+    rows, lease = _claim(sessions, job_id, now)
+    unwritable = dataclasses.replace(rows[1], id=[rows[1].id])  # refused by the driver or the server
+    group = [SentOutcome(rows[0], lease, now), SentOutcome(unwritable, lease, now), SentOutcome(rows[2], lease, now)]
+    writers = OutcomeWriters(sessions.kw["bind"], 1)
+    with pytest.raises((sqlite3.ProgrammingError, psycopg.ProgrammingError)), writers.borrow() as writer:
+        writer.sent_group(group)
+    with sessions() as session:
+        statuses = [r.status for r in jobs.list_recipients(session, job_id, status=None, after=None, limit=10)]
+        assert statuses == ["sending"] * 3, "the rows written before the failure were committed"
+    assert writers.sent(rows[0], lease, now)  # a new connection replaced the one that failed
+    writers.close()
+
+
+def test_when_a_group_fails_every_one_of_its_senders_gets_the_error(sessions: sessionmaker[Session], monkeypatch):
+    job_id = _new_job(sessions, 3)
+    now = utcnow()
+    [first], first_lease = _claim(sessions, job_id, now, last=1)
+    others, other_lease = _claim(sessions, job_id, now, first=1)
+    writers = OutcomeWriters(sessions.kw["bind"], 1)
+    naive = now.replace(tzinfo=None)  # refused by the UTC columns before anything is sent
+    futures, groups = _sent_behind_a_blocked_group(
+        writers,
+        (first, first_lease, now),
+        [(others[0], other_lease, naive), (others[1], other_lease, now)],
+        monkeypatch,
+    )
+    assert futures[0].result(timeout=10) is True
+    assert groups == [1, 2]
+    for future in futures[1:]:
+        with pytest.raises(ValueError, match="naive datetime"):
+            future.result(timeout=10)
+    with sessions() as session:
+        statuses = [r.status for r in jobs.list_recipients(session, job_id, status=None, after=None, limit=10)]
+        assert statuses == ["sent", "sending", "sending"]
+    assert writers.sent(others[1], other_lease, now)  # the writers are still usable
     writers.close()
