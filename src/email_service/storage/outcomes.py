@@ -72,15 +72,15 @@ class OutcomeWriters:
 
         Group commit: the caller that finds no group being written writes every sent outcome waiting at
         that moment, its own among them, in one transaction; the others find theirs committed when it
-        is done. Every caller returns only once its row is committed, so a crash
-        leaves no more unrecorded than before (the message in flight on each connection), while the
-        database commits once for all the messages answered during the previous commit.
+        is done. Every caller returns only once its row is committed, so a crash leaves no more
+        unrecorded than before (the message in flight on each connection), while the database commits
+        once for all the messages answered during the previous commit.
         """
         outcome = SentOutcome(claimed, lease, now)
         self._sent_waiting.put(outcome)
         with self._committing:
             if outcome.written is None and outcome.error is None:  # no earlier group took it
-                group = self._take_sent_waiting()
+                group = _drain(self._sent_waiting)
                 try:
                     with self.borrow() as writer:
                         writer.sent_group(group)
@@ -90,13 +90,6 @@ class OutcomeWriters:
         if outcome.error is not None:
             raise outcome.error
         return bool(outcome.written)
-
-    def _take_sent_waiting(self) -> list[SentOutcome]:
-        group = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                group.append(self._sent_waiting.get_nowait())
-        return group
 
     @contextlib.contextmanager
     def borrow(self) -> Iterator[OutcomeWriter]:
@@ -114,11 +107,7 @@ class OutcomeWriters:
 
     def close(self) -> None:
         """Close the idle writers' connections; a later borrower opens a new one."""
-        idle = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                idle.append(self._writers.get_nowait())
-        for writer in idle:
+        for writer in _drain(self._writers):
             if writer is not None:
                 writer.close()
             self._writers.put(None)
@@ -151,20 +140,22 @@ class OutcomeWriter:
         Each row keeps the one-row statement, whose plan is a primary-key lookup (a statement joining
         the group's ids let PostgreSQL pick the lease index, shared by a whole batch's rows); only the
         commit is shared."""
+        if len(group) == 1:  # autocommit: no BEGIN and COMMIT of its own
+            [outcome] = group
+            when = self._when(outcome.at)
+            outcome.written = self._write(self._sent, (when, when), outcome.claimed, outcome.lease)
+            return
         with contextlib.ExitStack() as held:
             # Each lease's lock, in one order (a renewal or give-back holds one of them at most).
             for lease in sorted({id(o.lease): o.lease for o in group}.values(), key=id):
                 held.enter_context(lease.lock)
-            rows = [(self._when(o.at), self._when(o.at), o.claimed.id, self._when(o.lease.until)) for o in group]
-            if len(rows) == 1:  # autocommit: no BEGIN and COMMIT of its own
-                self._cursor.execute(self._sent, rows[0])
-                written = [bool(self._cursor.rowcount)]
-            elif self._postgresql:
-                written = self._sent_pipelined(rows)
-            else:
-                written = self._sent_in_one_transaction(rows)
-        for outcome, was_written in zip(group, written, strict=True):
-            outcome.written = was_written
+            rows = []
+            for outcome in group:  # the leases read under their locks: a renewal waits for the commit
+                when = self._when(outcome.at)
+                rows.append((when, when, outcome.claimed.id, self._when(outcome.lease.until)))
+            written = self._sent_pipelined(rows) if self._postgresql else self._sent_in_one_transaction(rows)
+        for sent, was_written in zip(group, written, strict=True):
+            sent.written = was_written
 
     def _sent_pipelined(self, rows: list[tuple[Any, ...]]) -> list[bool]:
         """PostgreSQL: the statements in one transaction, sent together (psycopg's pipeline mode)."""
@@ -220,3 +211,12 @@ class OutcomeWriter:
         with lease.lock:  # a renewal does not change the rows' lease between reading it and writing
             self._cursor.execute(sql, (*values, claimed.id, self._when(lease.until)))
         return bool(self._cursor.rowcount)
+
+
+def _drain(waiting: queue.SimpleQueue[Any]) -> list[Any]:
+    """Everything in the queue at this moment."""
+    items = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            items.append(waiting.get_nowait())
+    return items
