@@ -60,6 +60,7 @@ bench: $(INSTALLED) deploy-tools
 	$(BIN)/python bench/round_trips.py
 	$(BIN)/python bench/costs.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/outcome_commits.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis
