@@ -52,8 +52,9 @@ def _services() -> Services:
         "`Location` URL. With `send_at` the job is `scheduled` and the scheduler starts it then.\n\n"
         "**Idempotency**: send an `Idempotency-Key` header (1-255 printable ASCII characters) to make retries "
         "safe. The same key with the same body within 24 h answers the first answer again (same job, header "
-        "`Idempotent-Replayed: true`); with another body, 422; while the first request with the key is still "
-        "being handled, 409."
+        "`Idempotent-Replayed: true`); with another body, 422. A duplicate sent while the first request is "
+        "still being handled waits for it and gets its answer; a request that died before answering left "
+        "nothing behind, so its retry is handled at once."
     ),
     responses={202: JobAccepted, 409: ErrorBody, **BODY_ERRORS},
 )
@@ -71,10 +72,13 @@ def send_email(body: SendEmailBody) -> Any:
         quotas.take(owner, "recipients", len(body.recipients))
         counted = len(body.recipients)
         accepted = intake.accept_job(services, _job_request(body), owner=owner, idempotency=claim)
-    except BaseException:  # nothing stored: the request uses up neither quota nor key
+    except idempotency.KeyTaken:  # a concurrent duplicate committed first: its answer is ours
         quotas.give_back(owner, "recipients", counted)
-        if claim is not None:
-            idempotency.release(services, claim)
+        assert claim is not None
+        replay = idempotency.replay_after_race(services, claim)
+        return _accepted(replay.job_id, replay.response, {REPLAYED_HEADER: "true"})
+    except BaseException:  # nothing stored: the request uses up no quota
+        quotas.give_back(owner, "recipients", counted)
         raise
     if accepted.status == JobStatus.QUEUED:
         assert services.queue is not None

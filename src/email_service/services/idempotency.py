@@ -1,9 +1,11 @@
 """Idempotency-Key: a retried POST /api/email/ gets the first answer and the same job, never a second job.
 
-A key is claimed in a transaction of its own before the job is checked and stored, so a concurrent
-duplicate sees it at once and gets 409 instead of waiting; the job's transaction then records the
-answer on the key (both or neither are committed). A key whose first request died while holding
-it is taken over after a while; keys are forgotten after IDEMPOTENCY_HOURS.
+The key is written by the job's own transaction, as its first statement: the key and the job are
+committed together or not at all, so a request that dies (its process killed, its database connection
+lost) leaves nothing behind and its retry is served at once. A concurrent duplicate's insert of the
+same key waits for the first transaction (PostgreSQL's unique index, SQLite's write lock), then either
+finds the first answer committed and replays it, or, when the first rolled back, takes the key itself.
+Keys are forgotten after IDEMPOTENCY_HOURS.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,30 +24,40 @@ from email_service.errors import Conflict, ValidationFailed
 from email_service.services import Services
 from email_service.storage.models import IdempotencyKey, utcnow
 
-# A first request still unanswered after this long has died: its key may be taken over.
-ABANDONED_AFTER = timedelta(minutes=5)
 MAX_KEY_LENGTH = 255
+
+
+class KeyTaken(Exception):
+    """A concurrent request with the same key committed first: this one stored nothing."""
 
 
 @dataclass(frozen=True)
 class Claim:
-    """This request owns the key: the job's transaction must call ``complete``."""
+    """No answer is stored for the key yet: the job's transaction must call ``record`` first."""
 
     key: str
     request_hash: str
+    forget_before: datetime  # keys created before this moment are expired
 
-    def complete(self, session: Session, job_id: str, response: dict[str, Any]) -> None:
-        result = session.execute(
-            update(IdempotencyKey)
-            .where(
+    def record(self, session: Session, job_id: str, response: dict[str, Any]) -> None:
+        """Write the key with its answer in the job's transaction; KeyTaken when a concurrent
+        request with the key committed first (the transaction must then be rolled back)."""
+        session.execute(
+            delete(IdempotencyKey).where(
                 IdempotencyKey.key == self.key,
-                IdempotencyKey.request_hash == self.request_hash,
-                IdempotencyKey.job_id.is_(None),
+                # expired, or left unanswered by a version that claimed keys in a transaction of their own
+                or_(IdempotencyKey.created_at < self.forget_before, IdempotencyKey.job_id.is_(None)),
             )
-            .values(job_id=job_id, response=response)
         )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            raise Conflict("another request took over this Idempotency-Key; nothing was queued")
+        session.add(
+            IdempotencyKey(
+                key=self.key, request_hash=self.request_hash, job_id=job_id, response=response, created_at=utcnow()
+            )
+        )
+        try:
+            session.flush()  # first, so that a duplicate waits here rather than after our recipients
+        except IntegrityError as exc:
+            raise KeyTaken(self.key) from exc
 
 
 @dataclass(frozen=True)
@@ -63,11 +75,10 @@ def request_hash(body: Any) -> str:
 
 
 def claim(services: Services, key: str, owner: str | None, body_hash: str) -> Claim | Replay:
-    """Own ``key`` of ``owner`` (the API key, so that two callers' keys never meet) for this request,
-    or the first answer given for it.
+    """The first answer given for ``key`` of ``owner`` (the API key, so that two callers' keys never
+    meet), or a Claim to record with the job this request stores.
 
-    Raises Conflict (409) while another request with the key runs, ValidationFailed (422) when the
-    key came with another body.
+    Raises ValidationFailed (422) when the key is unusable or came with another body.
     """
     if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
         raise ValidationFailed(
@@ -75,12 +86,38 @@ def claim(services: Services, key: str, owner: str | None, body_hash: str) -> Cl
             [{"field": "Idempotency-Key", "reason": f"1 to {MAX_KEY_LENGTH} printable ASCII characters"}],
         )
     key = stored_key(owner, key)
-    for _ in range(2):  # a concurrent first insert of the same key: look again once it is committed
-        try:
-            return _claim_once(services, key, body_hash)
-        except IntegrityError:
-            continue
-    raise Conflict("a request with this Idempotency-Key is being processed; try again later")
+    forget_before = utcnow() - timedelta(hours=services.settings.idempotency_hours)
+    with services.readers() as session:
+        existing = session.scalars(
+            select(IdempotencyKey).where(
+                IdempotencyKey.key == key,
+                IdempotencyKey.created_at >= forget_before,
+                IdempotencyKey.job_id.is_not(None),
+            )
+        ).one_or_none()
+        if existing is None:
+            return Claim(key, body_hash, forget_before)
+        if existing.request_hash != body_hash:
+            raise ValidationFailed(
+                "this Idempotency-Key was used with another request body",
+                [{"field": "Idempotency-Key", "reason": "already used with a different body; use a new key"}],
+            )
+        assert existing.job_id is not None and existing.response is not None
+        return Replay(existing.job_id, existing.response)
+
+
+def replay_after_race(services: Services, taken: Claim) -> Replay:
+    """The answer of the concurrent request that committed ``taken``'s key first."""
+    with services.readers() as session:
+        existing = session.get(IdempotencyKey, taken.key)
+        if existing is None or existing.job_id is None or existing.response is None:
+            raise Conflict("a request with this Idempotency-Key changed at the same time; try again")
+        if existing.request_hash != taken.request_hash:
+            raise ValidationFailed(
+                "this Idempotency-Key was used with another request body",
+                [{"field": "Idempotency-Key", "reason": "already used with a different body; use a new key"}],
+            )
+        return Replay(existing.job_id, existing.response)
 
 
 def stored_key(owner: str | None, key: str) -> str:
@@ -89,42 +126,9 @@ def stored_key(owner: str | None, key: str) -> str:
     return hashlib.sha256(f"{owner or ''}\0{key}".encode()).hexdigest()
 
 
-def release(services: Services, claimed: Claim) -> None:
-    """Forget a key whose request stored nothing (refused, or failed): it may be used again."""
-    with services.sessions.begin() as session:
-        session.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.key == claimed.key, IdempotencyKey.job_id.is_(None))
-        )
-
-
 def forget_expired(session: Session, hours: float) -> int:
     """Delete the keys older than ``hours``; how many went."""
     result = session.execute(
         delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - timedelta(hours=hours))
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def _claim_once(services: Services, key: str, body_hash: str) -> Claim | Replay:
-    now = utcnow()
-    with services.sessions.begin() as session:
-        existing = session.get(IdempotencyKey, key, with_for_update=True)
-        if existing is not None and existing.created_at < now - timedelta(hours=services.settings.idempotency_hours):
-            session.delete(existing)
-            session.flush()
-            existing = None
-        if existing is None:
-            session.add(IdempotencyKey(key=key, request_hash=body_hash, created_at=now))
-            session.flush()
-            return Claim(key, body_hash)
-        if existing.request_hash != body_hash:
-            raise ValidationFailed(
-                "this Idempotency-Key was used with another request body",
-                [{"field": "Idempotency-Key", "reason": "already used with a different body; use a new key"}],
-            )
-        if existing.job_id is not None and existing.response is not None:
-            return Replay(existing.job_id, existing.response)
-        if existing.created_at > now - ABANDONED_AFTER:
-            raise Conflict("a request with this Idempotency-Key is being processed; try again later")
-        existing.created_at = now  # its first request died: this one takes over
-        return Claim(key, body_hash)

@@ -147,12 +147,12 @@ def accept_job(
         ]
     accepted = AcceptedJob(id=job.id, status=job.status, total=job.total)
     with services.sessions.begin() as session:
+        if idempotency is not None:  # first: the key is committed with the job or not at all
+            idempotency.record(session, job.id, accepted.response())
         jobs.insert_job(session, job, rows)
         if suppressed:
             jobs.explain_suppressed(session, job.id)
         session.add_all(_attachment_rows(job.id, attachments))
-        if idempotency is not None:
-            idempotency.complete(session, job.id, accepted.response())
     metrics.job_accepted(len(rows), suppressed=len(suppressed))
     log.info(
         "job %s accepted: %d recipients (%d duplicates merged), %s",

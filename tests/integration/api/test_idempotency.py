@@ -4,16 +4,22 @@ first answer and the same job, never a second job."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from email_service.services import auth, idempotency
 from tests.support.servers import FeatureStack
+from tests.support.stack import GunicornApi
 
 
 def _body(subject: str, count: int = 3) -> dict[str, Any]:
@@ -63,33 +69,72 @@ def test_fifty_concurrent_identical_posts_create_exactly_one_job(feature_stack: 
 
     with ThreadPoolExecutor(50) as pool:
         answers = list(pool.map(post, range(50)))
-    statuses = sorted({a.status_code for a in answers})
-    assert set(statuses) <= {202, 409}, [a.text for a in answers if a.status_code not in (202, 409)]
-    assert len({a.json()["id"] for a in answers if a.status_code == 202}) == 1
+    # A duplicate waits for the request that holds the key and answers its answer.
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers if a.status_code != 202]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 49
     assert _jobs_with_subject(feature_stack, subject) == 1
     replay = _post(feature_stack, key, body)
     assert replay.status_code == 202 and replay.headers["Idempotent-Replayed"] == "true"
 
 
-def test_a_request_still_running_with_the_key_makes_a_duplicate_409(feature_stack: FeatureStack):
+def test_a_retry_after_the_api_process_died_mid_request_is_served_at_once(feature_stack: FeatureStack, tmp_path: Path):
     key, subject = str(uuid.uuid4()), f"idem {uuid.uuid4()}"
-    body = _body(subject)
-    first = _post(feature_stack, key, body)
-    # As if the first request were still being handled: its key holds no job yet.
-    _set_key(feature_stack, key, job_id=None, age=timedelta(seconds=1))
-    duplicate = _post(feature_stack, key, body)
-    assert duplicate.status_code == 409 and duplicate.json()["error"] == "conflict"
-    # A first request that died long ago holding the key: the next one takes over.
-    _set_key(feature_stack, key, job_id=None, age=timedelta(minutes=10))
-    takeover = _post(feature_stack, key, body)
-    assert takeover.status_code == 202 and takeover.json()["id"] != first.json()["id"]
-    assert _jobs_with_subject(feature_stack, subject) == 2
+    body = _body(subject, count=50_000)  # about a second to check and store
+    api = GunicornApi(feature_stack.env, tmp_path / "api.log", workers=1).wait_ready()
+    api_key = feature_stack.api.new_key("crash")
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": key}
+    try:
+        with ThreadPoolExecutor(1) as pool, httpx.Client(base_url=api.url, timeout=60, headers=headers) as client:
+            first = pool.submit(client.post, "/api/email/", json=body)
+            _wait_until_the_key_is_being_written(feature_stack, _stored_key(feature_stack, api_key, key))
+            for pid in api.workers():  # killed while it stores the job: gunicorn starts another
+                os.kill(pid, signal.SIGKILL)
+            with pytest.raises(httpx.TransportError):
+                first.result()
+        assert _jobs_with_subject(feature_stack, subject) == 0
+        with httpx.Client(base_url=api.url, timeout=60, headers=headers) as client:
+            retry = _answer_once_restarted(client, body)
+        assert retry.status_code == 202, retry.text
+        assert "Idempotent-Replayed" not in retry.headers
+        assert _jobs_with_subject(feature_stack, subject) == 1
+    finally:
+        api.stop()
+
+
+def _wait_until_the_key_is_being_written(stack: FeatureStack, stored: str) -> None:
+    """Until the key is stored, or a transaction holding a write lock on the keys' table is open."""
+    with psycopg.connect(stack.postgres_url.replace("+psycopg", ""), autocommit=True) as connection:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = connection.execute(
+                "SELECT EXISTS (SELECT 1 FROM idempotency_keys WHERE key = %s) OR EXISTS ("
+                " SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE c.relname = 'idempotency_keys' AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+                (stored,),
+            ).fetchone()
+            if row is not None and row[0]:
+                return
+            time.sleep(0.002)
+    raise AssertionError("the request never started writing its key")
+
+
+def _answer_once_restarted(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    """The API's answer to ``body``, sent again while gunicorn restarts its worker."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return client.post("/api/email/", json=body)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the API did not come back"
+            time.sleep(0.1)
 
 
 def test_a_key_older_than_a_day_is_forgotten(feature_stack: FeatureStack):
     key, subject = str(uuid.uuid4()), f"idem {uuid.uuid4()}"
     first = _post(feature_stack, key, _body(subject))
-    _set_key(feature_stack, key, job_id=first.json()["id"], age=timedelta(hours=25))
+    _age_key(feature_stack, key, timedelta(hours=25))
     later = _post(feature_stack, key, _body(subject))
     assert later.status_code == 202 and later.json()["id"] != first.json()["id"]
     assert "Idempotent-Replayed" not in later.headers
@@ -108,13 +153,14 @@ def test_an_unusable_key_is_refused(feature_stack: FeatureStack):
         assert answer.status_code == 422 and answer.json()["details"][0]["field"] == "Idempotency-Key"
 
 
-def _set_key(stack: FeatureStack, key: str, *, job_id: str | None, age: timedelta) -> None:
-    assert stack.api.api_key is not None
-    owner = auth.authenticate(stack.api.app.extensions["email_service"], stack.api.api_key)
-    key = idempotency.stored_key(owner, key)
+def _age_key(stack: FeatureStack, key: str, age: timedelta) -> None:
     with psycopg.connect(stack.postgres_url.replace("+psycopg", "")) as connection:
         connection.execute(
-            "UPDATE idempotency_keys SET job_id = %s, created_at = %s,"
-            " response = CASE WHEN %s::text IS NULL THEN NULL ELSE response END WHERE key = %s",
-            (job_id, datetime.now(UTC) - age, job_id, key),
+            "UPDATE idempotency_keys SET created_at = %s WHERE key = %s",
+            (datetime.now(UTC) - age, _stored_key(stack, stack.api.api_key, key)),
         )
+
+
+def _stored_key(stack: FeatureStack, api_key: str | None, key: str) -> str:
+    assert api_key is not None
+    return idempotency.stored_key(auth.authenticate(stack.api.app.extensions["email_service"], api_key), key)
