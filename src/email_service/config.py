@@ -158,6 +158,12 @@ class Settings(BaseSettings):
         le=10,
         description="Reverse proxies in front of the API whose X-Forwarded-For/-Proto/-Host are trusted; 0 = none.",
     )
+    request_read_timeout: float = Field(
+        30,
+        gt=0,
+        description="Seconds `serve` gives a client to send a whole request, and to take its answer; past it the "
+        "connection is closed. Requests are received without holding a thread, so slow clients wait alone.",
+    )
     max_recipients: int = Field(100_000, ge=1, description="Most recipients one job may have.")
     max_request_bytes: int = Field(25_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
     max_attachment_bytes: int = Field(

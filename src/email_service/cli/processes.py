@@ -27,8 +27,9 @@ from email_service.logs import configure_logging
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+@click.option("--threads", default=8, show_default=True, type=int, help="Request threads per worker process.")
 @click.option("--bind", default=None, help="gunicorn bind address instead of host:port (e.g. unix:/run/api.sock).")
-def serve(host: str, port: int, workers: int, bind: str | None) -> None:
+def serve(host: str, port: int, workers: int, threads: int, bind: str | None) -> None:
     """Run the HTTP API under gunicorn, configured by the environment; migrate the database first."""
     from email_service.services import auth
 
@@ -49,6 +50,7 @@ def serve(host: str, port: int, workers: int, bind: str | None) -> None:
         sys.executable, "-m", "gunicorn",
         "--bind", address,
         "--workers", str(workers),
+        "--threads", str(threads),
         "--access-logfile", "-",
         "--logger-class", "email_service.runtime.access_log.MaskingAccessLogger",
         "--config", "python:email_service.runtime.gunicorn_hooks",

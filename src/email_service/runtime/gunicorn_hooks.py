@@ -6,6 +6,10 @@ from typing import Any
 
 from email_service.runtime.metrics_export import process_ended
 
+# Requests are received whole in each worker's event loop before a thread handles them: slow clients hold no
+# thread, and a long request (a large job, a template render) does not stop the others being answered.
+worker_class = "email_service.runtime.request_buffering.RequestBufferingWorker"
+
 # Forwarded headers are trusted in one place only: the app's PROXY_HOPS (werkzeug's ProxyFix). Left alone,
 # gunicorn would also take X-Forwarded-Proto (and SCRIPT_NAME/PATH_INFO headers) from 127.0.0.1 and, always,
 # from any peer on a unix socket, whatever PROXY_HOPS says.
