@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html.parser import HTMLParser
 from urllib.parse import unquote
 
@@ -48,15 +49,20 @@ _BLOCKS = frozenset(
 _RULE = "-" * 40
 _CELL_SEPARATOR = " | "
 _INDENT = "  "
+_PIECE = 32_768  # characters parsed between two checks: a few milliseconds
 
 
-def html_to_text(html: str) -> str:
+def html_to_text(html: str, check: Callable[[], None] | None = None) -> str:
     """Readable plain text of ``html``: lines right-stripped, no blank line twice, ending in one newline.
 
     Empty when the HTML shows no text. Never raises: malformed markup gives text as a browser would mostly show it.
+    ``check`` is called between pieces of the HTML, and may raise to stop (a render's deadline).
     """
     parser = _TextExtractor()
-    parser.feed(html)
+    for start in range(0, len(html), _PIECE):
+        if check is not None:
+            check()
+        parser.feed(html[start : start + _PIECE])
     parser.close()
     return parser.text()
 

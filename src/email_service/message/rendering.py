@@ -28,9 +28,10 @@ from jinja2 import (
     UndefinedError,
 )
 
-from email_service.errors import TemplateError
+from email_service.errors import RenderLimit, TemplateError
 from email_service.message.header_values import describe_control_character
 from email_service.message.html_text import html_to_text
+from email_service.message.render_budget import check_time, message_render
 from email_service.message.sandbox import BoundedSandbox, render_bounded
 
 TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -152,8 +153,13 @@ class TemplateRenderer:
         self._compile(source)
 
     def render(self, source: TemplateSource, context: dict[str, Any]) -> RenderedEmail:
-        """Render ``source`` with ``context``; TemplateError says what went wrong, where and why."""
+        """Render ``source`` with ``context``, its parts together within one RenderBudget; TemplateError
+        says what went wrong, where and why."""
         compiled = self._compile(source)
+        with message_render():
+            return self._render(source, compiled, context)
+
+    def _render(self, source: TemplateSource, compiled: _Compiled, context: dict[str, Any]) -> RenderedEmail:
         if compiled.head is not None:
             head = _render_part(source, compiled.head, context)
             body_part = compiled.html or compiled.text
@@ -255,7 +261,10 @@ def _with_text(rendered: RenderedEmail) -> RenderedEmail:
 @lru_cache(maxsize=64)
 def _derived_text(html: str) -> str:
     # Recipients of a batch often share one rendering: derive its text once.
-    return html_to_text(html)
+    try:
+        return html_to_text(html, check=check_time)
+    except RenderLimit as exc:
+        raise TemplateError(f"the text part derived from the HTML: {exc}", part="html") from None
 
 
 def _safe_header_value(value: Any) -> Any:
