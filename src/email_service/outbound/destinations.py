@@ -52,7 +52,8 @@ _NAT64 = ip_network("64:ff9b::/96")
 
 # Names that never lead to a public host. A name alone cannot be matched with the allowed networks, so it is
 # refused here only when its network is not allowed; the address it resolves to is checked again when connecting.
-_LOOPBACK_NAME = ("localhost", IPv4Address("127.0.0.1"))  # RFC 6761: localhost and *.localhost are the loopback
+_LOOPBACK_NAME = "localhost"  # RFC 6761: localhost and *.localhost are the loopback
+_LOOPBACK_ADDRESS = IPv4Address("127.0.0.1")
 _METADATA_ADDRESS = IPv4Address("169.254.169.254")
 _METADATA_NAMES = frozenset(
     {"metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal", "metadata.tencentyun.com"}
@@ -112,7 +113,7 @@ def url_refusal(url: str, allowed: Iterable[IPNetwork] = ()) -> str | None:
         try:
             return address_refusal(IPv6Address(host), allowed)
         except ValueError:
-            return f"{host!r} is not an IPv6 address"  # a zone (%eth0) or other odd forms
+            return f"{host!r} is not an IPv6 address"
     name = host.removesuffix(".")
     labels = name.split(".")
     if not all(_LABEL.fullmatch(label) for label in labels):
@@ -134,9 +135,8 @@ def _ipv4_refusal(name: str, allowed: tuple[IPNetwork, ...]) -> str | None:
 
 
 def _name_refusal(name: str, allowed: tuple[IPNetwork, ...]) -> str | None:
-    suffix, loopback = _LOOPBACK_NAME
-    if name == suffix or name.endswith("." + suffix):
-        return _unless_allowed(loopback, allowed, f"{name} is the loopback")
+    if name == _LOOPBACK_NAME or name.endswith("." + _LOOPBACK_NAME):
+        return _unless_allowed(_LOOPBACK_ADDRESS, allowed, f"{name} is the loopback")
     if name in _METADATA_NAMES:
         return _unless_allowed(_METADATA_ADDRESS, allowed, f"{name} is a cloud metadata service")
     if allowed:
