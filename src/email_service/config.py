@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from email_service.message.header_values import describe_control_character
+from email_service.outbound.destinations import IPNetwork, parse_networks, url_refusal
 
 _RATE = re.compile(r"\s*([^=\s]+)\s*=\s*([0-9.]+)\s*/\s*(s|m|h)\s*")
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -34,6 +35,10 @@ def parse_domain_rates(value: object) -> object:
 
 # Messages per second for each recipient domain, written in the environment as ``gmail.com=20/s,yahoo.com=600/m``.
 DomainRates = Annotated[dict[str, float], NoDecode, BeforeValidator(parse_domain_rates)]
+
+
+# Networks written in the environment as ``10.0.0.0/8,fd00::/8``.
+Networks = Annotated[tuple[IPNetwork, ...], NoDecode, BeforeValidator(parse_networks)]
 
 
 def is_redis_url(url: str) -> bool:
@@ -174,6 +179,12 @@ class Settings(BaseSettings):
     idempotency_hours: float = Field(24, gt=0, description="How long an Idempotency-Key is remembered.")
 
     webhook_url: str = Field("", description="Callback URL of the jobs that name none; empty means none.")
+    webhook_allowed_networks: Networks = Field(
+        default_factory=tuple,
+        description="Comma-separated networks (CIDR) that webhooks may reach although they are not public, e.g. "
+        "`10.0.0.0/8,fd00::/8` for receivers inside your network, `127.0.0.0/8,::1/128` for one on this machine; "
+        "empty = public addresses only.",
+    )
     webhook_secret: SecretStr = Field(
         SecretStr(""), description="Key of the HMAC-SHA256 signature of webhook events; required to send them."
     )
@@ -256,6 +267,8 @@ class Settings(BaseSettings):
             raise ValueError(f"MAIL_DEFAULT_SENDER {self.mail_default_sender!r} is not an address like Name <a@b.org>")
         if self.webhook_url and not self.webhook_secret.get_secret_value():
             raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET: webhook events are always signed")
+        if self.webhook_url and (reason := url_refusal(self.webhook_url, self.webhook_allowed_networks)):
+            raise ValueError(f"WEBHOOK_URL is refused: {reason} (WEBHOOK_ALLOWED_NETWORKS can allow a network)")
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ValueError("LEASE_SECONDS must be shorter than BROKER_VISIBILITY_TIMEOUT")
         self._check_dkim()

@@ -13,6 +13,7 @@ EmailServiceError
 │   └── TooManyRequests     429 over a quota of the API key (retry_after seconds)
 ├── ConfigurationError      a setting that cannot be used; the process does not start
 ├── DatabaseNotReady        the database did not answer, or its schema is not migrated, in time
+├── DestinationRefused      an outbound HTTP destination that is not public, nor in an allowed network
 ├── InvalidAddress          not deliverable address syntax (also a ValueError)
 ├── TemplateError           a template is missing, unsafe or does not render
 │   ├── RenderLimit         a template went past one of the sandbox's bounds
@@ -117,6 +118,11 @@ class ConfigurationError(EmailServiceError, ValueError):
 
 class DatabaseNotReady(EmailServiceError):
     """The database did not answer, or its schema was not migrated, within the time allowed."""
+
+
+class DestinationRefused(EmailServiceError):
+    """A request on a caller's behalf to a host or address that is not public (loopback, private, link-local,
+    metadata...), nor in a network the operator allowed: refused before connecting, and for good."""
 
 
 class InvalidAddress(EmailServiceError, ValueError):

@@ -19,7 +19,7 @@ from sqlalchemy import make_url
 from email_service.storage.migrate import upgrade
 from tests.support.smtp_sink import Received, SMTPSink
 from tests.support.stack import ApiServer, SchedulerProcess, WorkerProcess, settings_from
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import LOOPBACK_NETWORKS, WebhookReceiver
 
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -94,6 +94,7 @@ def feature_stack_on(
         "RETRY_FIRST_DELAY": "0.5",
         "RETRY_MAX_DELAY": "1",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "WEBHOOK_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
         "WEBHOOK_RETRY_FIRST_DELAY": "0.3",
         "WEBHOOK_TIMEOUT": "2",
     }

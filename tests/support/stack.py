@@ -22,6 +22,7 @@ from email_service.app import create_app
 from email_service.config import Settings
 from email_service.services import auth
 from tests.support.smtp_sink import free_port
+from tests.support.webhook_receiver import LOOPBACK_NETWORKS
 
 
 class ApiClient:
@@ -281,6 +282,7 @@ def client_stack(
         BATCH_SIZE="10",
         SMTP_CONCURRENCY="4",
         WEBHOOK_SECRET="test-webhook-secret",  # callback_url is refused without it
+        WEBHOOK_ALLOWED_NETWORKS=LOOPBACK_NETWORKS,  # the client's tests name a webhook receiver on this machine
     )
     return api_and_worker(env, folder, templates)
 

@@ -10,6 +10,10 @@ from typing import Any
 
 from tests.support.smtp_sink import free_port
 
+# WEBHOOK_ALLOWED_NETWORKS of the stacks that deliver to a receiver here: webhooks go to public addresses only
+# unless a network is allowed.
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+
 
 @dataclass(frozen=True)
 class Delivery:

@@ -7,7 +7,6 @@ import hmac
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
 from flask import current_app, request
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
@@ -17,6 +16,7 @@ from email_service.api.schemas import ErrorBody
 from email_service.bounces import providers
 from email_service.bounces.feedback import Feedback
 from email_service.errors import ForgedFeedback, NotFound
+from email_service.outbound.transport import http_client
 from email_service.services import Services, bounces
 from email_service.storage.models import utcnow
 
@@ -115,5 +115,7 @@ def postmark() -> Any:
 
 
 def confirm_sns_subscription(url: str) -> None:
-    """GET the SubscribeURL of a signed SubscriptionConfirmation (only Amazon's hosts: checked by from_ses)."""
-    httpx.get(url, timeout=SNS_CONFIRM_TIMEOUT).raise_for_status()
+    """GET the SubscribeURL of a signed SubscriptionConfirmation (only Amazon's hosts: checked by from_ses; public
+    addresses only, as any URL a request names)."""
+    with http_client(SNS_CONFIRM_TIMEOUT) as client:
+        client.get(url).raise_for_status()

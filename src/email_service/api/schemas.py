@@ -172,7 +172,12 @@ class SendEmailBody(BaseModel):
     callback_url: str | None = Field(
         None,
         description="Where webhook events of this job are POSTed (job.completed, job.cancelled, recipient.failed), "
-        "signed with HMAC-SHA256; WEBHOOK_URL when absent.",
+        "signed with HMAC-SHA256; WEBHOOK_URL when absent. An http(s) URL of a public host, without credentials: "
+        "loopback, private, link-local, shared (CGNAT), multicast and reserved addresses (also written as one "
+        "number, in hex or octal, or inside IPv6), localhost, cloud metadata and internal names are refused "
+        "(422), and so is a name that resolves to such an address when the events are sent (the event fails "
+        "for good), unless the operator allows its network with WEBHOOK_ALLOWED_NETWORKS. Redirects are never "
+        "followed.",
         max_length=2000,
     )
 

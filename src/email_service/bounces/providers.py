@@ -38,7 +38,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from email_service.bounces.classify import classify, leading_code, one_line, specific_status, status_in, typed_value
 from email_service.bounces.feedback import Feedback, FeedbackKind, FeedbackSource, complaint_report
 from email_service.errors import ConfigurationError, ForgedFeedback, MalformedFeedback
+from email_service.outbound.transport import http_client
 
 SNS_MAX_AGE = timedelta(hours=1)  # SNS signs a message when it first sends it, and retries for up to an hour
 WEBHOOK_MAX_AGE = timedelta(minutes=5)  # SendGrid and Mailgun sign each POST: older ones are replays
@@ -108,8 +108,10 @@ def from_ses(
 @functools.lru_cache(maxsize=8)
 def fetch_sns_certificate(url: str) -> bytes:
     """The PEM of SNS's signing certificate at ``url`` (checked by from_ses to be an SNS host), kept
-    in memory: a burst of notifications is signed with the same one."""
-    response = httpx.get(url, timeout=SNS_CERTIFICATE_TIMEOUT)
+    in memory: a burst of notifications is signed with the same one. Public addresses only, as any URL
+    a request names."""
+    with http_client(SNS_CERTIFICATE_TIMEOUT) as client:
+        response = client.get(url)
     response.raise_for_status()  # also a redirect: the certificate is only taken from where SNS named
     return response.content
 

@@ -13,10 +13,11 @@ import time
 from datetime import timedelta
 
 from email_service.delivery.retry import backoff_delay
+from email_service.outbound.transport import http_client
 from email_service.services import Services
 from email_service.storage import webhook_events
 from email_service.storage.models import WebhookEvent, utcnow
-from email_service.webhooks.sender import DeliveryAttempt, make_client, post_event
+from email_service.webhooks.sender import DeliveryAttempt, post_event
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def deliver_events(services: Services, job_id: str) -> int:
     """Report the job's new failures, then deliver its due events oldest first; how many were delivered.
 
     Stops at the first event the receiver does not take (it is retried later, and the events after
-    it wait for it), unless that event has run out of retries.
+    it wait for it), unless that event has run out of retries or its destination is refused.
     """
     settings = services.settings
     secret = settings.webhook_secret.get_secret_value()
@@ -52,7 +53,7 @@ def deliver_events(services: Services, job_id: str) -> int:
     if job is None:
         return 0
     delivered = 0
-    with make_client(settings.webhook_timeout) as client:
+    with http_client(settings.webhook_timeout, settings.webhook_allowed_networks) as client:
         while True:
             now = utcnow()
             lease_until = now + timedelta(seconds=4 * settings.webhook_timeout + CLAIM_MARGIN)
@@ -84,7 +85,7 @@ def _record(services: Services, event: WebhookEvent, attempt: DeliveryAttempt) -
         error = attempt.error or "not delivered"
         delay = backoff_delay(settings.webhook_retry_first_delay, LONGEST_RETRY_DELAY, event.attempts, services.rng)
         retry_at = utcnow() + timedelta(seconds=delay)
-        if retry_at > event.created_at + timedelta(seconds=settings.webhook_retry_lifetime):
+        if attempt.final or retry_at > event.created_at + timedelta(seconds=settings.webhook_retry_lifetime):
             webhook_events.mark_abandoned(session, event, error)
             log.warning("job %s webhook event %d (%s) given up: %s", event.job_id, event.id, event.type, error)
             return True

@@ -102,7 +102,10 @@ def accept_job(
     callback_url = request.callback_url or settings.webhook_url or None
     if request.callback_url:
         job_options.check_callback_url(
-            request.callback_url, signing_key=settings.webhook_secret.get_secret_value(), problems=problems
+            request.callback_url,
+            signing_key=settings.webhook_secret.get_secret_value(),
+            allowed_networks=settings.webhook_allowed_networks,
+            problems=problems,
         )
     if not request.recipients:
         problems.add("recipients", "at least one recipient is required")

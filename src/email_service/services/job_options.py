@@ -10,13 +10,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter, ValidationError
 
 from email_service.message.addresses import quoted
 from email_service.message.header_values import describe_control_character
 from email_service.message.mime import AttachmentFile
+from email_service.outbound.destinations import IPNetwork, url_refusal
 
 EXTRA_HEADER_NAME = re.compile(r"[Xx]-[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 MAX_EXTRA_HEADERS = 20
@@ -128,12 +128,13 @@ def decode_attachments(
     return tuple(files)
 
 
-def check_callback_url(url: str, *, signing_key: str, problems: Problems) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.add("callback_url", "an http:// or https:// URL")
-    elif parts.username or parts.password:
-        problems.add("callback_url", "credentials in the URL are refused; the events are signed instead")
+def check_callback_url(
+    url: str, *, signing_key: str, allowed_networks: tuple[IPNetwork, ...], problems: Problems
+) -> None:
+    """A public http(s) URL: a literal address or a name that is not public is refused here, the addresses a
+    name resolves to when the events are sent."""
+    if reason := url_refusal(url, allowed_networks):
+        problems.add("callback_url", reason)
     elif not signing_key:
         problems.add("callback_url", "webhooks are off: the service has no WEBHOOK_SECRET to sign them")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
 import email_service
+from email_service.errors import DestinationRefused
 from email_service.webhooks.signing import SIGNATURE_HEADER, sign
 
 USER_AGENT = f"email-service-webhooks/{getattr(email_service, '__version__', '1')}"
@@ -27,26 +27,16 @@ class DeliveryAttempt:
     delivered: bool
     status_code: int | None
     error: str | None
-
-
-def make_client(timeout: float) -> httpx.Client:
-    """A client for webhook deliveries: ``timeout`` seconds for each phase, no redirects, no cookies, no proxies.
-
-    Receivers are the callers' servers: a redirect or a proxy from our environment could send the signed event
-    elsewhere, and a cookie one receiver sets must not reach the next.
-    """
-    return httpx.Client(
-        timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-    )
+    final: bool = False  # a failure that no retry can mend: the destination is refused
 
 
 def post_event(
     client: httpx.Client, url: str, body: bytes, *, secret: str, event_type: str, delivery_id: str, now: int
 ) -> DeliveryAttempt:
-    """POST ``body`` to ``url`` once, signed with ``secret`` at time ``now``; delivered on a 2xx answer only."""
+    """POST ``body`` to ``url`` once, signed with ``secret`` at time ``now``; delivered on a 2xx answer only.
+
+    ``client`` is outbound.transport's: it refuses destinations that are not public (nor allowed).
+    """
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -68,6 +58,8 @@ def post_event(
                 target = f" to {location}" if location else ""
                 return DeliveryAttempt(False, status, _short(f"HTTP {status}: redirect{target} not followed"))
             return DeliveryAttempt(False, status, _short(f"HTTP {status}: {_body_start(response)}"))
+    except DestinationRefused as exc:
+        return DeliveryAttempt(False, None, _short(f"destination refused: {exc}"), final=True)
     except httpx.TimeoutException as exc:
         return DeliveryAttempt(False, None, _TIMEOUTS.get(type(exc), "timed out"))
     except httpx.ConnectError as exc:

@@ -32,7 +32,7 @@ from email_service.storage.migrate import upgrade
 from tests.support.servers import POSTGRES_ADMIN, REDIS_URL
 from tests.support.smtp_sink import SinkHandler, SMTPSink, free_port
 from tests.support.stack import ApiServer, WorkerProcess, relay_env, settings_from
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import LOOPBACK_NETWORKS, WebhookReceiver
 
 RELAY_USER = "relay-user"
 TASK_ARG = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # a job id
@@ -181,6 +181,7 @@ def test_secrets_never_leak_and_info_logs_mask_addresses(redis_prefix: str, tmp_
             MAIL_USERNAME=RELAY_USER,
             MAIL_PASSWORD=relay_password,
             WEBHOOK_SECRET=webhook_secret,
+            WEBHOOK_ALLOWED_NETWORKS=LOOPBACK_NETWORKS,
             LOG_LEVEL="INFO",
             LOG_PATH=str(tmp_path / "worker-file.log"),
             BATCH_SIZE="2",

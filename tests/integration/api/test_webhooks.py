@@ -20,7 +20,7 @@ from email_service.webhooks.signing import SIGNATURE_HEADER, verify
 from tests.support.servers import REDIS_URL, WEBHOOK_SECRET, FeatureStack, own_database
 from tests.support.smtp_sink import SMTPSink
 from tests.support.stack import ApiServer, SchedulerProcess, WorkerProcess, settings_from, wait_for
-from tests.support.webhook_receiver import Delivery, WebhookReceiver
+from tests.support.webhook_receiver import LOOPBACK_NETWORKS, Delivery, WebhookReceiver
 
 
 def _job_with_failures(api: ApiServer, sink: SMTPSink, callback_url: str, count: int = 25) -> tuple[str, set[str]]:
@@ -103,6 +103,7 @@ def _own_stack(postgres_url: str, redis_prefix: str, tmp_path: Path) -> Iterator
         "BATCH_SIZE": "5",
         "SCHEDULER_INTERVAL": "0.3",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "WEBHOOK_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
         "WEBHOOK_RETRY_FIRST_DELAY": "0.3",
         "WEBHOOK_TIMEOUT": "2",
     }

@@ -350,15 +350,24 @@ def test_ses_notification_of_the_wrong_shape_is_malformed(
         ses(sns_sign(envelope, sns_key), certificates)
 
 
-def test_fetch_sns_certificate_fetches_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def _sns_answers(monkeypatch: pytest.MonkeyPatch, response: httpx.Response) -> list[tuple[str, float]]:
+    """``response`` to every request of fetch_sns_certificate's client; the (URL, timeout) of each."""
     asked: list[tuple[str, float]] = []
 
-    def get(url: str, *, timeout: float) -> httpx.Response:
-        asked.append((url, timeout))
-        return httpx.Response(200, content=b"PEM", request=httpx.Request("GET", url))
+    def client(timeout: float) -> httpx.Client:
+        def answer(request: httpx.Request) -> httpx.Response:
+            asked.append((str(request.url), timeout))
+            return response
 
+        return httpx.Client(transport=httpx.MockTransport(answer))
+
+    monkeypatch.setattr(providers, "http_client", client)
+    return asked
+
+
+def test_fetch_sns_certificate_fetches_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = _sns_answers(monkeypatch, httpx.Response(200, content=b"PEM"))
     providers.fetch_sns_certificate.cache_clear()
-    monkeypatch.setattr(httpx, "get", get)
     try:
         assert [providers.fetch_sns_certificate(CERT_URL) for _ in range(3)] == [b"PEM"] * 3
     finally:
@@ -367,11 +376,8 @@ def test_fetch_sns_certificate_fetches_once(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_fetch_sns_certificate_refuses_a_redirect(monkeypatch: pytest.MonkeyPatch) -> None:
-    def get(url: str, *, timeout: float) -> httpx.Response:
-        return httpx.Response(302, headers={"Location": "https://evil.test/x.pem"}, request=httpx.Request("GET", url))
-
+    _sns_answers(monkeypatch, httpx.Response(302, headers={"Location": "https://evil.test/x.pem"}))
     providers.fetch_sns_certificate.cache_clear()
-    monkeypatch.setattr(httpx, "get", get)
     try:
         with pytest.raises(httpx.HTTPStatusError):
             providers.fetch_sns_certificate(CERT_URL)

@@ -13,12 +13,15 @@ import httpx
 import pytest
 
 import email_service
-from email_service.webhooks.sender import DeliveryAttempt, make_client, post_event
+from email_service.outbound.destinations import parse_networks
+from email_service.outbound.transport import http_client
+from email_service.webhooks.sender import DeliveryAttempt, post_event
 from email_service.webhooks.signing import SIGNATURE_HEADER, verify
 
 SECRET = "whsec_test"
 NOW = 1_700_000_000
 BODY = json.dumps({"type": "job.completed", "job_id": "j1"}).encode()
+LOOPBACK = parse_networks("127.0.0.0/8")  # the receivers here are on this machine: allowed explicitly
 ERROR_PAGE = "<html>\n  <body>Internal   error: " + "x" * 2000 + "</body></html>"
 
 
@@ -103,7 +106,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
-    with make_client(2.0) as client:
+    with http_client(2.0, LOOPBACK) as client:
         yield client
 
 
@@ -164,7 +167,7 @@ def test_redirect_is_not_followed_even_by_a_client_that_would(receiver: Receiver
 
 
 def test_timeout_is_a_failed_attempt(receiver: Receiver):
-    with make_client(0.3) as client:
+    with http_client(0.3, LOOPBACK) as client:
         attempt = _post(client, receiver.url + "/slow")
     assert attempt == DeliveryAttempt(False, None, "timed out waiting for the response")
 
@@ -202,5 +205,5 @@ def test_proxies_from_the_environment_do_not_apply(receiver: Receiver, monkeypat
         monkeypatch.setenv(name, dead_proxy)
     with httpx.Client() as trusting:  # the environment is really in effect
         assert not _post(trusting, receiver.url + "/ok").delivered
-    with make_client(2.0) as client:
+    with http_client(2.0, LOOPBACK) as client:
         assert _post(client, receiver.url + "/ok").delivered
