@@ -13,8 +13,9 @@ from email_service.message.folding import ENCODED_WORD_LINE_WIDTH, fold
 
 # type/subtype as RFC 2045 tokens, lower case: the only form intake stores.
 CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
-# Printable ASCII a quoted string holds without escapes, and no "=?" a reader would decode.
-_PLAIN_FILENAME = re.compile(r"(?:(?!=\?)[\x20-\x21\x23-\x5b\x5d-\x7e])+")
+# Printable ASCII a quoted string holds without escapes, no "=?" a reader would decode, and no space at
+# either end (some readers strip it from a quoted value).
+_PLAIN_FILENAME = re.compile(r"(?! )(?:(?!=\?)[\x20-\x21\x23-\x5b\x5d-\x7e])+(?<! )")
 # RFC 2231 attribute-char beyond letters and digits; anything else is percent-encoded.
 _ATTRIBUTE_CHARACTERS = "!#$&+-.^_`{|}~"
 # Characters of percent-encoded name per continuation: ' filename*NN*=' + 50 + ';' stays within 76.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from email.errors import HeaderParseError
-from email.header import decode_header, make_header
+from email.header import decode_header
 
 PREFIX = "=?utf-8?b?"
 # RFC 2047 section 2 allows 75 characters a word and 76 a line holding one. 39 octets make 52 base64
@@ -30,6 +30,11 @@ def decoded(text: str) -> str:
     if "=?" not in text:
         return text
     try:
-        return str(make_header(decode_header(text)))
-    except (HeaderParseError, LookupError, UnicodeError) as exc:  # LookupError: an unknown charset
+        chunks = decode_header(text)
+        # decode_header gives the text between encoded words as raw-unicode-escape octets (charset None).
+        return "".join(
+            chunk.decode(charset or "raw-unicode-escape", errors="replace") if isinstance(chunk, bytes) else chunk
+            for chunk, charset in chunks
+        )
+    except (HeaderParseError, LookupError) as exc:  # LookupError: an unknown charset
         raise ValueError(f"an encoded word that does not decode ({exc})") from None

@@ -17,7 +17,10 @@ from email_service.errors import TemplateError
 from email_service.message.address_headers import address_line, parse_mailboxes, transport_address
 from email_service.message.attachment_headers import attachment_head
 from email_service.message.folding import ENCODED_WORD_LINE_WIDTH
-from email_service.message.header_values import describe_control_character, describe_header_block
+from email_service.message.header_values import (
+    describe_header_block,
+    describe_unsafe_text,
+)
 from email_service.message.rendering import RenderedEmail
 
 # SMTP line endings, and 7bit output so every non-ASCII or long-lined body is encoded
@@ -244,7 +247,7 @@ def _encode_headers(policy: Policy, headers: list[tuple[str, str]]) -> bytes:
 
 
 def _check_header(name: str, value: str) -> None:
-    reason = describe_control_character(value)
+    reason = describe_unsafe_text(value)  # as given, and as a reader decodes its encoded words
     if reason:
         raise TemplateError(f"header {name}: {reason}")
 

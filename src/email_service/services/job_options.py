@@ -134,12 +134,12 @@ def decode_attachments(
 
 
 def _decoded_filename(filename: str) -> str | None:
-    """``filename`` with its RFC 2047 encoded words decoded; None when the name as given has a control
+    """``filename`` with its RFC 2047 encoded words decoded, trimmed; None when the name as given has a control
     character or an encoded word does not decode."""
     if describe_unsafe_text(filename):
         return None
     try:
-        return decoded(filename)
+        return decoded(filename).strip()  # readers drop white space at either end of a file name
     except ValueError:
         return None
 
