@@ -140,8 +140,8 @@ class MessageBuilder:
         if reference is not None:
             _check_header(*reference)
             own_lines += f"{reference[0]}: {reference[1]}\r\n".encode("ascii")
-        # Each value above was checked, and each other block is checked when it is made (and cached).
-        _check_block(own_lines, _own_names(unsubscribe_url is not None, reference[0] if reference else None))
+        # These lines are written here from values checked above, each on one line (the To name as encoded
+        # words or a quoted string): no block check per message. Every other block is checked once when made.
         header_lines, content = self._shared_parts(rendered, sender, subject, policy, headers)
         return Envelope(
             sender=envelope_sender(sender),
@@ -256,10 +256,3 @@ def _check_block(block: bytes, names: list[str]) -> None:
     """The last word on a header block before it is sent: exactly the fields meant, no line break added."""
     if reason := describe_header_block(block, names):
         raise TemplateError(f"the message's header would be malformed: {reason}")
-
-
-@lru_cache(maxsize=8)
-def _own_names(unsubscribe: bool, reference_name: str | None) -> list[str]:
-    names = ["Date", "To", "Message-ID"]
-    names += ["List-Unsubscribe", "List-Unsubscribe-Post"] if unsubscribe else []
-    return names + ([reference_name] if reference_name is not None else [])
