@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from email_service.message.header_values import describe_control_character
+from email_service.errors import InvalidAddress
+from email_service.message.mailboxes import parse_mailbox
 from email_service.outbound.destinations import IPNetwork, parse_networks, url_refusal
 
 _RATE = re.compile(r"\s*([^=\s]+)\s*=\s*([0-9.]+)\s*/\s*(s|m|h)\s*")
@@ -262,9 +262,10 @@ class Settings(BaseSettings):
     def _check_and_complete(self) -> Settings:
         if self.mail_use_tls and self.mail_use_ssl:
             raise ValueError("MAIL_USE_TLS (STARTTLS) and MAIL_USE_SSL (implicit TLS) exclude each other")
-        sender = parseaddr(self.mail_default_sender)[1]
-        if describe_control_character(self.mail_default_sender) or "@" not in sender:
-            raise ValueError(f"MAIL_DEFAULT_SENDER {self.mail_default_sender!r} is not an address like Name <a@b.org>")
+        try:
+            parse_mailbox(self.mail_default_sender)
+        except InvalidAddress as exc:
+            raise ValueError(f"MAIL_DEFAULT_SENDER {self.mail_default_sender!r}: {exc}") from None
         if self.webhook_url and not self.webhook_secret.get_secret_value():
             raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET: webhook events are always signed")
         if self.webhook_url and (reason := url_refusal(self.webhook_url, self.webhook_allowed_networks)):

@@ -65,7 +65,9 @@ class AttachmentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(
-        description="File name shown to the recipient; no path, no control characters.", max_length=255
+        description="File name shown to the recipient; no path, no control characters, also once RFC 2047 encoded "
+        "words (`=?utf-8?b?...?=`) are decoded (the decoded name is stored, trimmed).",
+        max_length=255,
     )
     content: str = Field(description="The file, base64-encoded.")
     content_type: str | None = Field(
@@ -128,7 +130,9 @@ class SendEmailBody(BaseModel):
     )
     reply_to: str | None = Field(
         None,
-        description="Reply-To address of every message (its local part ASCII; an internationalized domain is fine).",
+        description="Reply-To of every message: one mailbox, `support@example.org` or `Service Clients "
+        "<support@example.org>` (its local part ASCII; an internationalized domain is fine); a list, group, comment "
+        "or route address is a 422.",
         max_length=320,
     )
     headers: dict[str, str] | None = Field(
@@ -143,7 +147,8 @@ class SendEmailBody(BaseModel):
     attachments: list[AttachmentBody] = Field(
         default_factory=list,
         description="Files attached to every message; stored once per job. At most MAX_ATTACHMENTS files and "
-        "MAX_ATTACHMENT_BYTES bytes in all (decoded).",
+        "MAX_ATTACHMENT_BYTES bytes in all (decoded). Each carries `name=` on Content-Type and `filename` or RFC 2231 "
+        "`filename*` on Content-Disposition.",
     )
     send_at: str | None = Field(
         None,
@@ -159,8 +164,10 @@ class SendEmailBody(BaseModel):
     )
     sender: str | None = Field(
         None,
-        description="From, e.g. `News <news@example.org>`: MAIL_DEFAULT_SENDER (the default) or one of the "
-        "senders of the API key (`email-service keys create NAME --sender ...`); anything else is a 422.",
+        description="From, exactly one mailbox, e.g. `News <news@example.org>`: MAIL_DEFAULT_SENDER (the default) or "
+        "one of the senders of the API key (`email-service keys create NAME --sender ...`); anything else, a list, "
+        "group, comment, route address, or a display name holding another address or hiding one in encoded words, "
+        "is a 422. The From written is made from the parsed mailbox.",
         max_length=320,
     )
     list_unsubscribe: bool = Field(

@@ -3,22 +3,22 @@
 Python 3.11's folder drops the quotes of a display name it has to fold (``"Ann, eve@example.net"``
 then reads as two addresses), leaves the name of an SMTPUTF8 message unfolded past 998 octets, and
 writes RFC 2047 encoded words inside an internationalized address. Here a display name is written
-as plain words, as one short quoted string, or as base64 encoded words of at most 75 characters,
-each of which may start a folded line; an address is never encoded, only its domain put in its
-ASCII (IDNA) form.
+as plain words, as one short quoted string, or as base64 encoded words, each of which may start a
+folded line of at most 76 characters (RFC 2047 section 2); an address is never encoded, only its
+domain put in its ASCII (IDNA) form.
 """
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Sequence
-from email.utils import getaddresses
 
 import idna
 
-from email_service.errors import TemplateError
-from email_service.message.folding import LINE_WIDTH, fold
+from email_service.errors import InvalidAddress, TemplateError
+from email_service.message.encoded_words import encoded_words
+from email_service.message.folding import ENCODED_WORD_LINE_WIDTH, fold
+from email_service.message.mailboxes import parse_mailbox, parse_mailbox_list
 
 # atext without "=" and "?": a plain word can never be read as an encoded word.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")
@@ -26,9 +26,6 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^
 _QUOTABLE_NAME = re.compile(r"[\x20-\x7e]*")
 _LOCAL_PART = re.compile(r"[^\x00-\x20\x7f\"(),:;<>@\[\\\]]+")
 _ASCII_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
-_ENCODED_WORD_PREFIX = "=?utf-8?b?"
-# 75 characters per encoded word (RFC 2047): 10 of prefix, 2 of "?=", 60 of base64 for 45 octets.
-_ENCODED_WORD_OCTETS = 45
 
 
 def transport_address(address: str) -> str:
@@ -51,16 +48,19 @@ def address_line(header: str, mailboxes: Sequence[tuple[str | None, str]], *, ut
         spec = _address_spec(header, address, utf8=utf8)
         tokens += _display_name_tokens(name) if name else []
         tokens.append((f"<{spec}>" if name else spec) + ("," if index < len(mailboxes) - 1 else ""))
-    folded, _ = fold(f"{header}:".encode(), [(b" ", token.encode("utf-8")) for token in tokens])
+    words = [(b" ", token.encode("utf-8")) for token in tokens]
+    folded, _ = fold(f"{header}:".encode(), words, ENCODED_WORD_LINE_WIDTH)
     return folded + b"\r\n"
 
 
-def parse_mailboxes(header: str, value: str) -> list[tuple[str | None, str]]:
-    """The (display name, address) pairs of a header value such as ``Desk <desk@example.org>, b@example.org``."""
-    pairs = getaddresses([value])
-    if not pairs or any(not address for _, address in pairs):
-        raise TemplateError(f"header {header}: {value!r} is not a list of addresses")
-    return [(name or None, address) for name, address in pairs]
+def parse_mailboxes(header: str, value: str, *, single: bool = False) -> list[tuple[str | None, str]]:
+    """The (display name, address) pairs of a header value such as ``Desk <desk@example.org>, b@example.org``,
+    parsed strictly (mailboxes.py); ``single`` asks for exactly one (From)."""
+    try:
+        mailboxes = [parse_mailbox(value)] if single else parse_mailbox_list(value)
+    except InvalidAddress as exc:
+        raise TemplateError(f"header {header}: {exc}") from None
+    return [(mailbox.name, mailbox.address) for mailbox in mailboxes]
 
 
 def _address_spec(header: str, address: str, *, utf8: bool) -> str:
@@ -81,19 +81,10 @@ def _display_name_tokens(name: str) -> list[str]:
         return name.split(" ")
     quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     # A quoted string is never folded here; an "=?" in it is decoded by some readers all the same.
-    if _QUOTABLE_NAME.fullmatch(name) and "=?" not in name and len(quoted) <= LINE_WIDTH - len("Reply-To: "):
+    if (
+        _QUOTABLE_NAME.fullmatch(name)
+        and "=?" not in name
+        and len(quoted) <= ENCODED_WORD_LINE_WIDTH - len("Reply-To: ")
+    ):
         return [quoted]
-    return _encoded_words(name)
-
-
-def _encoded_words(text: str) -> list[str]:
-    """``text`` as RFC 2047 base64 encoded words, each holding whole characters (RFC 2047 section 5)."""
-    words, chunk = [], b""
-    for character in text:
-        octets = character.encode("utf-8")
-        if len(chunk) + len(octets) > _ENCODED_WORD_OCTETS:
-            words.append(chunk)
-            chunk = b""
-        chunk += octets
-    words.append(chunk)
-    return [f"{_ENCODED_WORD_PREFIX}{base64.b64encode(word).decode('ascii')}?=" for word in words]
+    return encoded_words(name)

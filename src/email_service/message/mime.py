@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from dataclasses import dataclass
@@ -9,17 +10,24 @@ from datetime import datetime
 from email import policy
 from email.message import EmailMessage, MIMEPart
 from email.policy import Policy
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime
 from functools import lru_cache
 
 from email_service.errors import TemplateError
 from email_service.message.address_headers import address_line, parse_mailboxes, transport_address
-from email_service.message.header_values import describe_control_character
+from email_service.message.attachment_headers import attachment_head
+from email_service.message.folding import ENCODED_WORD_LINE_WIDTH
+from email_service.message.header_values import (
+    describe_header_block,
+    describe_unsafe_text,
+)
 from email_service.message.rendering import RenderedEmail
 
 # SMTP line endings, and 7bit output so every non-ASCII or long-lined body is encoded
 # (quoted-printable or base64): no line can exceed 998 octets and no relay needs 8BITMIME.
-SMTP_POLICY = policy.SMTP.clone(cte_type="7bit")
+# 76 columns: the longest quoted-printable line (RFC 2045 section 6.7) and header line holding an
+# encoded word (RFC 2047 section 2); the package folds and encodes to max_line_length.
+SMTP_POLICY = policy.SMTP.clone(cte_type="7bit", max_line_length=ENCODED_WORD_LINE_WIDTH)
 # A non-ASCII local part cannot be encoded in a header: such messages need SMTPUTF8 (RFC 6531).
 SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)
 # Written by address_headers, never by the email package's folder (see there why).
@@ -72,8 +80,10 @@ def read_message_id(value: str) -> tuple[str, int] | None:
 
 @lru_cache(maxsize=256)
 def envelope_sender(sender: str) -> str:
-    """The bare address of a From value such as ``Name <addr@example.org>`` (MAIL FROM takes it)."""
-    return parseaddr(sender)[1]
+    """The bare address of a From value such as ``Name <addr@example.org>`` (MAIL FROM takes it); TemplateError
+    unless it is exactly one mailbox."""
+    ((_, address),) = parse_mailboxes("From", sender, single=True)
+    return address
 
 
 class MessageBuilder:
@@ -89,7 +99,7 @@ class MessageBuilder:
     def __init__(self, cache_size: int = 16) -> None:
         self._shared: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
         self._cache_size = cache_size
-        self._attachment_parts: dict[tuple[AttachmentFile, bool], bytes] = {}
+        self._attachment_parts: dict[AttachmentFile, bytes] = {}
         # Neither base64 nor quoted-printable text can contain "=_": no part can end the multipart early.
         self._boundary = f"=_{uuid.uuid4().hex}"
 
@@ -108,7 +118,8 @@ class MessageBuilder:
         unsubscribe_url: str | None = None,
         reference: tuple[str, str] | None = None,
     ) -> Envelope:
-        """One message for one recipient; every header value is checked for control characters.
+        """One message for one recipient; every header value is checked for control characters, and
+        every header block as written holds exactly the fields meant (no line added by any value).
 
         ``headers`` (the job's Reply-To and X-* headers) replace the template's of the same name;
         ``unsubscribe_url`` adds this recipient's one-click List-Unsubscribe (RFC 8058), ``reference``
@@ -129,6 +140,8 @@ class MessageBuilder:
         if reference is not None:
             _check_header(*reference)
             own_lines += f"{reference[0]}: {reference[1]}\r\n".encode("ascii")
+        # These lines are written here from values checked above, each on one line (the To name as encoded
+        # words or a quoted string): no block check per message. Every other block is checked once when made.
         header_lines, content = self._shared_parts(rendered, sender, subject, policy, headers)
         return Envelope(
             sender=envelope_sender(sender),
@@ -155,13 +168,15 @@ class MessageBuilder:
             for name, value in headers:
                 _check_header(name, value)
             utf8 = policy is SMTPUTF8_POLICY
+            address_headers = [(name, value) for name, value in headers if name.lower() in _ADDRESS_HEADERS]
             address_lines = b"".join(
-                address_line(name, parse_mailboxes(name, value), utf8=utf8)
-                for name, value in headers
-                if name.lower() in _ADDRESS_HEADERS
+                address_line(name, parse_mailboxes(name, value, single=name.lower() == "from"), utf8=utf8)
+                for name, value in address_headers
             )
             other_headers = [(name, value) for name, value in headers if name.lower() not in _ADDRESS_HEADERS]
-            shared = (address_lines + _encode_headers(policy, other_headers), _content_part(rendered, policy))
+            header_lines = address_lines + _encode_headers(policy, other_headers)
+            _check_block(header_lines, [name for name, _ in address_headers + other_headers])
+            shared = (header_lines, _content_part(rendered, policy))
             if len(self._shared) >= self._cache_size:
                 self._shared.pop(next(iter(self._shared)))
             self._shared[key] = shared
@@ -172,7 +187,7 @@ class MessageBuilder:
         if not attachments:
             return b"MIME-Version: 1.0\r\n" + content
         boundary = self._boundary
-        parts = [content, *(self._attachment_part(attachment, policy) for attachment in attachments)]
+        parts = [content, *(self._attachment_part(attachment) for attachment in attachments)]
         head = f'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n--{boundary}\r\n'
         return b"".join(
             [
@@ -182,14 +197,18 @@ class MessageBuilder:
             ]
         )
 
-    def _attachment_part(self, attachment: AttachmentFile, policy: Policy) -> bytes:
-        key = (attachment, policy is SMTP_POLICY)
-        part = self._attachment_parts.get(key)
+    def _attachment_part(self, attachment: AttachmentFile) -> bytes:
+        part = self._attachment_parts.get(attachment)
         if part is None:
-            mime = MIMEPart(policy=policy)
-            maintype, _, subtype = attachment.content_type.partition("/")
-            mime.set_content(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename)
-            part = self._attachment_parts[key] = mime.as_bytes()
+            _check_header("Content-Disposition", attachment.filename)
+            try:
+                head = attachment_head(attachment.filename, attachment.content_type)
+            except ValueError as exc:
+                raise TemplateError(f"attachment {attachment.filename!r}: {exc}") from None
+            _check_block(head, ["Content-Type", "Content-Transfer-Encoding", "Content-Disposition"])
+            # base64 in lines of 76 characters (RFC 2045 section 6.8), CRLF-ended as SMTP sends them.
+            body = base64.encodebytes(attachment.data).replace(b"\n", b"\r\n")
+            part = self._attachment_parts[attachment] = head + b"\r\n" + body
         return part
 
 
@@ -204,6 +223,12 @@ def _content_part(rendered: RenderedEmail, policy: Policy) -> bytes:
         else:
             part.add_alternative(rendered.html, subtype="html", charset="utf-8")
     encoded: bytes = part.as_bytes()
+    # The block of each part: the first, then one after each boundary line, in the order walk() gives.
+    boundaries = [re.escape(str(inner.get_boundary())) for inner in part.walk() if inner.is_multipart()]
+    delimiter = f"(?<=\r\n)--(?:{'|'.join(boundaries)})\r\n" if boundaries else "(?!)"
+    blocks = re.split(delimiter.encode("ascii"), encoded)
+    for inner, block in zip(part.walk(), blocks, strict=True):
+        _check_block(block[: block.index(b"\r\n\r\n") + 2], list(inner.keys()))
     return encoded
 
 
@@ -222,6 +247,12 @@ def _encode_headers(policy: Policy, headers: list[tuple[str, str]]) -> bytes:
 
 
 def _check_header(name: str, value: str) -> None:
-    reason = describe_control_character(value)
+    reason = describe_unsafe_text(value)  # as given, and as a reader decodes its encoded words
     if reason:
         raise TemplateError(f"header {name}: {reason}")
+
+
+def _check_block(block: bytes, names: list[str]) -> None:
+    """The last word on a header block before it is sent: exactly the fields meant, no line break added."""
+    if reason := describe_header_block(block, names):
+        raise TemplateError(f"the message's header would be malformed: {reason}")

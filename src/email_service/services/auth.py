@@ -9,12 +9,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from email_service.errors import NotFound, ValidationFailed
-from email_service.message.header_values import describe_control_character
+from email_service.errors import InvalidAddress, NotFound, ValidationFailed
+from email_service.message.mailboxes import parse_mailbox
 from email_service.services import Services
 from email_service.storage import api_keys
 from email_service.storage.models import ApiKey, utcnow
@@ -93,11 +92,12 @@ def allowed_senders(services: Services, owner: str | None) -> set[str]:
 
 
 def sender_address(sender: str) -> str | None:
-    """The bare address of a From value (``Name <a@b.org>`` or ``a@b.org``), lower case; None if it is not one."""
-    if describe_control_character(sender):
+    """The bare address of a From value (``Name <a@b.org>`` or ``a@b.org``), lower case; None unless it is
+    exactly one mailbox (mailboxes.py)."""
+    try:
+        return parse_mailbox(sender).address.lower()
+    except InvalidAddress:
         return None
-    address = parseaddr(sender)[1]
-    return address.lower() if "@" in address else None
 
 
 def list_keys(sessions: sessionmaker[Session]) -> list[KeyInfo]:

@@ -15,7 +15,8 @@ from email_service.errors import InvalidAddress, TemplateError, ValidationFailed
 from email_service.message import unsubscribe
 from email_service.message.addresses import dedup_key, normalize_address
 from email_service.message.composing import JobContent, compose
-from email_service.message.header_values import describe_control_character
+from email_service.message.header_values import describe_unsafe_text
+from email_service.message.mailboxes import Mailbox, parse_mailbox
 from email_service.message.mime import AttachmentFile
 from email_service.message.rendering import TemplateSource
 from email_service.services import Services, auth, job_options, templates
@@ -82,13 +83,9 @@ def accept_job(
         source = templates.resolve(services, request.template, request.template_version)
     except TemplateError as exc:
         problems.add("template", str(exc))
-    if reason := describe_control_character(request.subject):
+    if reason := describe_unsafe_text(request.subject):
         problems.add("subject", reason)
-    sender = request.sender or settings.mail_default_sender
-    if request.sender is not None and auth.sender_address(sender) not in auth.allowed_senders(services, owner):
-        problems.add(
-            "sender", "not a sender this API key may use (MAIL_DEFAULT_SENDER or the key's senders)", address=sender
-        )
+    sender = _sender(services, request.sender, owner, problems)
     reply_to = _reply_to(request.reply_to, problems)
     job_options.check_extra_headers(request.headers, problems)
     job_options.check_metadata(request.metadata, problems)
@@ -196,7 +193,7 @@ def _recipient_rows(
                 f"recipients[{index}]", f"domain {domain!r} is not in RECIPIENT_DOMAINS", index=index, address=email
             )
             continue
-        if name is not None and (reason := describe_control_character(name)):
+        if name is not None and (reason := describe_unsafe_text(name)):
             problems.add(f"recipients[{index}].name", reason, index=index)
             continue
         key = dedup_key(address)
@@ -236,11 +233,29 @@ def _schedule(
     return send_at, expires_at
 
 
+def _sender(services: Services, value: str | None, owner: str | None, problems: Problems) -> str:
+    """The From the job stores: the one mailbox ``value`` names, written again from its parts (the
+    caller's text itself is never a header), or MAIL_DEFAULT_SENDER's when absent."""
+    default = services.settings.mail_default_sender
+    try:
+        mailbox = parse_mailbox(value if value is not None else default)
+    except InvalidAddress as exc:
+        problems.add("sender", str(exc), address=value)
+        return default
+    if value is not None and mailbox.address.lower() not in auth.allowed_senders(services, owner):
+        problems.add(
+            "sender", "not a sender this API key may use (MAIL_DEFAULT_SENDER or the key's senders)", address=value
+        )
+    return mailbox.formatted
+
+
 def _reply_to(value: str | None, problems: Problems) -> str | None:
+    """The Reply-To the job stores: one mailbox, its name kept, its address normalized."""
     if value is None:
         return None
     try:
-        address = normalize_address(value)
+        mailbox = parse_mailbox(value)
+        address = normalize_address(mailbox.address)
     except InvalidAddress as exc:
         problems.add("reply_to", str(exc), address=value)
         return None
@@ -248,7 +263,7 @@ def _reply_to(value: str | None, problems: Problems) -> str | None:
         # Only an SMTPUTF8 message can carry it, and a job's recipients are mostly ASCII addresses.
         problems.add("reply_to", "a non-ASCII local part is not accepted in Reply-To", address=value)
         return None
-    return address
+    return Mailbox(mailbox.name, address).formatted
 
 
 def _attachment_rows(job_id: str, attachments: Sequence[AttachmentFile]) -> list[Attachment]:

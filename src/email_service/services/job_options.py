@@ -14,14 +14,15 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter, ValidationError
 
 from email_service.message.addresses import quoted
-from email_service.message.header_values import describe_control_character
+from email_service.message.attachment_headers import CONTENT_TYPE
+from email_service.message.encoded_words import decoded
+from email_service.message.header_values import describe_unsafe_text
 from email_service.message.mime import AttachmentFile
 from email_service.outbound.destinations import IPNetwork, url_refusal
 
 EXTRA_HEADER_NAME = re.compile(r"[Xx]-[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 MAX_EXTRA_HEADERS = 20
 MAX_METADATA_BYTES = 4096
-_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 _DURATION = TypeAdapter(timedelta)
 
 
@@ -91,7 +92,7 @@ def check_extra_headers(headers: dict[str, str] | None, problems: Problems) -> N
     for name, value in headers.items():
         if EXTRA_HEADER_NAME.fullmatch(name) is None:
             problems.add(f"headers.{name}", "only X-* headers (letters, digits, hyphens) may be added")
-        elif reason := describe_control_character(value):
+        elif reason := describe_unsafe_text(value):
             problems.add(f"headers.{name}", reason)
         elif len(value) > 998:
             problems.add(f"headers.{name}", "at most 998 characters")
@@ -107,12 +108,16 @@ def decode_attachments(
     total = 0
     for index, attachment in enumerate(attachments):
         where = f"attachments[{index}]"
-        name = attachment.filename
-        if not name.strip() or "/" in name or "\\" in name or describe_control_character(name):
-            problems.add(f"{where}.filename", "a file name without path separators or control characters")
+        # A reader decodes encoded words in a file name: the name it shows is the one checked and stored.
+        name = _decoded_filename(attachment.filename)
+        if name is None or not name.strip() or "/" in name or "\\" in name or describe_unsafe_text(name):
+            problems.add(
+                f"{where}.filename",
+                "a file name without path separators or control characters, also once its encoded words are decoded",
+            )
             continue
         content_type = (attachment.content_type or mimetypes.guess_type(name)[0] or "application/octet-stream").lower()
-        if _CONTENT_TYPE.fullmatch(content_type) is None or content_type.startswith(("multipart/", "message/")):
+        if CONTENT_TYPE.fullmatch(content_type) is None or content_type.startswith(("multipart/", "message/")):
             problems.add(f"{where}.content_type", "a MIME type such as application/pdf (not multipart/* or message/*)")
             continue
         try:
@@ -126,6 +131,17 @@ def decode_attachments(
     if total > max_bytes:
         problems.add("attachments", f"{total} bytes in all, more than the {max_bytes} allowed")
     return tuple(files)
+
+
+def _decoded_filename(filename: str) -> str | None:
+    """``filename`` with its RFC 2047 encoded words decoded, trimmed; None when the name as given has a control
+    character or an encoded word does not decode."""
+    if describe_unsafe_text(filename):
+        return None
+    try:
+        return decoded(filename).strip()  # readers drop white space at either end of a file name
+    except ValueError:
+        return None
 
 
 def check_callback_url(
