@@ -186,7 +186,10 @@ class Settings(BaseSettings):
     )
     bounce_local_part: str = Field("bounces", description="Local part of the envelope senders before the +token.")
     bounce_secret: SecretStr = Field(
-        SecretStr(""), description="Key of the HMAC in the envelope senders' tokens; required with BOUNCE_DOMAIN."
+        SecretStr(""),
+        description="Key of the HMAC in the envelope senders' tokens and in every Message-ID; required with "
+        "BOUNCE_DOMAIN, and to be set wherever mailed bounces are received (without it a returned Message-ID "
+        "is matched unsigned).",
     )
     bounce_max_bytes: int = Field(
         2_000_000, ge=10_000, description="Largest bounce message `email-service bounces` and the poller read."
