@@ -351,7 +351,7 @@ class ServiceBench:
             user = sum(after[pid][0] - before[pid][0] for pid in after)
             system = sum(after[pid][1] - before[pid][1] for pid in after)
             cpu_ms[name] = (user / count * 1000, system / count * 1000)
-        expected = {message_id_for(job_id, position, SENDER) for position in range(count)}
+        expected = {message_id_for(job_id, position, SENDER, "") for position in range(count)}
         accepted = [item for item in relay.accepted[start:] if item.message_id in expected]
         received = [item.message_id for item in accepted]
         distinct = len(set(received))

@@ -38,4 +38,10 @@ def dkim_signer(settings: Settings) -> DkimSigner | None:
     """The signer DKIM_* ask for, its key loaded and checked now; None when signing is off."""
     if settings.dkim_private_key_file is None:
         return None  # Settings made sure the three go together
-    return DkimSigner.load(settings.dkim_domain, settings.dkim_selector, settings.dkim_private_key_file)
+    second = settings.dkim_second_private_key_file
+    return DkimSigner.load(
+        settings.dkim_domain,
+        settings.dkim_selector,
+        settings.dkim_private_key_file,
+        (settings.dkim_second_selector, second) if second is not None else None,
+    )

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     dkim_private_key_file: Path | None = Field(
         None, description="PEM file of the RSA or Ed25519 private DKIM key, read once at start-up (never logged)."
     )
+    dkim_second_selector: str = Field(
+        "", description="Selector of a second DKIM key, of the other algorithm; empty means one signature."
+    )
+    dkim_second_private_key_file: Path | None = Field(
+        None,
+        description="PEM file of the second DKIM key: RSA beside an Ed25519 DKIM_PRIVATE_KEY_FILE, or the reverse. "
+        "Each message then carries both signatures, and the verifiers that know no Ed25519 (Mail::DKIM, "
+        "used by SpamAssassin and amavis) check the RSA one.",
+    )
 
     celery_broker_url: str = Field("filesystem://", description="Celery broker; filesystem:// keeps it under DATA_DIR.")
     celery_result_backend: str | None = Field(None, description="Celery result backend; unused by the service.")
@@ -203,7 +212,10 @@ class Settings(BaseSettings):
     )
     bounce_local_part: str = Field("bounces", description="Local part of the envelope senders before the +token.")
     bounce_secret: SecretStr = Field(
-        SecretStr(""), description="Key of the HMAC in the envelope senders' tokens; required with BOUNCE_DOMAIN."
+        SecretStr(""),
+        description="Key of the HMAC in the envelope senders' tokens and in every Message-ID; required with "
+        "BOUNCE_DOMAIN, and to be set wherever mailed bounces are received (without it a returned Message-ID "
+        "is matched unsigned).",
     )
     bounce_max_bytes: int = Field(
         2_000_000, ge=10_000, description="Largest bounce message `email-service bounces` and the poller read."
@@ -253,7 +265,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("mail_tls_ca_file", "dkim_private_key_file", mode="before")
+    @field_validator("mail_tls_ca_file", "dkim_private_key_file", "dkim_second_private_key_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value  # an empty variable would otherwise be Path(".")
@@ -281,20 +293,29 @@ class Settings(BaseSettings):
         return self
 
     def _check_dkim(self) -> None:
-        """The three DKIM settings go together and name DNS labels; the key itself is loaded at start-up
-        (bootstrap), so that reading the settings needs no cryptography."""
+        """The three DKIM settings go together and name DNS labels, and so do the second key's two beside
+        them; the keys themselves are loaded at start-up (bootstrap), so that reading the settings needs
+        no cryptography."""
         given = {
             "DKIM_DOMAIN": self.dkim_domain,
             "DKIM_SELECTOR": self.dkim_selector,
             "DKIM_PRIVATE_KEY_FILE": self.dkim_private_key_file,
         }
         missing = [name for name, value in given.items() if not value]
-        if len(missing) == len(given):
+        second = bool(self.dkim_second_selector or self.dkim_second_private_key_file)
+        if len(missing) == len(given) and not second:
             return
         if missing:
             together = "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE go together"
             raise ValueError(f"{together}: set all three or none; missing: {', '.join(missing)}")
-        for name, value in (("DKIM_DOMAIN", self.dkim_domain), ("DKIM_SELECTOR", self.dkim_selector)):
+        labels = [("DKIM_DOMAIN", self.dkim_domain), ("DKIM_SELECTOR", self.dkim_selector)]
+        if second:
+            if not (self.dkim_second_selector and self.dkim_second_private_key_file):
+                raise ValueError("DKIM_SECOND_SELECTOR and DKIM_SECOND_PRIVATE_KEY_FILE go together: set both or none")
+            if self.dkim_second_selector.lower() == self.dkim_selector.lower():
+                raise ValueError("DKIM_SECOND_SELECTOR must differ from DKIM_SELECTOR: each key has its own DNS record")
+            labels.append(("DKIM_SECOND_SELECTOR", self.dkim_second_selector))
+        for name, value in labels:
             if not DNS_NAME.fullmatch(value):
                 raise ValueError(
                     f"{name} {value!r} is not a DNS name (ASCII letters, digits, hyphens, dots; IDNA form)"

@@ -52,7 +52,7 @@ RATE_LIMIT_WAIT_SECONDS = Counter(
 )
 
 FEEDBACK_KINDS = ("hard", "soft", "complaint")
-UNMATCHED_REASONS = ("forged_token", "unknown_recipient", "not_a_report", "too_large")
+UNMATCHED_REASONS = ("forged_token", "replayed_signature", "unknown_recipient", "not_a_report", "too_large")
 FEEDBACK = Counter(
     "email_service_feedback",
     "Bounces and complaints matched to a sent message, by kind (hard, soft, complaint) and source "

@@ -41,8 +41,8 @@ def _services() -> Services:
     return services
 
 
-def _received(reports: Sequence[Feedback]) -> dict[str, int]:
-    outcomes = bounces.record_events(_services(), reports)
+def _received(reports: Sequence[Feedback], signature: providers.OneTimeSignature | None = None) -> dict[str, int]:
+    outcomes = bounces.record_events(_services(), reports, signature)
     recorded = outcomes.count(bounces.Outcome.RECORDED)
     duplicates = outcomes.count(bounces.Outcome.DUPLICATE)
     return {"recorded": recorded, "duplicates": duplicates, "ignored": len(outcomes) - recorded - duplicates}
@@ -86,10 +86,13 @@ def sendgrid() -> Any:
 
 @blueprint.post("/mailgun", summary="Mailgun's webhooks", responses={200: FeedbackReceived, **ERRORS})
 def mailgun() -> Any:
+    """Each signature (timestamp and token) is accepted once: it does not cover the event beside it,
+    so a second POST with it is refused (401) whatever event it carries."""
     key = _services().settings.mailgun_webhook_signing_key.get_secret_value()
     if not key:
         raise _off("MAILGUN_WEBHOOK_SIGNING_KEY")
-    return _received(providers.from_mailgun(request.get_data(), signing_key=key, now=utcnow()))
+    events = providers.from_mailgun(request.get_data(), signing_key=key, now=utcnow())
+    return _received(events.reports, events.signature)
 
 
 @blueprint.post(

@@ -3,10 +3,12 @@ SendGrid, Mailgun and Postmark.
 
 Each ``from_*`` function takes the webhook request's raw body, checks it as its provider documents
 (SNS: an RSA signature by Amazon's certificate; SendGrid: ECDSA; Mailgun: HMAC; Postmark: the
-caller checks basic auth), then maps the provider's events. A request that does not authenticate
-raises ForgedFeedback (401); one that authenticates but is not in the provider's documented form
-raises MalformedFeedback (422), naming what was wrong. Events that are not a bounce or a complaint
-(deliveries, delays, opens, a complaint marked not-spam) give nothing.
+caller checks basic auth), then maps the provider's events. SNS and SendGrid sign the events
+themselves, so a replay can only repeat them (recorded once); Mailgun signs a timestamp and token,
+not the events beside them, so its signature is returned for the caller to accept once. A request
+that does not authenticate raises ForgedFeedback (401); one that authenticates but is not in the
+provider's documented form raises MalformedFeedback (422), naming what was wrong. Events that are
+not a bounce or a complaint (deliveries, delays, opens, a complaint marked not-spam) give nothing.
 
 How each provider's kinds map:
 
@@ -72,6 +74,20 @@ _UNIX_TIME = re.compile(r"\d{1,12}")
 _POSTMARK_HARD = frozenset({"HardBounce", "BadEmailAddress", "ManuallyDeactivated"})
 _POSTMARK_SOFT = frozenset({"SoftBounce", "Transient", "DnsError", "Blocked"})
 _MAILGUN_NOTHING_NEW = frozenset({"suppress-unsubscribe", "suppress-complaint"})
+
+
+@dataclass(frozen=True)
+class OneTimeSignature:
+    """A webhook signature to accept once: ``key`` names it, and it can be refused by age after ``expires_at``."""
+
+    key: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class MailgunEvents:
+    reports: list[Feedback]
+    signature: OneTimeSignature
 
 
 @dataclass(frozen=True)
@@ -351,15 +367,15 @@ def _sendgrid_event(event: Mapping[str, Any], where: str) -> Feedback | None:
 # -- Mailgun
 
 
-def from_mailgun(body: bytes, *, signing_key: str, now: datetime) -> list[Feedback]:
+def from_mailgun(body: bytes, *, signing_key: str, now: datetime) -> MailgunEvents:
     """The feedback of one Mailgun webhook POST: its signature, then its event-data."""
     payload = _object(_json(body, "the Mailgun webhook"), "the Mailgun webhook")
-    _verify_mailgun(payload.get("signature"), signing_key=signing_key, now=now)
+    signature = _verify_mailgun(payload.get("signature"), signing_key=signing_key, now=now)
     event = _object(payload.get("event-data"), "the Mailgun webhook's event-data")
     name = _text(event, "event", "event-data")
     address = _address(_optional_text(event, "recipient", "event-data"))
     if address is None or name not in ("failed", "complained"):
-        return []  # accepted, delivered, opened, clicked, unsubscribed, ...
+        return MailgunEvents([], signature)  # accepted, delivered, opened, clicked, unsubscribed, ...
     common: dict[str, Any] = {
         "source": FeedbackSource.MAILGUN,
         "address": address,
@@ -368,11 +384,12 @@ def from_mailgun(body: bytes, *, signing_key: str, now: datetime) -> list[Feedba
         "reporter": MAILGUN_REPORTER,
     }
     if name == "complained":
-        return [Feedback(kind=FeedbackKind.COMPLAINT, status=None, smtp_code=None, diagnostic="complaint", **common)]
-    return _mailgun_failure(event, common)
+        complaint = Feedback(kind=FeedbackKind.COMPLAINT, status=None, smtp_code=None, diagnostic="complaint", **common)
+        return MailgunEvents([complaint], signature)
+    return MailgunEvents(_mailgun_failure(event, common), signature)
 
 
-def _verify_mailgun(signature: object, *, signing_key: str, now: datetime) -> None:
+def _verify_mailgun(signature: object, *, signing_key: str, now: datetime) -> OneTimeSignature:
     if not isinstance(signature, dict):
         raise ForgedFeedback("the Mailgun webhook has no signature")
     timestamp, token, given = (signature.get(key) for key in ("timestamp", "token", "signature"))
@@ -384,7 +401,10 @@ def _verify_mailgun(signature: object, *, signing_key: str, now: datetime) -> No
     # As bytes: compare_digest refuses str with non-ASCII characters, which anyone can send.
     if not hmac.compare_digest(expected.encode(), given.encode()):
         raise ForgedFeedback("the Mailgun webhook's signature does not check")
-    _check_age(_unix_time(timestamp, "the Mailgun timestamp"), now, WEBHOOK_MAX_AGE, "the Mailgun webhook")
+    signed_at = _unix_time(timestamp, "the Mailgun timestamp")
+    _check_age(signed_at, now, WEBHOOK_MAX_AGE, "the Mailgun webhook")
+    # Keyed by what was signed: any split of it into a timestamp and a token is the same signature.
+    return OneTimeSignature(hashlib.sha256(b"mailgun:" + expected.encode()).hexdigest(), signed_at + WEBHOOK_MAX_AGE)
 
 
 def _mailgun_failure(event: Mapping[str, Any], common: dict[str, Any]) -> list[Feedback]:

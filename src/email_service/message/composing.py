@@ -78,7 +78,7 @@ def compose(
         recipient=address,
         recipient_name=name,
         subject=job.subject,
-        message_id=message_id_for(job.job_id, position, job.sender),
+        message_id=message_id_for(job.job_id, position, job.sender, job.bounces.secret if job.bounces else ""),
         date=date,
         headers=job.headers,
         attachments=job.attachments,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import re
 import uuid
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from email_service.message.header_values import (
     describe_unsafe_text,
 )
 from email_service.message.rendering import RenderedEmail
+from email_service.message.verp import MESSAGE_ID_MAC_LENGTH, message_id_mac
 
 # SMTP line endings, and 7bit output so every non-ASCII or long-lined body is encoded
 # (quoted-printable or base64): no line can exceed 998 octets and no relay needs 8BITMIME.
@@ -62,20 +64,31 @@ class Envelope:
     data: bytes
 
 
-def message_id_for(job_id: str, position: int, sender: str) -> str:
+def message_id_for(job_id: str, position: int, sender: str, secret: str) -> str:
     """The Message-ID of a job's message to the recipient at ``position``, the same on every attempt:
-    derived from what never changes, so it is fixed when the job is accepted."""
+    derived from what never changes, so it is fixed when the job is accepted. With ``secret``
+    (BOUNCE_SECRET) it carries a MAC, so that nobody can make up the Message-ID of another recipient."""
     domain = transport_address(envelope_sender(sender)).rpartition("@")[2] or "localhost"
-    return f"<{job_id}.{position}@{domain}>"
+    mac = f".{message_id_mac(job_id, position, secret)}" if secret else ""
+    return f"<{job_id}.{position}{mac}@{domain}>"
 
 
-_OUR_MESSAGE_ID = re.compile(r"<?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(\d{1,9})@[^<>@\s]+>?")
+_OUR_MESSAGE_ID = re.compile(
+    r"<?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(\d{1,9})"
+    rf"(?:\.([a-z2-7]{{{MESSAGE_ID_MAC_LENGTH}}}))?@[^<>@\s]+>?"
+)
 
 
-def read_message_id(value: str) -> tuple[str, int] | None:
-    """The (job id, position) of a Message-ID that ``message_id_for`` made; None for any other."""
+def read_message_id(value: str, secret: str) -> tuple[str, int] | None:
+    """The (job id, position) of a Message-ID that ``message_id_for`` made; None for any other, and,
+    with ``secret``, for one whose MAC is missing or does not check."""
     match = _OUR_MESSAGE_ID.fullmatch(value.strip().lower())
-    return (match.group(1), int(match.group(2))) if match else None
+    if match is None:
+        return None
+    job_id, position, mac = match.group(1), int(match.group(2)), match.group(3)
+    if secret and not (mac and hmac.compare_digest(mac, message_id_mac(job_id, position, secret))):
+        return None
+    return job_id, position
 
 
 @lru_cache(maxsize=256)

@@ -4,6 +4,9 @@ its recipient whatever the relay did to the returned headers.
 The token is the job id and the recipient's position, with an HMAC-SHA256 keyed with BOUNCE_SECRET:
 a bounce for a made-up token is recognised without a database query. It is lowercase base32 (MTAs
 may change the case of a local part) and short: the whole local part stays within 64 octets.
+The same key signs each Message-ID (``message_id_mac``), so that a report returning only the
+Message-ID proves it is about a message we sent: the job id and position alone are known to every
+recipient of the job.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
-_MAC_BYTES = 10
+_MAC_BYTES = 10  # 80 bits
 _BODY_BYTES = 20  # a UUID and a 32-bit position
 TOKEN_LENGTH = 48  # base32 of 30 bytes
+MESSAGE_ID_MAC_LENGTH = 16  # base32 of _MAC_BYTES
 POSTMARK_REFERENCE_HEADER = "X-PM-Metadata-email_service_ref"  # comes back as Metadata.email_service_ref
 
 
@@ -41,8 +45,13 @@ class Reference:
 
 
 def token_for(job_id: str, position: int, secret: str) -> str:
-    body = uuid.UUID(job_id).bytes + position.to_bytes(4, "big")
-    return base64.b32encode(body + _mac(body, secret)).decode("ascii").lower()
+    body = _body(job_id, position)
+    return base64.b32encode(body + _mac(b"verp:", body, secret)).decode("ascii").lower()
+
+
+def message_id_mac(job_id: str, position: int, secret: str) -> str:
+    """The MAC a Message-ID of ours carries: lowercase base32, ``MESSAGE_ID_MAC_LENGTH`` characters."""
+    return base64.b32encode(_mac(b"message-id:", _body(job_id, position), secret)).decode("ascii").lower()
 
 
 def read_token(token: str, secret: str) -> Reference | None:
@@ -54,7 +63,7 @@ def read_token(token: str, secret: str) -> Reference | None:
     except ValueError:
         return None
     body, mac = raw[:_BODY_BYTES], raw[_BODY_BYTES:]
-    if not hmac.compare_digest(mac, _mac(body, secret)):
+    if not hmac.compare_digest(mac, _mac(b"verp:", body, secret)):
         return None
     return Reference(str(uuid.UUID(bytes=body[:16])), int.from_bytes(body[16:], "big"))
 
@@ -68,5 +77,10 @@ def token_in(address: str, local_part: str, domain: str) -> str | None:
     return token.lower()
 
 
-def _mac(body: bytes, secret: str) -> bytes:
-    return hmac.digest(secret.encode("utf-8"), b"verp:" + body, "sha256")[:_MAC_BYTES]
+def _body(job_id: str, position: int) -> bytes:
+    return uuid.UUID(job_id).bytes + position.to_bytes(4, "big")
+
+
+def _mac(purpose: bytes, body: bytes, secret: str) -> bytes:
+    """The truncated HMAC of ``body``; ``purpose`` keeps a token's MAC from serving as a Message-ID's."""
+    return hmac.digest(secret.encode("utf-8"), purpose + body, "sha256")[:_MAC_BYTES]

@@ -3,7 +3,9 @@ ledger, the suppression list, the job's webhook and the metrics changed in one t
 
 A report names its recipient by a signed token (the VERP envelope sender a bounce is mailed to, or
 a token a provider echoes back), else by the Message-ID it returns, which must then come with the
-same recipient address unless the report arrived through a provider's authenticated webhook. A
+same recipient address unless the report arrived through a provider's authenticated webhook. With
+BOUNCE_SECRET set, that Message-ID must carry its MAC: the job id and position are in every copy of
+a job's message, so without it anyone who received one could report bounces for the others. A
 report for a made-up token, or for no message of ours, changes nothing and is counted.
 """
 
@@ -13,6 +15,7 @@ import enum
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -20,12 +23,13 @@ from sqlalchemy.orm import Session
 from email_service import metrics
 from email_service.bounces.feedback import Feedback, FeedbackKind
 from email_service.bounces.parsing import parse_feedback
-from email_service.errors import InvalidAddress
+from email_service.bounces.providers import OneTimeSignature
+from email_service.errors import ForgedFeedback, InvalidAddress
 from email_service.message.addresses import dedup_key, normalize_address
 from email_service.message.mime import read_message_id
 from email_service.message.verp import TOKEN_LENGTH, Reference, read_token, token_in
 from email_service.services import Services
-from email_service.storage import bounces, suppressions, webhook_events
+from email_service.storage import bounces, suppressions, webhook_events, webhook_signatures
 from email_service.storage.models import Bounce, Recipient, RecipientStatus, SuppressionReason, utcnow
 
 log = logging.getLogger(__name__)
@@ -69,65 +73,107 @@ def record_mail(services: Services, raw: bytes, envelope_recipients: Sequence[st
     return [record(services, report, None, trusted=False) for report in reports]
 
 
-def record_events(services: Services, reports: Sequence[Feedback]) -> list[Outcome]:
-    """Record a provider's events, which its webhook authenticated."""
-    outcomes = []
-    for report in reports:
-        reference = None
-        if report.reference is not None:
-            reference = read_token(report.reference, services.settings.bounce_secret.get_secret_value())
-            if reference is None:
-                metrics.feedback_ignored("forged_token")
-                outcomes.append(Outcome.FORGED)
-                continue
-        outcomes.append(record(services, report, reference, trusted=True))
-    return outcomes
+def record_events(
+    services: Services, reports: Sequence[Feedback], signature: OneTimeSignature | None = None
+) -> list[Outcome]:
+    """Record a provider's events, which its webhook authenticated. With ``signature`` (one that does
+    not cover the events), it is claimed in the transaction that records them: ForgedFeedback when it
+    was used before, so that nobody can attach other events to a signature they saw."""
+    if signature is None:
+        done = []
+        for report in reports:
+            with services.sessions.begin() as session:
+                done.append(_record_event(services, session, report))
+    else:
+        with services.sessions.begin() as session:
+            if not webhook_signatures.claim(session, signature.key, signature.expires_at, utcnow()):
+                metrics.feedback_ignored("replayed_signature")
+                raise ForgedFeedback("this webhook signature was already used: a replay is refused")
+            done = [_record_event(services, session, report) for report in reports]
+    return [_announced(services, report, result) for report, result in zip(reports, done, strict=True)]
 
 
 def record(services: Services, report: Feedback, reference: Reference | None, *, trusted: bool) -> Outcome:
     """Record one report about one message; ``trusted`` when its source is authenticated (a signed
     token, a provider's signed webhook), so that a Message-ID alone may name the message."""
-    now = utcnow()
     with services.sessions.begin() as session:
-        recipient = _match(session, report, reference, trusted=trusted)
-        if recipient is None:
-            metrics.feedback_ignored("unknown_recipient")
-            return Outcome.UNMATCHED
-        address = dedup_key(recipient.address)
-        bounce = Bounce(
-            recipient_id=recipient.id,
-            job_id=recipient.job_id,
-            address=address,
-            kind=report.kind,
-            source=report.source,
-            status=report.status,
-            smtp_code=report.smtp_code,
-            diagnostic=report.diagnostic,
-            reporter=report.reporter[:255] if report.reporter else None,
-            received_at=now,
+        result = _record_in(services, session, report, reference, trusted=trusted)
+    return _announced(services, report, result)
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """A report written in a transaction, for what follows its commit."""
+
+    recipient_id: int
+    bounce: Bounce
+    has_webhook: bool
+
+
+def _record_event(services: Services, session: Session, report: Feedback) -> Outcome | _Recorded:
+    reference = None
+    if report.reference is not None:
+        reference = read_token(report.reference, services.settings.bounce_secret.get_secret_value())
+        if reference is None:
+            metrics.feedback_ignored("forged_token")
+            return Outcome.FORGED
+    return _record_in(services, session, report, reference, trusted=True)
+
+
+def _record_in(
+    services: Services, session: Session, report: Feedback, reference: Reference | None, *, trusted: bool
+) -> Outcome | _Recorded:
+    """Write one report in the caller's transaction: the ledger, the recipient, the suppression list
+    and the webhook outbox; an Outcome when there is nothing to write."""
+    secret = services.settings.bounce_secret.get_secret_value()
+    recipient = _match(session, report, reference, secret, trusted)
+    if recipient is None:
+        metrics.feedback_ignored("unknown_recipient")
+        return Outcome.UNMATCHED
+    address = dedup_key(recipient.address)
+    now = utcnow()
+    bounce = Bounce(
+        recipient_id=recipient.id,
+        job_id=recipient.job_id,
+        address=address,
+        kind=report.kind,
+        source=report.source,
+        status=report.status,
+        smtp_code=report.smtp_code,
+        diagnostic=report.diagnostic,
+        reporter=report.reporter[:255] if report.reporter else None,
+        received_at=now,
+    )
+    if not bounces.add(session, bounce):
+        return Outcome.DUPLICATE
+    has_webhook = False
+    if report.kind in _ENDS:
+        status, reason, event = _ENDS[report.kind]
+        bounces.end_sent_recipient(session, recipient.id, status, bounce)
+        suppressions.add(session, address, reason, recipient.job_id, now)
+        has_webhook = webhook_events.record_recipient_feedback(
+            session, recipient, event, _payload(recipient, bounce), now
         )
-        if not bounces.add(session, bounce):
-            return Outcome.DUPLICATE
-        if report.kind in _ENDS:
-            status, reason, event = _ENDS[report.kind]
-            bounces.end_sent_recipient(session, recipient.id, status, bounce)
-            suppressions.add(session, address, reason, recipient.job_id, now)
-            has_webhook = webhook_events.record_recipient_feedback(
-                session, recipient, event, _payload(recipient, bounce), now
-            )
-        else:
-            has_webhook = False
-            _suppress_after_soft_bounces(services, session, bounce)
+    else:
+        _suppress_after_soft_bounces(services, session, bounce)
+    return _Recorded(recipient.id, bounce, has_webhook)
+
+
+def _announced(services: Services, report: Feedback, result: Outcome | _Recorded) -> Outcome:
+    """After the commit: the metrics, the log line and the queued webhook delivery of a recorded report."""
+    if isinstance(result, Outcome):
+        return result
+    bounce = result.bounce
     metrics.feedback_recorded(report.kind, report.source)
     log.info(
         "job %s recipient %d: %s bounce (%s) from %s",
         bounce.job_id,
-        recipient.id,
+        result.recipient_id,
         report.kind,
         report.status,
         report.source,
     )
-    if has_webhook and services.queue is not None:
+    if result.has_webhook and services.queue is not None:
         try:
             services.queue.deliver_events(bounce.job_id)
         except Exception:  # the event is stored; the scheduler's sweep queues it when the broker answers
@@ -135,10 +181,12 @@ def record(services: Services, report: Feedback, reference: Reference | None, *,
     return Outcome.RECORDED
 
 
-def _match(session: Session, report: Feedback, reference: Reference | None, *, trusted: bool) -> Recipient | None:
+def _match(
+    session: Session, report: Feedback, reference: Reference | None, secret: str, trusted: bool
+) -> Recipient | None:
     if reference is not None:
         return bounces.recipient_at(session, reference.job_id, reference.position)
-    named = read_message_id(report.message_id) if report.message_id else None
+    named = read_message_id(report.message_id, secret) if report.message_id else None
     recipient = bounces.recipient_at(session, *named) if named else None
     if recipient is None:
         return None

@@ -92,7 +92,10 @@ def recipient_page(
             session, job.id, status=status, after=after, limit=limit, address_part=address_part
         )
         latest = bounces.latest_for(session, [r.id for r in recipients])
-    return [RecipientReport(r, message_id_for(job.id, r.position, job.sender), latest.get(r.id)) for r in recipients]
+    secret = services.settings.bounce_secret.get_secret_value()
+    return [
+        RecipientReport(r, message_id_for(job.id, r.position, job.sender, secret), latest.get(r.id)) for r in recipients
+    ]
 
 
 def sent_timeline(services: Services, job_id: str, owner: str | None, *, most_buckets: int) -> jobs.Timeline | None:

@@ -311,6 +311,17 @@ class Bounce(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class UsedWebhookSignature(Base):
+    """A provider webhook's signature already accepted, kept while it is young enough to check: a
+    signature that does not cover the events it comes with (Mailgun's) is accepted once."""
+
+    __tablename__ = "used_webhook_signatures"
+    __table_args__ = (Index("ix_used_webhook_signatures_expires", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex of the provider and its token
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedRecipient:
     """A recipient as its batch claimed it: what sending to it needs. A plain row, not an ORM object:

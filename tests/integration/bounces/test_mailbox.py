@@ -40,7 +40,9 @@ def _report_about(services: Services, sink: SMTPSink, job_id: str, address: str)
         final_recipient=address,
         status="5.1.1",
         diagnostic=f"550 5.1.1 <{address}>: Recipient address rejected: User unknown",
-        message_id=message_id_for(job_id, 0, envelope_sender(SENDER)),
+        message_id=message_id_for(
+            job_id, 0, envelope_sender(SENDER), services.settings.bounce_secret.get_secret_value()
+        ),
     )
 
 

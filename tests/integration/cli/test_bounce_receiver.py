@@ -77,7 +77,7 @@ def test_the_receiver_process_records_a_dsn_for_its_domain_only(services: Servic
         final_recipient="will@example.com",
         status="5.1.1",
         diagnostic="550 5.1.1 <will@example.com>: Recipient address rejected: User unknown",
-        message_id=message_id_for(job_id, 0, envelope_sender(SENDER)),
+        message_id=message_id_for(job_id, 0, envelope_sender(SENDER), SECRET),
     )
     with smtplib.SMTP("127.0.0.1", receiver, timeout=10) as smtp:
         smtp.ehlo()

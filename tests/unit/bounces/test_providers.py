@@ -554,7 +554,7 @@ def mailgun_body(event_data: Any, *, at: datetime = NOW, key: str = MAILGUN_KEY,
 
 
 def mailgun(event_data: Any, **options: Any) -> list[Feedback]:
-    return from_mailgun(mailgun_body(event_data, **options), signing_key=MAILGUN_KEY, now=NOW)
+    return from_mailgun(mailgun_body(event_data, **options), signing_key=MAILGUN_KEY, now=NOW).reports
 
 
 def test_mailgun_permanent_failure() -> None:

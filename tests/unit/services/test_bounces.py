@@ -56,7 +56,7 @@ def _bounce_for(sink: SMTPSink, address: str, job_id: str, position: int, **chan
         "final_recipient": address,
         "status": "5.1.1",
         "diagnostic": UNKNOWN.format(address),
-        "message_id": message_id_for(job_id, position, envelope_sender(SENDER)),
+        "message_id": message_id_for(job_id, position, envelope_sender(SENDER), SECRET),
         **changes,
     }
     return dsn(**fields), to
@@ -140,7 +140,7 @@ def test_without_a_token_the_message_id_matches_only_with_the_same_recipient(tmp
     job_id = _sent(services, "will@example.com", "dustin@example.com")
     sender = envelope_sender(SENDER)
     assert _envelope_of(sink, "will@example.com") == sender, "MAIL FROM is the sender's address"
-    message_id = message_id_for(job_id, 0, sender)
+    message_id = message_id_for(job_id, 0, sender, "")
     other = dsn(
         to=sender,
         final_recipient="dustin@example.com",
@@ -166,7 +166,7 @@ def test_a_complaint_ends_the_recipient_as_complained(services: Services, sink: 
     report = abuse_report(
         to="fbl@example.org",
         original_recipient="will@example.com",
-        message_id=message_id_for(job_id, 0, envelope_sender(SENDER)),
+        message_id=message_id_for(job_id, 0, envelope_sender(SENDER), SECRET),
     )
     assert record_mail(services, report, ["fbl@example.org"]) == [Outcome.RECORDED]
     assert counts(services, job_id) == {"complained": 1}

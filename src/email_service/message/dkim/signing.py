@@ -8,6 +8,7 @@ import hashlib
 import logging
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +29,7 @@ from email_service.message.folding import LINE_WIDTH, fold
 
 log = logging.getLogger(__name__)
 
-# Signed when present, in this order; "from" once more at the end: a header named in h= more times
-# than the message has it cannot be added without breaking the signature (oversigning).
+# Signed when present, in this order.
 SIGNED_HEADERS = (
     b"from",
     b"to",
@@ -42,7 +42,20 @@ SIGNED_HEADERS = (
     b"list-unsubscribe",
     b"list-unsubscribe-post",
 )
-OVERSIGNED_HEADERS = (b"from",)
+# Headers a forger could add a second copy of, which a reader may show instead of ours: h= names each
+# one more time than the message has it, so that adding one breaks the signature (oversigning, RFC
+# 6376 §8.15). Reply-To is named even when absent: its absence is signed too.
+OVERSIGNED_HEADERS = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"mime-version",
+    b"content-type",
+)
+_SIGNED_WHEN_ABSENT = frozenset({b"reply-to"})
 MIN_RSA_BITS = 1024  # receivers ignore shorter keys (RFC 8301); 2048 is the usual size
 
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
@@ -57,13 +70,13 @@ class DkimKey:
     private_key: RSAPrivateKey | Ed25519PrivateKey = field(repr=False)
 
 
-def load_key(path: Path) -> DkimKey:
-    """Read and check a PEM RSA or Ed25519 private key; raises ConfigurationError naming
-    DKIM_PRIVATE_KEY_FILE and saying why, never what the file holds."""
+def load_key(path: Path, setting: str = "DKIM_PRIVATE_KEY_FILE") -> DkimKey:
+    """Read and check a PEM RSA or Ed25519 private key; raises ConfigurationError naming the
+    ``setting`` and saying why, never what the file holds."""
     key_or_reason = _read_key(path)
     if isinstance(key_or_reason, DkimKey):
         return key_or_reason
-    raise ConfigurationError(f"DKIM_PRIVATE_KEY_FILE {path}: {key_or_reason}")
+    raise ConfigurationError(f"{setting} {path}: {key_or_reason}")
 
 
 def _read_key(path: Path) -> DkimKey | str:
@@ -96,34 +109,76 @@ def _read_key(path: Path) -> DkimKey | str:
     return DkimKey(algorithm=b"rsa-sha256", bits=key.key_size, private_key=key)
 
 
-class DkimSigner:
-    """Signs each message with the domain's key; built once per process, shared by its threads."""
+def header_list(names: list[bytes]) -> list[bytes]:
+    """The h= list of a message whose header names (lowercase, in order) are ``names``."""
+    present = Counter(names)
+    listed: list[bytes] = []
+    for name in SIGNED_HEADERS:
+        oversigned = name in OVERSIGNED_HEADERS and (present[name] > 0 or name in _SIGNED_WHEN_ABSENT)
+        listed += [name] * (present[name] + oversigned)
+    return listed
 
-    def __init__(self, domain: str, selector: str, key: DkimKey) -> None:
+
+@dataclass(frozen=True)
+class _Selector:
+    """One key and the tags before t= of its signatures, the same for every message, as (separator,
+    word) pairs for fold."""
+
+    name: str
+    key: DkimKey
+    fixed_words: list[tuple[bytes, bytes]]
+
+
+class DkimSigner:
+    """Signs each message with the domain's key, or with two keys of different algorithms (one
+    DKIM-Signature each: RSA for the verifiers that know no Ed25519, RFC 8463 §4); built once per
+    process, shared by its threads."""
+
+    def __init__(self, domain: str, selector: str, key: DkimKey, second: tuple[str, DkimKey] | None = None) -> None:
         self.domain = domain
-        self.selector = selector
-        self.key = key
-        # The tags before t=, the same for every message, as (separator, word) pairs for fold.
-        self._fixed_words = [
+        self.selectors = [
+            _Selector(name, key, self._fixed_words(name, key))
+            for name, key in [(selector, key), *filter(None, [second])]
+        ]
+
+    def _fixed_words(self, selector: str, key: DkimKey) -> list[tuple[bytes, bytes]]:
+        return [
             (b" ", b"v=1;"),
             (b" ", b"a=" + key.algorithm + b";"),
             (b" ", b"c=relaxed/relaxed;"),
-            (b" ", b"d=" + domain.encode("ascii") + b";"),
+            (b" ", b"d=" + self.domain.encode("ascii") + b";"),
             (b" ", b"s=" + selector.encode("ascii") + b";"),
         ]
 
     def __repr__(self) -> str:
-        return f"DkimSigner(d={self.domain}, s={self.selector}, a={self.key.algorithm.decode()})"
+        keys = ", ".join(f"s={s.name} a={s.key.algorithm.decode()}" for s in self.selectors)
+        return f"DkimSigner(d={self.domain}, {keys})"
 
     @classmethod
-    def load(cls, domain: str, selector: str, key_file: Path) -> DkimSigner:
-        """The signer of ``domain`` with the key in ``key_file``; raises ConfigurationError if it cannot be used."""
+    def load(cls, domain: str, selector: str, key_file: Path, second: tuple[str, Path] | None = None) -> DkimSigner:
+        """The signer of ``domain`` with the key in ``key_file``, and the ``second`` (selector, key file)
+        when given, of the other algorithm; raises ConfigurationError if a key cannot be used."""
         key = load_key(key_file)
-        log.info("DKIM signing as d=%s s=%s (%s, %d bits)", domain, selector, key.algorithm.decode(), key.bits)
-        return cls(domain, selector, key)
+        keys = [(selector, key)]
+        if second is not None:
+            other = load_key(second[1], setting="DKIM_SECOND_PRIVATE_KEY_FILE")
+            if other.algorithm == key.algorithm:
+                raise ConfigurationError(
+                    f"DKIM_SECOND_PRIVATE_KEY_FILE {second[1]}: holds a {other.algorithm.decode()} key like "
+                    "DKIM_PRIVATE_KEY_FILE; the second key must be of the other algorithm (RSA beside Ed25519)"
+                )
+            keys.append((second[0], other))
+        for name, loaded in keys:
+            log.info("DKIM signing as d=%s s=%s (%s, %d bits)", domain, name, loaded.algorithm.decode(), loaded.bits)
+        if all(loaded.algorithm == b"ed25519-sha256" for _, loaded in keys):
+            log.warning(
+                "DKIM: an Ed25519 key alone is not enough: verifiers without Ed25519 (Mail::DKIM in SpamAssassin "
+                "and amavis) see the mail unsigned; add an RSA key (DKIM_SECOND_SELECTOR, DKIM_SECOND_PRIVATE_KEY_FILE)"
+            )
+        return cls(domain, selector, key, keys[1] if len(keys) > 1 else None)
 
     def sign(self, message: bytes) -> bytes:
-        """The message with a DKIM-Signature header first (relaxed/relaxed, CRLF-folded, ASCII)."""
+        """The message with a DKIM-Signature header first per key (relaxed/relaxed, CRLF-folded, ASCII)."""
         try:
             fields, body = split_message(message)
         except MessageFormatError as exc:
@@ -131,12 +186,21 @@ class DkimSigner:
         names = [field_name(f) for f in fields]
         if b"from" not in names:
             raise DkimError("DKIM signing failed: the message has no From header, which must be signed")
-        include = [name for name in SIGNED_HEADERS if name in names] + list(OVERSIGNED_HEADERS)
+        include = header_list(names)
+        signed_fields = b"".join(_selected(fields, names, include))
         body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
+        now = int(time.time())
+        headers = [self._header(selector, include, signed_fields, body_hash, now) for selector in self.selectors]
+        return b"".join(headers) + message
+
+    def _header(
+        self, selector: _Selector, include: list[bytes], signed_fields: bytes, body_hash: bytes, now: int
+    ) -> bytes:
+        """One DKIM-Signature header with its CRLF."""
         *h_names, last = include
         words = [
-            *self._fixed_words,
-            (b" ", b"t=%d;" % time.time()),
+            *selector.fixed_words,
+            (b" ", b"t=%d;" % now),
             (b" ", b"h=" + h_names[0] + b":"),  # h= may be folded after any colon
             *((b"", name + b":") for name in h_names[1:]),
             (b"", last + b";"),
@@ -145,19 +209,19 @@ class DkimSigner:
         ]
         unsigned, column = fold(b"DKIM-Signature:", words)
         # What is signed (RFC 6376 §3.7): the fields h= names, then this header with b= empty, no final CRLF.
-        signed_data = b"".join(_selected(fields, names, include)) + relaxed_field(unsigned)
-        signature = base64.b64encode(self._signature(signed_data))
+        signature = base64.b64encode(_signature(selector.key, signed_fields + relaxed_field(unsigned)))
         # b= may be folded anywhere: verifiers remove its value, folding included, before hashing.
         room, width = max(LINE_WIDTH - column, 0), LINE_WIDTH - 1
         lines = [signature[:room], *(signature[i : i + width] for i in range(room, len(signature), width))]
-        return unsigned + b"\r\n ".join(lines) + b"\r\n" + message
+        return unsigned + b"\r\n ".join(lines) + b"\r\n"
 
-    def _signature(self, data: bytes) -> bytes:
-        """The private-key operation, in OpenSSL through cryptography (its cost: bench/dkim_signing.py)."""
-        key = self.key.private_key
-        if isinstance(key, RSAPrivateKey):
-            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        return key.sign(hashlib.sha256(data).digest())  # ed25519-sha256 signs the data's SHA-256 (RFC 8463)
+
+def _signature(key: DkimKey, data: bytes) -> bytes:
+    """The private-key operation, in OpenSSL through cryptography (its cost: bench/dkim_signing.py)."""
+    private_key = key.private_key
+    if isinstance(private_key, RSAPrivateKey):
+        return private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return private_key.sign(hashlib.sha256(data).digest())  # ed25519-sha256 signs the data's SHA-256 (RFC 8463)
 
 
 def _selected(fields: list[bytes], names: list[bytes], include: list[bytes]) -> list[bytes]:

@@ -141,11 +141,11 @@ def test_a_composed_message_is_signed_and_verifies(keys: dict[str, Key], kind: s
     assert signature.endswith(b"\r\n") and max(len(line) for line in signature.split(b"\r\n")) <= 78
 
 
-def test_headers_absent_from_the_message_are_not_listed(keys: dict[str, Key]):
+def test_headers_absent_from_the_message_are_not_listed_but_reply_to_whose_absence_is_signed(keys: dict[str, Key]):
     data = _compose(_signer(keys["ed25519"]), unsubscribe=False)
     assert dkim.verify(data, dnsfunc=_dns(keys["ed25519"]))
     signed = [name.strip() for name in _tags(data)[b"h"].split(b":")]
-    assert b"list-unsubscribe" not in signed and b"reply-to" not in signed
+    assert b"list-unsubscribe" not in signed and signed.count(b"reply-to") == 1
 
 
 def _replace(data: bytes, old: bytes, new: bytes) -> bytes:
@@ -199,7 +199,7 @@ def test_signing_is_off_without_settings_and_read_from_the_environment(keys: dic
     monkeypatch.setenv("DKIM_SELECTOR", SELECTOR)
     monkeypatch.setenv("DKIM_PRIVATE_KEY_FILE", str(keys["ed25519"].path))
     signer = dkim_signer(Settings())
-    assert signer is not None and (signer.domain, signer.selector) == (DOMAIN, SELECTOR)
+    assert signer is not None and (signer.domain, [s.name for s in signer.selectors]) == (DOMAIN, [SELECTOR])
     for name in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_FILE"):
         monkeypatch.setenv(name, "")
     assert dkim_signer(Settings()) is None
@@ -280,7 +280,7 @@ def test_the_private_key_never_shows_in_settings_signer_or_logs(
         signer = dkim_signer(settings)
         assert signer is not None
         signer.sign(_compose(None))
-    shown = [repr(settings), str(settings), settings.model_dump_json(), repr(signer), repr(signer.key)]
+    shown = [repr(settings), str(settings), settings.model_dump_json(), repr(signer), repr(signer.selectors)]
     shown += [record.getMessage() for record in caplog.records]
     assert any("DKIM signing as d=example.org" in text for text in shown)
     assert not any(secret in text for text in shown)
@@ -350,7 +350,8 @@ RAW = (
 def test_a_message_of_any_header_layout_verifies_and_lists_only_what_it_has(keys: dict[str, Key], kind: str):
     data = _signer(keys[kind]).sign(RAW)
     assert data.endswith(RAW) and dkim.verify(data, dnsfunc=_dns(keys[kind]))
-    assert [name.strip() for name in _tags(data)[b"h"].split(b":")] == [b"from", b"to", b"subject", b"from"]
+    listed = [name.strip() for name in _tags(data)[b"h"].split(b":")]
+    assert listed == [b"from", b"from", b"to", b"to", b"subject", b"subject", b"reply-to"]
     assert not dkim.verify(_replace(data, b"and   tabbed", b"and   tabbet"), dnsfunc=_dns(keys[kind]))
 
 
