@@ -13,6 +13,7 @@ from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 
 from email_service.errors import TemplateError
+from email_service.message import unsubscribe
 from email_service.message.address_headers import address_line, parse_mailboxes, transport_address
 from email_service.message.header_values import describe_control_character
 from email_service.message.rendering import RenderedEmail
@@ -111,7 +112,7 @@ class MessageBuilder:
         """One message for one recipient; every header value is checked for control characters.
 
         ``headers`` (the job's Reply-To and X-* headers) replace the template's of the same name;
-        ``unsubscribe_url`` adds this recipient's one-click List-Unsubscribe (RFC 8058), ``reference``
+        ``unsubscribe_url`` adds this recipient's List-Unsubscribe (one-click over https, RFC 8058), ``reference``
         a (name, token) header naming the recipient to a provider's bounce events.
         """
         _check_header("To", recipient_name or "")
@@ -123,9 +124,7 @@ class MessageBuilder:
         own_lines += f"Message-ID: {message_id}\r\n".encode("ascii")
         if unsubscribe_url is not None:
             _check_header("List-Unsubscribe", unsubscribe_url)
-            own_lines += (
-                f"List-Unsubscribe: <{unsubscribe_url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            ).encode("ascii")
+            own_lines += unsubscribe.header_lines(unsubscribe_url)
         if reference is not None:
             _check_header(*reference)
             own_lines += f"{reference[0]}: {reference[1]}\r\n".encode("ascii")
