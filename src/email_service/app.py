@@ -16,6 +16,7 @@ from email_service.api.errors import register_error_handlers, validation_error_r
 from email_service.api.guards import install_request_guards
 from email_service.api.health import install_health
 from email_service.api.hosts import install_host_check
+from email_service.api.json_body import StrictJSONProvider
 from email_service.api.quotas import make_key_quotas
 from email_service.api.schemas import ErrorBody
 from email_service.bootstrap import build_process
@@ -53,6 +54,7 @@ def create_api(services: Services) -> OpenAPI:
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key."},
         },
     )
+    app.json = StrictJSONProvider(app)  # every JSON body is parsed by it: non-finite numbers are refused (400)
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_request_bytes
     if hops := services.settings.proxy_hops:
         # The values the last ``hops`` proxies wrote, never what the client sent before them. X-Forwarded-Port
