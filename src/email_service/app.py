@@ -15,6 +15,8 @@ from email_service.api.dashboard import install_dashboard
 from email_service.api.errors import register_error_handlers, validation_error_response
 from email_service.api.guards import install_request_guards
 from email_service.api.health import install_health
+from email_service.api.hosts import install_host_check
+from email_service.api.json_body import StrictJSONProvider
 from email_service.api.quotas import make_key_quotas
 from email_service.api.schemas import ErrorBody
 from email_service.bootstrap import build_process
@@ -52,6 +54,7 @@ def create_api(services: Services) -> OpenAPI:
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key."},
         },
     )
+    app.json = StrictJSONProvider(app)  # every JSON body is parsed by it: non-finite numbers are refused (400)
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_request_bytes
     if hops := services.settings.proxy_hops:
         # The values the last ``hops`` proxies wrote, never what the client sent before them. X-Forwarded-Port
@@ -59,7 +62,8 @@ def create_api(services: Services) -> OpenAPI:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.extensions["email_service"] = services
     app.extensions["key_quotas"] = make_key_quotas(services.settings)
-    install_authentication(app, services)  # first: nothing reads a request its caller may not make
+    install_host_check(app, services.settings.allowed_hosts)  # first: another site's name is never served
+    install_authentication(app, services)  # then: nothing reads a request its caller may not make
     app.register_api(jobs.blueprint)
     app.url_map.converters["template_name"] = templates.TemplateNameConverter
     app.register_api(templates.blueprint)

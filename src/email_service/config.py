@@ -178,6 +178,12 @@ class Settings(BaseSettings):
         description="Seconds `serve` gives a client to send a whole request, and to take its answer; past it the "
         "connection is closed. Requests are received without holding a thread, so slow clients wait alone.",
     )
+    allowed_hosts: str = Field(
+        "",
+        description="Comma-separated host names and addresses the API answers to in the Host header (any port; "
+        "others get 400, against DNS rebinding); empty = any. `email-service dev` sets localhost, 127.0.0.1, "
+        "[::1] and its --host.",
+    )
     max_recipients: int = Field(100_000, ge=1, description="Most recipients one job may have.")
     max_request_bytes: int = Field(25_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
     max_attachment_bytes: int = Field(

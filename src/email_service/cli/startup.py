@@ -1,5 +1,6 @@
 """What every process command does before it runs: wait for the database, check the files its settings
-name, share a metrics directory, serve metrics, and listen for the signal to stop."""
+name (and warn about settings that fall short), share a metrics directory, serve metrics, and listen for
+the signal to stop."""
 
 from __future__ import annotations
 
@@ -38,13 +39,26 @@ def database_ready(settings: Settings, *, migrate: bool) -> None:
 
 def check_setting_files(settings: Settings) -> None:
     """Load what the settings name on disk now (the DKIM key), so that a bad file stops the command
-    with its reason instead of every process it would start."""
+    with its reason instead of every process it would start; warn about settings that work but fall short."""
     from email_service.bootstrap import dkim_signer
 
     try:
         dkim_signer(settings)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
+    warn_about_plain_public_url(settings)
+
+
+def warn_about_plain_public_url(settings: Settings) -> None:
+    """Unsubscribe links over plain http lose their one-click header (RFC 8058 section 3.1): say so."""
+    from email_service.message.unsubscribe import allows_one_click
+
+    if not allows_one_click(settings.public_url):
+        click.echo(
+            f"warning: PUBLIC_URL {settings.public_url} is not https: messages carry List-Unsubscribe "
+            "without List-Unsubscribe-Post (one-click), which mailbox providers want from bulk senders",
+            err=True,
+        )
 
 
 def process_for(settings: Settings) -> Process:

@@ -15,6 +15,7 @@ from email.utils import format_datetime
 from functools import lru_cache
 
 from email_service.errors import TemplateError
+from email_service.message import unsubscribe
 from email_service.message.address_headers import address_line, parse_mailboxes, transport_address
 from email_service.message.attachment_headers import attachment_head
 from email_service.message.folding import ENCODED_WORD_LINE_WIDTH
@@ -135,7 +136,7 @@ class MessageBuilder:
         every header block as written holds exactly the fields meant (no line added by any value).
 
         ``headers`` (the job's Reply-To and X-* headers) replace the template's of the same name;
-        ``unsubscribe_url`` adds this recipient's one-click List-Unsubscribe (RFC 8058), ``reference``
+        ``unsubscribe_url`` adds this recipient's List-Unsubscribe (one-click over https, RFC 8058), ``reference``
         a (name, token) header naming the recipient to a provider's bounce events.
         """
         _check_header("To", recipient_name or "")
@@ -147,9 +148,7 @@ class MessageBuilder:
         own_lines += f"Message-ID: {message_id}\r\n".encode("ascii")
         if unsubscribe_url is not None:
             _check_header("List-Unsubscribe", unsubscribe_url)
-            own_lines += (
-                f"List-Unsubscribe: <{unsubscribe_url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            ).encode("ascii")
+            own_lines += unsubscribe.header_lines(unsubscribe_url)
         if reference is not None:
             _check_header(*reference)
             own_lines += f"{reference[0]}: {reference[1]}\r\n".encode("ascii")

@@ -13,6 +13,7 @@ from email_service.runtime.supervisor import Child, supervise
 from email_service.storage.migrate import upgrade
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # every address of this machine: links name it localhost
 
 
 def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
@@ -21,7 +22,7 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     # One metrics directory for all: the API's /metrics shows the worker's and the scheduler's figures too.
     metrics = metrics_export.share_directory(data_dir, "dev")
-    env = _dev_environment(data_dir, smtp_port)
+    env = dev_environment(data_dir, host=host, port=port, smtp_port=smtp_port)
     # On this machine only, the API runs without keys; reachable from elsewhere, it needs them.
     keys_off = host in LOOPBACK_HOSTS
     if keys_off:
@@ -38,7 +39,7 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
         Child(name, args, {**env, "LOG_PATH": str(data_dir / "logs" / f"{name}.log")})
         for name, args in commands.items()
     ]
-    base = f"http://{host}:{port}"
+    base = f"http://{_url_host(host)}:{port}"
     click.echo(
         "\nemail_service is running on its embedded default:\n"
         f"  dashboard     {base}/dashboard/\n"
@@ -61,7 +62,9 @@ def run_dev(*, host: str, port: int, smtp_port: int, data_dir: Path) -> int:
     return code
 
 
-def _dev_environment(data_dir: Path, smtp_port: int) -> dict[str, str]:
+def dev_environment(data_dir: Path, *, host: str, port: int, smtp_port: int) -> dict[str, str]:
+    """The environment of dev's processes: this process's, with the embedded servers, and the API's own
+    address as the links' PUBLIC_URL and its only host names (unless the environment names others)."""
     env = dict(os.environ)
     env.update(
         {
@@ -75,7 +78,17 @@ def _dev_environment(data_dir: Path, smtp_port: int) -> dict[str, str]:
     )
     env.setdefault("DATABASE_URL", f"sqlite:///{data_dir / 'email_service.db'}")
     env.setdefault("DASHBOARD_SECRET", _dashboard_secret(data_dir))
+    env.setdefault("PUBLIC_URL", f"http://{_url_host(host)}:{port}")
+    # A page of another site whose name now points at this machine (DNS rebinding) still sends its own name.
+    env.setdefault("ALLOWED_HOSTS", ",".join(["localhost", "127.0.0.1", "[::1]", host]))
     return env
+
+
+def _url_host(host: str) -> str:
+    """``host`` as a URL writes it: IPv6 in brackets, a wildcard address as localhost."""
+    if host in WILDCARD_HOSTS:
+        return "localhost"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _dashboard_secret(data_dir: Path) -> str:

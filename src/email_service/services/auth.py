@@ -1,4 +1,5 @@
-"""API keys: made random, shown once, stored as SHA-256, checked in constant time, named, revocable."""
+"""API keys: made random, shown once, stored as SHA-256, checked in constant time, named, revocable; and the
+dashboard sessions signed in with them, kept on the server so that logging out or revoking ends them."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.errors import InvalidAddress, NotFound, ValidationFailed
 from email_service.message.mailboxes import parse_mailbox
 from email_service.services import Services
-from email_service.storage import api_keys
+from email_service.storage import api_keys, dashboard_sessions
 from email_service.storage.models import ApiKey, utcnow
 
 KEY_PREFIX = "es_"
@@ -81,6 +82,32 @@ def active_key(services: Services, digest: str) -> KeyInfo | None:
     return _info(record)
 
 
+def start_dashboard_session(services: Services, key_id: str) -> str:
+    """A new dashboard session of the key ``key_id``, lasting DASHBOARD_SESSION_HOURS: its random id, which
+    the cookie carries (the database keeps only its SHA-256)."""
+    session_id = secrets.token_urlsafe(KEY_BYTES)
+    now = utcnow()
+    with services.sessions.begin() as session:
+        dashboard_sessions.delete_expired(session, now)
+        lifetime = timedelta(hours=services.settings.dashboard_session_hours)
+        dashboard_sessions.add(session, hash_key(session_id), key_id, now, now + lifetime)
+    return session_id
+
+
+def dashboard_session_key(services: Services, session_id: str) -> KeyInfo | None:
+    """The key signed in as by the dashboard session ``session_id``; None once it is ended, expired or its
+    key revoked."""
+    with services.readers() as session:
+        record = dashboard_sessions.find_live_key(session, hash_key(session_id), utcnow())
+    return _info(record) if record is not None else None
+
+
+def end_dashboard_session(services: Services, session_id: str) -> None:
+    """Logging out: the session opens nothing any more, whoever kept a copy of its cookie."""
+    with services.sessions.begin() as session:
+        dashboard_sessions.end(session, hash_key(session_id), utcnow())
+
+
 def allowed_senders(services: Services, owner: str | None) -> set[str]:
     """The From addresses (bare, lower case) a caller may send as: MAIL_DEFAULT_SENDER's, and its key's."""
     allowed = {sender_address(services.settings.mail_default_sender) or ""}
@@ -106,8 +133,11 @@ def list_keys(sessions: sessionmaker[Session]) -> list[KeyInfo]:
 
 
 def revoke_key(sessions: sessionmaker[Session], id_or_name: str) -> int:
+    """Revoke the key, and end its dashboard sessions with it."""
     with sessions.begin() as session:
-        count = api_keys.revoke(session, id_or_name, utcnow())
+        now = utcnow()
+        dashboard_sessions.end_for_key(session, id_or_name, now)
+        count = api_keys.revoke(session, id_or_name, now)
     if not count:
         raise NotFound(f"no active API key with id or name {id_or_name!r}")
     return count

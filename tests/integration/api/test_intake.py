@@ -188,3 +188,15 @@ def test_unknown_route_and_method_answer_json(intake):
     assert api.client.get("/api/nothing-here").json()["error"] == "not_found"
     answer = api.client.delete("/api/email/")
     assert answer.status_code == 405 and answer.json()["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("literal", ["NaN", "-Infinity", "1e999"])
+def test_a_non_finite_number_is_refused_on_postgresql_as_on_sqlite(intake, literal: str):
+    api, _sink, queue_key = intake
+    before = _state(api, queue_key)
+    body = '{"recipients": [{"email": "a@example.com", "variables": {"n": NUMBER}}], "subject": "s"}'
+    body = body.replace("NUMBER", literal)
+    answer = api.client.post("/api/email/", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["details"][0]["field"] == "recipients[0].variables.n"
+    assert _state(api, queue_key) == before

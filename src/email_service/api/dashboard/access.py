@@ -1,5 +1,6 @@
-"""Who may use the dashboard: a login form that takes an API key, a signed session cookie that keeps
-its SHA-256 (never the key), a CSRF token in every form, and security headers on every page."""
+"""Who may use the dashboard: a login form that takes an API key, a signed session cookie that carries
+the random id of a session kept on the server (never the key; logging out or revoking the key ends it),
+a CSRF token in every form, and security headers on every page."""
 
 from __future__ import annotations
 
@@ -81,10 +82,10 @@ def _check_form() -> None:
 def _signed_in() -> Viewer | None:
     if services().settings.auth_disabled:
         return Viewer(owner=None, key_name=None)
-    digest = session.get("key")
-    key = auth.active_key(services(), digest) if isinstance(digest, str) else None
+    session_id = session.get("sid")
+    key = auth.dashboard_session_key(services(), session_id) if isinstance(session_id, str) else None
     if key is None:
-        session.pop("key", None)  # revoked since, or never signed in
+        session.pop("sid", None)  # logged out, expired or revoked since, or never signed in
         return None
     return Viewer(owner=key.id, key_name=key.name)
 
@@ -97,18 +98,20 @@ def login() -> Any:
     plain_http = services().settings.dashboard_cookie_secure and not request.is_secure
     if request.method == "GET":
         return render("login.html", target=target, plain_http=plain_http)
-    digest = auth.hash_key(request.form.get("api_key", "").strip())
-    if auth.active_key(services(), digest) is None:
+    key = auth.active_key(services(), auth.hash_key(request.form.get("api_key", "").strip()))
+    if key is None:
         error = "This API key is unknown or revoked."
         return render("login.html", 401, target=target, plain_http=plain_http, error=error)
     session.clear()  # a new session for the new identity: nothing of the anonymous one is kept
     session.permanent = True
-    session["key"] = digest
+    session["sid"] = auth.start_dashboard_session(services(), key.id)
     return redirect(target, code=303)
 
 
 @blueprint.post("/logout")
 def logout() -> Any:
+    if isinstance(session_id := session.get("sid"), str):
+        auth.end_dashboard_session(services(), session_id)
     session.clear()
     flash("Signed out.")
     return redirect(url_for("dashboard.login"), code=303)

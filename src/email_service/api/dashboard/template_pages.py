@@ -8,9 +8,10 @@ from typing import Any
 from flask import request
 from pydantic import ValidationError
 
+from email_service.api import json_body
 from email_service.api.dashboard.blueprint import blueprint, render, services
 from email_service.api.template_schemas import PreviewBody
-from email_service.errors import ValidationFailed
+from email_service.errors import MalformedJSON, ValidationFailed
 from email_service.message.rendering import is_valid_template_name
 from email_service.services import templates
 
@@ -65,9 +66,12 @@ def _preview_body(form: dict[str, str]) -> PreviewBody:
     if form["version"] and not (form["version"].isdigit() and len(form["version"]) <= 9):
         raise ValidationFailed("invalid version", [{"field": "version", "reason": "a version number"}])
     try:
-        variables = json.loads(form["variables"] or "{}")
+        variables = json_body.loads(form["variables"] or "{}")
     except json.JSONDecodeError as exc:
         raise ValidationFailed("invalid variables", [{"field": "variables", "reason": f"not JSON: {exc}"}]) from None
+    except MalformedJSON as exc:  # a non-finite number: named within the variables
+        details = [{**d, "field": f"variables.{d['field']}".removesuffix(".body")} for d in exc.details]
+        raise ValidationFailed("invalid variables", details) from None
     if not isinstance(variables, dict):
         raise ValidationFailed("invalid variables", [{"field": "variables", "reason": 'a JSON object: {"name": …}'}])
     try:
