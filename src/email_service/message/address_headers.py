@@ -77,14 +77,11 @@ def _address_spec(header: str, address: str, *, utf8: bool) -> str:
 
 
 def _display_name_tokens(name: str) -> list[str]:
-    if _PLAIN_NAME.fullmatch(name):
+    room = ENCODED_WORD_LINE_WIDTH - len("Reply-To: ")  # the longest word that fits a line
+    if _PLAIN_NAME.fullmatch(name) and all(len(word) <= room for word in name.split(" ")):
         return name.split(" ")
     quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     # A quoted string is never folded here; an "=?" in it is decoded by some readers all the same.
-    if (
-        _QUOTABLE_NAME.fullmatch(name)
-        and "=?" not in name
-        and len(quoted) <= ENCODED_WORD_LINE_WIDTH - len("Reply-To: ")
-    ):
+    if _QUOTABLE_NAME.fullmatch(name) and "=?" not in name and len(quoted) <= room:
         return [quoted]
-    return encoded_words(name)
+    return encoded_words(name)  # split into words short enough to fold
