@@ -73,6 +73,7 @@ class FeatureStack:
 
 
 WEBHOOK_SECRET = "whsec-test-4c1f"
+PUBLIC_URL = "https://mail.example.test"
 
 
 def feature_stack_on(
@@ -88,6 +89,7 @@ def feature_stack_on(
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": str(sink.port),
         "MAIL_DEFAULT_SENDER": "Service <service@example.org>",
+        "PUBLIC_URL": PUBLIC_URL,  # https, as one-click unsubscribe needs; the tests use the links' paths
         "BATCH_SIZE": "10",
         "SCHEDULER_INTERVAL": "0.3",
         "REQUEUE_AFTER": "5",

@@ -204,7 +204,8 @@ class GunicornApi(ServiceProcess):
         return self
 
     def access_log(self, marker: str) -> list[str]:
-        """Access log lines holding ``marker`` (e.g. in the query): client address first, scheme last."""
+        """Access log lines holding ``marker`` (e.g. a query parameter's name; values are masked): client address
+        first, scheme last."""
         return [line for line in self.log().splitlines() if marker in line]
 
 

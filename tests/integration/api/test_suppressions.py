@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.servers import FeatureStack
+from tests.support.servers import PUBLIC_URL, FeatureStack
 
 
 def _domain() -> str:
@@ -18,7 +18,7 @@ def _domain() -> str:
 def _unsubscribe_path(stack: FeatureStack, address: str) -> str:
     message = next(m.message for m in stack.sink.handler.messages() if m.recipients == [address])
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    match = re.fullmatch(r"<http://127\.0\.0\.1:8000(/unsubscribe/[^>]+)>", message["List-Unsubscribe"])
+    match = re.fullmatch(rf"<{re.escape(PUBLIC_URL)}(/unsubscribe/[^>]+)>", message["List-Unsubscribe"])
     assert match, message["List-Unsubscribe"]
     return match.group(1)
 

@@ -58,6 +58,10 @@ BOMBS = [
     "{{ d('x', 60) }}",
     "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
     "{% for x in [1] recursive %}{{ loop([1, 1]) }}{% endfor %}",
+    # Only the deadline stops these two: they make nothing and step little.
+    "{% macro f(n) %}{% if n %}{% set _ = f(n - 1) %}{% set _ = f(n - 1) %}{% endif %}{% endmacro %}{{ f(60) }}",
+    "{% set s = 'a' * 1000 ~ 'b' %}{% set t = 'a' * 999000 %}{% for i in range(200000) %}{% if s in t %}{% endif %}"
+    "{% endfor %}",
     TREE + "{{ c }}",
     TREE + "{{ c|tojson|length }}",
     TREE + "{{ c|string|length }}",
