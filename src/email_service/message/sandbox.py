@@ -87,6 +87,8 @@ class BoundedSandbox(SandboxedEnvironment):
             comparison.expr = _guarded(comparison.expr)
             for operand in comparison.ops:
                 operand.expr = _guarded(operand.expr)
+        for pair in tree.find_all(nodes.Pair):  # a dict's keys are hashed, which visits all they hold
+            pair.key = _guarded(pair.key)
         return tree
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
@@ -95,10 +97,15 @@ class BoundedSandbox(SandboxedEnvironment):
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level
             args = (_guarded_iterable(args[0]), *args[1:])
         owner = getattr(__obj, "__self__", None)
+        if owner is not None:  # a method may compare or hash its arguments (index, count, get, changed…)
+            for argument in (*args, *kwargs.values()):
+                _guarded_operand(argument)
         if isinstance(owner, str | bytes):
             args = _check_text_method(owner, __obj.__name__, args, kwargs)
         elif isinstance(owner, list | tuple | dict | set) and __obj.__name__ not in ("get", "items", "keys", "values"):
             _check_items(owner)
+            if __obj.__name__ in ("sort", "index", "count", "remove"):
+                _guarded_operand(owner)  # compares its items
         elif isinstance(owner, int) and __obj.__name__ == "to_bytes":
             _check_size(args[0] if args else kwargs.get("length", 1), MAX_OUTPUT_CHARS, "bytes")
         result = super().call(__context, __obj, *args, **kwargs)

@@ -25,6 +25,12 @@ CONTEXT = {"to": "a@example.com", "from": "s@example.org", "name": "", "subject"
 MOST_SECONDS = MAX_RENDER_SECONDS + 1.0
 MOST_TRACED_BYTES = 60_000_000
 
+# Only the deadline stops these two: they make nothing and step little.
+DEADLINE_ONLY = [
+    "{% macro f(n) %}{% if n %}{% set _ = f(n - 1) %}{% set _ = f(n - 1) %}{% endif %}{% endmacro %}{{ f(60) }}",
+    "{% set s = 'a' * 1000 ~ 'b' %}{% set t = 'a' * 999000 %}{% for i in range(200000) %}{% if s in t %}{% endif %}"
+    "{% endfor %}",
+]
 TREE = "{% set a = ['x'] * 1000 %}{% set b = [a] * 1000 %}{% set c = [b] * 1000 %}"
 BOMBS = [
     "{% for a in 'x'*650 %}{% for b in 'x'*650 %}{% for c in 'x'*650 %}{% endfor %}{% endfor %}{% endfor %}done",
@@ -58,10 +64,7 @@ BOMBS = [
     "{{ d('x', 60) }}",
     "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
     "{% for x in [1] recursive %}{{ loop([1, 1]) }}{% endfor %}",
-    # Only the deadline stops these two: they make nothing and step little.
-    "{% macro f(n) %}{% if n %}{% set _ = f(n - 1) %}{% set _ = f(n - 1) %}{% endif %}{% endmacro %}{{ f(60) }}",
-    "{% set s = 'a' * 1000 ~ 'b' %}{% set t = 'a' * 999000 %}{% for i in range(200000) %}{% if s in t %}{% endif %}"
-    "{% endfor %}",
+    *DEADLINE_ONLY,
     TREE + "{{ c }}",
     TREE + "{{ c|tojson|length }}",
     TREE + "{{ c|string|length }}",
@@ -70,6 +73,10 @@ BOMBS = [
     TREE + "{{ c == [b] * 1000 }}",
     TREE + "{{ a in [b] * 1000 }}",
     TREE + "{{ (c|list)|sort|length }}",
+    TREE + "{{ {c|list: 1} }}",
+    TREE + "{% set d = [b] * 1000 %}{{ [c, d].index(d) }}",
+    TREE + "{% set d = [b] * 1000 %}{{ [c, d].sort() }}",
+    TREE + "{% for x in [c, [b] * 1000] %}{{ loop.changed(x) }}{% endfor %}",
     "{% set ns = namespace(x=[]) %}{% for i in range(100) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x }}",
     "{% set ns = namespace(x=10 ** 200) %}{% for i in range(60) %}{% set ns.x = ns.x * ns.x %}{% endfor %}{{ 1 }}",
     "{{ ((10 ** 200) ** 256) ** 256 }}",

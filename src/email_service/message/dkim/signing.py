@@ -45,16 +45,7 @@ SIGNED_HEADERS = (
 # Headers a forger could add a second copy of, which a reader may show instead of ours: h= names each
 # one more time than the message has it, so that adding one breaks the signature (oversigning, RFC
 # 6376 §8.15). Reply-To is named even when absent: its absence is signed too.
-OVERSIGNED_HEADERS = (
-    b"from",
-    b"to",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"reply-to",
-    b"mime-version",
-    b"content-type",
-)
+OVERSIGNED_HEADERS = tuple(name for name in SIGNED_HEADERS if not name.startswith(b"list-"))
 _SIGNED_WHEN_ABSENT = frozenset({b"reply-to"})
 MIN_RSA_BITS = 1024  # receivers ignore shorter keys (RFC 8301); 2048 is the usual size
 
