@@ -237,7 +237,9 @@ class JobListQuery(BaseModel):
     limit: int = Field(20, ge=1, le=200, description="Jobs per page.")
     before: str | None = Field(None, description="Job id from the previous page's next_before.", pattern=JOB_ID_PATTERN)
     status: JobStatus | None = Field(None, description="Only jobs in this status.")
-    tag: str | None = Field(None, min_length=1, max_length=64, description="Only jobs carrying this tag.")
+    tag: str | None = Field(
+        None, min_length=1, max_length=64, pattern=NO_NUL_PATTERN, description="Only jobs carrying this tag."
+    )
 
 
 class BounceView(BaseModel):
@@ -278,7 +280,11 @@ class RecipientList(BaseModel):
 class RecipientQuery(BaseModel):
     status: RecipientStatus | None = Field(None, description="Only recipients in this status.")
     search: str | None = Field(
-        None, min_length=1, max_length=320, description="Only recipients whose address contains this text, in any case."
+        None,
+        min_length=1,
+        max_length=320,
+        pattern=NO_NUL_PATTERN,
+        description="Only recipients whose address contains this text, in any case.",
     )
     after: int | None = Field(
         None, ge=-1, le=2_147_483_647, description="Position from the previous page's next_after."
