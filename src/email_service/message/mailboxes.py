@@ -10,6 +10,7 @@ string) and nothing else; the service writes the header itself from the parsed p
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from email_service.errors import InvalidAddress
@@ -90,7 +91,8 @@ def _mailbox(raw_name: str | None, raw_address: str) -> Mailbox:
             raise InvalidAddress(f"display name, once its encoded words are decoded: {reason}")
         if "=?" in shown or _ADDRESS_PUNCTUATION.search(shown):
             raise InvalidAddress("display name: an encoded word may not hide address punctuation or an encoded word")
-    for found in _ADDRESS_LIKE.findall(shown):
+    # As readers show it: a full-width or small "@" (U+FF20, U+FE6B) reads as an address all the same.
+    for found in _ADDRESS_LIKE.findall(unicodedata.normalize("NFKC", shown)):
         if found.lower() != raw_address.lower():
             raise InvalidAddress(f"display name holds another address ({found}) than the mailbox's own")
     return Mailbox(shown or None, raw_address)

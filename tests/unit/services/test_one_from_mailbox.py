@@ -56,6 +56,8 @@ SMUGGLED = [
     "<@victim.example:news@bob.test>",
     f'"{OTHER}" <news@bob.test>',
     f'"CEO {OTHER}" <news@bob.test>',
+    '"CEO ceo\uff20victim.example" <news@bob.test>',
+    "CEO ceo\ufe6bvictim.example <news@bob.test>",
     "=?utf-8?q?CEO_=3Cceo=40victim=2Eexample=3E?= <news@bob.test>",
     "=?utf-8?b?Q0VPLCBjZW9AdmljdGltLmV4YW1wbGU=?= <news@bob.test>",
     "=?utf-8?b?DQpCY2M6IGV2aWxAZXZpbC5leGFtcGxl?= <news@bob.test>",
