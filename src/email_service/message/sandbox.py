@@ -326,10 +326,12 @@ def _check_format_filter(value: Any, args: tuple[Any, ...], kwargs: dict[str, An
 
 
 def _check_join(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    separator = _argument(args, kwargs, 0, "d", "")
-    items = value if type(value) in (list, tuple) else list(value) if type(value) in _CONTAINERS else [value]
-    total = sum(measure(item) for item in items) + max(0, len(items) - 1) * measure(separator)
-    _check_size(total, MAX_OUTPUT_CHARS, "characters")
+    # A generator's items are charged as its filters make them.
+    items = value if type(value) in (list, tuple) else list(value) if type(value) in _CONTAINERS else ()
+    separator = args[0] if args else kwargs.get("d", "")
+    total = sum([len(item) if type(item) is str else measure(item) for item in items])
+    if total + max(0, len(items) - 1) * measure(separator) > MAX_OUTPUT_CHARS:
+        raise RenderLimit(f"joining {len(items)} items makes over {MAX_OUTPUT_CHARS} characters")
 
 
 def _check_batch(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -413,7 +415,9 @@ def _check_percent(template: str, values: Any) -> None:
     """``template % values`` would stay under the output bound (see _check_format)."""
     fields, widths = _percent_fields(template)
     values = tuple(values.values()) if isinstance(values, dict) else values if isinstance(values, tuple) else (values,)
-    _check_size(len(template) + widths + fields * sum(map(measure, values)), MAX_OUTPUT_CHARS, "characters")
+    given = sum([len(value) if type(value) is str else measure(value) for value in values])
+    if len(template) + widths + fields * given > MAX_OUTPUT_CHARS:
+        raise RenderLimit(f"this %-format makes over {MAX_OUTPUT_CHARS} characters")
 
 
 @lru_cache(maxsize=256)
