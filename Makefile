@@ -61,6 +61,7 @@ bench: $(INSTALLED) deploy-tools
 	$(BIN)/python bench/costs.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/outcome_commits.py
+	$(BIN)/python bench/render_bombs.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -25,7 +25,8 @@ CONTEXT = {"to": "a@example.com", "from": "s@example.org", "name": "", "subject"
 MOST_SECONDS = MAX_RENDER_SECONDS + 1.0
 MOST_TRACED_BYTES = 60_000_000
 
-# Only the deadline stops these two: they make nothing and step little.
+# Neither steps much nor makes anything large: the deadline stops them, or the budget the many small values
+# the first one's calls return.
 DEADLINE_ONLY = [
     "{% macro f(n) %}{% if n %}{% set _ = f(n - 1) %}{% set _ = f(n - 1) %}{% endif %}{% endmacro %}{{ f(60) }}",
     "{% set s = 'a' * 1000 ~ 'b' %}{% set t = 'a' * 999000 %}{% for i in range(200000) %}{% if s in t %}{% endif %}"
