@@ -228,6 +228,8 @@ class TemplateRenderer:
             raise TemplateError(
                 f"template {source.name!r}, {part}: syntax error (line {line}): {exc.message}", part=part, line=line
             ) from None
+        except RecursionError:  # the parser and Python's compiler recurse once per level of nesting
+            raise TemplateError(f"template {source.name!r}, {part}: nested too deeply", part=part) from None
 
 
 def _render_part(source: TemplateSource, part: _Part, context: dict[str, Any]) -> str:
