@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,9 +22,15 @@ _KEPT = 64
 
 
 class JobStatuses:
-    def __init__(self, readers: sessionmaker[Session], max_age: float = MAX_AGE_SECONDS) -> None:
+    def __init__(
+        self,
+        readers: sessionmaker[Session],
+        max_age: float = MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._readers = readers
         self._max_age = max_age
+        self._clock = clock
         self._known: dict[str, tuple[float, str | None]] = {}  # job id: (when read, status)
         self._lock = threading.Lock()  # one reader at a time: the others take what it read
 
@@ -34,7 +41,7 @@ class JobStatuses:
             with self._lock:
                 known = self._known.get(job_id)
                 if known is None or self._stale(known):
-                    known = (time.monotonic(), self._read(job_id))  # the time before the read: never younger
+                    known = (self._clock(), self._read(job_id))  # the time before the read: never younger
                     self._known[job_id] = known
                     self._forget_stale()
         return known[1]
@@ -44,7 +51,7 @@ class JobStatuses:
             return jobs.job_status(session, job_id)
 
     def _stale(self, known: tuple[float, str | None]) -> bool:
-        return time.monotonic() - known[0] >= self._max_age
+        return self._clock() - known[0] >= self._max_age
 
     def _forget_stale(self) -> None:
         if len(self._known) > _KEPT:
