@@ -95,29 +95,27 @@ def claim(services: Services, key: str, owner: str | None, body_hash: str) -> Cl
                 IdempotencyKey.job_id.is_not(None),
             )
         ).one_or_none()
-        if existing is None:
-            return Claim(key, body_hash, forget_before)
-        if existing.request_hash != body_hash:
-            raise ValidationFailed(
-                "this Idempotency-Key was used with another request body",
-                [{"field": "Idempotency-Key", "reason": "already used with a different body; use a new key"}],
-            )
-        assert existing.job_id is not None and existing.response is not None
-        return Replay(existing.job_id, existing.response)
+        return Claim(key, body_hash, forget_before) if existing is None else _replay(existing, body_hash)
 
 
 def replay_after_race(services: Services, taken: Claim) -> Replay:
     """The answer of the concurrent request that committed ``taken``'s key first."""
     with services.readers() as session:
         existing = session.get(IdempotencyKey, taken.key)
-        if existing is None or existing.job_id is None or existing.response is None:
+        if existing is None or existing.job_id is None:
             raise Conflict("a request with this Idempotency-Key changed at the same time; try again")
-        if existing.request_hash != taken.request_hash:
-            raise ValidationFailed(
-                "this Idempotency-Key was used with another request body",
-                [{"field": "Idempotency-Key", "reason": "already used with a different body; use a new key"}],
-            )
-        return Replay(existing.job_id, existing.response)
+        return _replay(existing, taken.request_hash)
+
+
+def _replay(existing: IdempotencyKey, body_hash: str) -> Replay:
+    """The first answer given for the key; ValidationFailed (422) when it came with another body."""
+    if existing.request_hash != body_hash:
+        raise ValidationFailed(
+            "this Idempotency-Key was used with another request body",
+            [{"field": "Idempotency-Key", "reason": "already used with a different body; use a new key"}],
+        )
+    assert existing.job_id is not None and existing.response is not None
+    return Replay(existing.job_id, existing.response)
 
 
 def stored_key(owner: str | None, key: str) -> str:
