@@ -7,6 +7,10 @@
     with a 20-item loop, filters, a comparison and a `%` format; the service's TemplateRenderer beside
     the same templates in Jinja's plain SandboxedEnvironment (the baseline), in the same process.
 
+(3) The six heaviest bombs posted at once to `email-service serve` (one gunicorn process, SQLite), while
+    `/healthz` is polled: each bomb's answer time, /healthz's, and how much the process's peak resident
+    memory grew; --serve-runs times.
+
 `--costs-only` runs (2) alone, so that the same script can measure the code before the bounds:
     PYTHONPATH=<older checkout>/src .venv/bin/python bench/render_bombs.py --costs-only
 
@@ -105,14 +109,34 @@ def costs(count: int, repeat: int) -> None:
         print(f"{name:<12} {service * 1e6:10.1f} {plain_cost * 1e6:17.1f} {service / plain_cost:6.2f}")
 
 
+def serve(runs: int) -> None:
+    import tempfile
+
+    from tests.support.bombs_at_once import bombs_at_once, one_worker_serve
+
+    for run in range(1, runs + 1):
+        with tempfile.TemporaryDirectory() as folder, one_worker_serve(Path(folder)) as api:
+            measured = bombs_at_once(api)
+        statuses = sorted({status for status, _ in measured.answers})
+        answers = ", ".join(f"{seconds:.2f}" for _, seconds in sorted(measured.answers, key=lambda a: a[1]))
+        print(
+            f"serve run {run}: answers {statuses} in {answers} s; /healthz at worst {max(measured.health):.2f} s",
+            end="",
+        )
+        print(f" ({len(measured.health)} polls); peak resident memory grew {measured.grown / 1e6:.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--costs-only", action="store_true", help="only (2), e.g. against older code")
     parser.add_argument("--count", type=int, default=500, help="renders per timed run")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs; the best is kept")
+    parser.add_argument("--serve-runs", type=int, default=4, help="runs of (3)")
     args = parser.parse_args()
     if not args.costs_only:
         bombs()
+        print()
+        serve(args.serve_runs)
         print()
     costs(args.count, args.repeat)
 
