@@ -148,8 +148,12 @@ def test_a_recipient_deferred_past_the_queue_lifetime_comes_back_as_a_failed_dsn
     [bounce] = _wait_for(bounce_receiver, relay, timeout=30)
     waited = time.monotonic() - sent
     print(f"DSN after {waited:.2f}s")
-    assert waited >= 3  # retried until the queue lifetime was over, not bounced at the first 4xx
-    assert "status=expired, returned to sender" in relay.log()
+    # Retried until the queue lifetime was over, not bounced at the first 4xx. Postfix keeps a message's
+    # arrival in whole seconds, so it may call 3 s of age what was just over 2 s of ours.
+    assert waited > 2
+    log = relay.log()
+    assert log.count("status=deferred") >= 2
+    assert log.index("status=expired, returned to sender") > log.rindex("status=deferred")
     assert bounce.sender == "<>"
     assert bounce.recipients == [SENDER]
     _, [per_recipient] = _delivery_status(bounce.message)
