@@ -142,11 +142,13 @@ class Settings(BaseSettings):
     public_url: str = Field(
         "http://127.0.0.1:8000", description="Address of the API as recipients reach it, for unsubscribe links."
     )
-    key_requests_per_minute: int = Field(0, ge=0, description="API requests per minute and key; 0 = no quota.")
+    key_requests_per_minute: int = Field(
+        0, ge=0, description="API requests per minute and account (all its keys together); 0 = no quota."
+    )
     key_recipients_per_minute: int = Field(
         0, ge=0, description="Recipients per minute and key, counted when a job is accepted; 0 = no quota."
     )
-    key_recipients_per_day: int = Field(0, ge=0, description="Recipients per UTC day and key; 0 = no quota.")
+    key_recipients_per_day: int = Field(0, ge=0, description="Recipients per UTC day and account; 0 = no quota.")
     recipient_domains: str = Field(
         "", description="Comma-separated domains recipients must be in (a staging guard); empty means any."
     )

@@ -68,6 +68,13 @@ class FormRefused(RequestError):
     code = "form_refused"
 
 
+class Forbidden(RequestError):
+    """An API key that may not do this: changing what is shared by every account needs the admin role."""
+
+    status = 403
+    code = "forbidden"
+
+
 class ValidationFailed(RequestError):
     """Fields or addresses that do not pass; each detail names one."""
 
@@ -102,7 +109,7 @@ class Conflict(RequestError):
 
 
 class TooManyRequests(RequestError):
-    """Over one of the API key's quotas; ``retry_after`` says in how many seconds to try again."""
+    """Over one of the account's quotas; ``retry_after`` says in how many seconds to try again."""
 
     status = 429
     code = "too_many_requests"

@@ -50,14 +50,14 @@ def run(
     content: str = "Run for your life",
     *,
     subject: str = "Demogorgon",
-    owner: str | None = None,
+    account: str | None = None,
     **options: Any,
 ) -> str:
-    """Accept a job (of the API key ``owner``) and send it all before returning; its id."""
+    """Accept a job (of the account ``account``) and send it all before returning; its id."""
     accepted = intake.accept_job(
         services,
         intake.JobRequest(recipients=recipients, subject=subject, content=content, template="default", **options),
-        owner=owner,
+        account=account,
     )
     assert services.queue is not None
     services.queue.start_job(accepted.id)

@@ -1,4 +1,4 @@
-"""Who is calling: every request but the health checks, the metrics, the API documentation, the
+"""Who is calling (a key of an account): every request but the health checks, the metrics, the API documentation, the
 unsubscribe links, the providers' bounce webhooks (which check their own signatures) and the dashboard (which
 signs its users in with the same keys, api/dashboard/access.py) needs an API key."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Flask, g, request
 
 from email_service.api import quotas
-from email_service.errors import Unauthenticated
+from email_service.errors import Forbidden, Unauthenticated
 from email_service.services import Services, auth
 
 # Endpoints anyone may call: the health checks and metrics, the API documentation, the unsubscribe links,
@@ -21,23 +21,34 @@ def install_authentication(app: Flask, services: Services) -> None:
 
     @app.before_request
     def _authenticate() -> None:
-        g.owner = None
+        g.caller = auth.OPEN_CALLER
         if services.settings.auth_disabled or _is_public(request.endpoint):
             return
         key = _presented_key()
         if key is None:
             raise Unauthenticated("an API key is required: `Authorization: Bearer <key>` or `X-API-Key: <key>`")
-        owner = auth.authenticate(services, key)
-        if owner is None:
-            raise Unauthenticated("this API key is unknown or revoked")
-        g.owner = owner
-        quotas.take(owner, "requests", 1)
+        caller = auth.authenticate(services, key)
+        if caller is None:
+            raise Unauthenticated("this API key is unknown or revoked, or its account is disabled")
+        g.caller = caller
+        quotas.take(caller.account, "requests", 1)
 
 
-def current_owner() -> str | None:
-    """The id of the API key of this request (None when authentication is off)."""
-    owner: str | None = g.get("owner")
-    return owner
+def current_caller() -> auth.Caller:
+    """Who calls: the key's account and role (everyone, as the operator, when authentication is off)."""
+    caller: auth.Caller = g.get("caller", auth.OPEN_CALLER)
+    return caller
+
+
+def current_account() -> str | None:
+    """The id of the account of this request's key (None when authentication is off)."""
+    return current_caller().account
+
+
+def require_admin(what: str) -> None:
+    """Forbidden unless the caller is an operator: a key with the admin role, or anyone with authentication off."""
+    if not current_caller().admin:
+        raise Forbidden(f"{what} needs a key with the admin role")
 
 
 def _is_public(endpoint: str | None) -> bool:

@@ -10,7 +10,7 @@ from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 
 from email_service.api import quotas
-from email_service.api.auth import current_owner
+from email_service.api.auth import current_account
 from email_service.api.errors import API_KEY, BODY_ERRORS, COMMON_ERRORS
 from email_service.api.schemas import (
     BounceView,
@@ -63,22 +63,22 @@ def send_email(body: SendEmailBody) -> Any:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     claim = None
     if key is not None:
-        claimed = idempotency.claim(services, key, current_owner(), idempotency.request_hash(request.get_json()))
+        claimed = idempotency.claim(services, key, current_account(), idempotency.request_hash(request.get_json()))
         if isinstance(claimed, idempotency.Replay):
             return _accepted(claimed.job_id, claimed.response, {REPLAYED_HEADER: "true"})
         claim = claimed
-    owner, counted = current_owner(), 0
+    account, counted = current_account(), 0
     try:
-        quotas.take(owner, "recipients", len(body.recipients))
+        quotas.take(account, "recipients", len(body.recipients))
         counted = len(body.recipients)
-        accepted = intake.accept_job(services, _job_request(body), owner=owner, idempotency=claim)
+        accepted = intake.accept_job(services, _job_request(body), account=account, idempotency=claim)
     except idempotency.KeyTaken:  # a concurrent duplicate committed first: its answer is ours
-        quotas.give_back(owner, "recipients", counted)
+        quotas.give_back(account, "recipients", counted)
         assert claim is not None
         replay = idempotency.replay_after_race(services, claim)
         return _accepted(replay.job_id, replay.response, {REPLAYED_HEADER: "true"})
     except BaseException:  # nothing stored: the request uses up no quota
-        quotas.give_back(owner, "recipients", counted)
+        quotas.give_back(account, "recipients", counted)
         raise
     if accepted.status == JobStatus.QUEUED:
         assert services.queue is not None
@@ -123,7 +123,7 @@ def _job_request(body: SendEmailBody) -> intake.JobRequest:
 )
 def list_jobs(query: JobListQuery) -> Any:
     jobs = reports.recent_jobs(
-        _services(), current_owner(), limit=query.limit, before=query.before, status=query.status, tag=query.tag
+        _services(), current_account(), limit=query.limit, before=query.before, status=query.status, tag=query.tag
     )
     next_before = jobs[-1].job.id if len(jobs) == query.limit else None
     return JobList(items=[_job_view(report) for report in jobs], next_before=next_before).model_dump(mode="json")
@@ -150,7 +150,7 @@ def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
     page = reports.recipient_page(
         _services(),
         path.id,
-        current_owner(),
+        current_account(),
         status=query.status,
         after=query.after,
         limit=query.limit,
@@ -171,7 +171,7 @@ def list_recipients(path: JobPath, query: RecipientQuery) -> Any:
 )
 def cancel_job(path: JobPath) -> Any:
     services = _services()
-    control.cancel(services, path.id, current_owner())
+    control.cancel(services, path.id, current_account())
     return _current_view(services, path.id)
 
 
@@ -186,7 +186,7 @@ def cancel_job(path: JobPath) -> Any:
 )
 def pause_job(path: JobPath) -> Any:
     services = _services()
-    control.pause(services, path.id, current_owner())
+    control.pause(services, path.id, current_account())
     return _current_view(services, path.id)
 
 
@@ -201,7 +201,7 @@ def pause_job(path: JobPath) -> Any:
 )
 def resume_job(path: JobPath) -> Any:
     services = _services()
-    control.resume(services, path.id, current_owner())
+    control.resume(services, path.id, current_account())
     return _current_view(services, path.id)
 
 
@@ -216,12 +216,12 @@ def resume_job(path: JobPath) -> Any:
 )
 def retry_job(path: JobPath) -> Any:
     services = _services()
-    control.retry_failed(services, path.id, current_owner())
+    control.retry_failed(services, path.id, current_account())
     return _current_view(services, path.id), 202
 
 
 def _current_view(services: Services, job_id: str) -> dict[str, Any]:
-    return _job_view(reports.job_report(services, job_id, current_owner())).model_dump(mode="json")
+    return _job_view(reports.job_report(services, job_id, current_account())).model_dump(mode="json")
 
 
 def _job_view(report: reports.JobReport) -> JobView:

@@ -1,4 +1,4 @@
-"""Per API key quotas: requests per minute, recipients per minute and per UTC day.
+"""Per account quotas (all its keys together): requests per minute, recipients per minute and per UTC day.
 
 Clock-aligned windows of ``email_service.limiter``, shared by every API process through Redis or,
 without Redis, counted in this process. A request over a quota is refused before anything is
@@ -30,28 +30,30 @@ class KeyQuotas:
         self._quotas = quotas
         self._limiter = limiter
 
-    def take(self, owner: str, kind: str, amount: int) -> None:
-        """Count ``amount`` requests or recipients for ``owner``; TooManyRequests, with nothing counted,
+    def take(self, account: str, kind: str, amount: int) -> None:
+        """Count ``amount`` requests or recipients for ``account``; TooManyRequests, with nothing counted,
         when that would go over a quota."""
-        windows = self._windows(owner, kind)
+        windows = self._windows(account, kind)
         grant = self._limiter.acquire(list(windows), amount, max_wait=0)
         if not grant.taken:
             assert isinstance(grant.limit, Window)
             quota = windows[grant.limit]
             retry_after = max(1, math.ceil(grant.wait))
             raise TooManyRequests(
-                f"quota of {quota.limit} {quota.name} for this API key reached; try again in {retry_after} s",
+                f"quota of {quota.limit} {quota.name} for this account reached; try again in {retry_after} s",
                 retry_after=retry_after,
             )
 
-    def give_back(self, owner: str, kind: str, amount: int) -> None:
+    def give_back(self, account: str, kind: str, amount: int) -> None:
         """Uncount what a refused request had taken."""
         if amount:
-            self._limiter.give_back(list(self._windows(owner, kind)), amount)
+            self._limiter.give_back(list(self._windows(account, kind)), amount)
 
-    def _windows(self, owner: str, kind: str) -> dict[Window, KeyQuota]:
+    def _windows(self, account: str, kind: str) -> dict[Window, KeyQuota]:
         return {
-            Window(f"key:{owner}:{q.kind}:{q.seconds}", q.limit, q.seconds): q for q in self._quotas if q.kind == kind
+            Window(f"account:{account}:{q.kind}:{q.seconds}", q.limit, q.seconds): q
+            for q in self._quotas
+            if q.kind == kind
         }
 
 
@@ -68,14 +70,14 @@ def make_key_quotas(settings: Settings) -> KeyQuotas | None:
     return KeyQuotas(quotas, make_limiter(settings.rate_limit_redis, prefix))
 
 
-def take(owner: str | None, kind: str, amount: int) -> None:
-    """Count for the calling key, if it has quotas (not when authentication is off)."""
+def take(account: str | None, kind: str, amount: int) -> None:
+    """Count for the calling account, if there are quotas (not when authentication is off)."""
     quotas: KeyQuotas | None = current_app.extensions.get("key_quotas")
-    if quotas is not None and owner is not None:
-        quotas.take(owner, kind, amount)
+    if quotas is not None and account is not None:
+        quotas.take(account, kind, amount)
 
 
-def give_back(owner: str | None, kind: str, amount: int) -> None:
+def give_back(account: str | None, kind: str, amount: int) -> None:
     quotas: KeyQuotas | None = current_app.extensions.get("key_quotas")
-    if quotas is not None and owner is not None:
-        quotas.give_back(owner, kind, amount)
+    if quotas is not None and account is not None:
+        quotas.give_back(account, kind, amount)

@@ -1,5 +1,6 @@
-"""API keys: made random, shown once, stored as SHA-256, checked in constant time, named, revocable; and the
-dashboard sessions signed in with them, kept on the server so that logging out or revoking ends them."""
+"""API keys: made random, shown once, stored as SHA-256, checked in constant time, named, revocable, each
+belonging to an account; and the dashboard sessions signed in with them, kept on the server so that logging
+out, revoking the key or disabling its account ends them."""
 
 from __future__ import annotations
 
@@ -13,14 +14,31 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from email_service.errors import InvalidAddress, NotFound, ValidationFailed
-from email_service.message.mailboxes import parse_mailbox
-from email_service.services import Services
+from email_service.config import Settings
+from email_service.errors import NotFound, ValidationFailed
+from email_service.services import Services, accounts
+from email_service.services.accounts import sender_address
+from email_service.storage import accounts as account_store
 from email_service.storage import api_keys, dashboard_sessions
-from email_service.storage.models import ApiKey, utcnow
+from email_service.storage.models import Account, ApiKey, KeyRole, utcnow
 
 KEY_PREFIX = "es_"
 KEY_BYTES = 32  # 256 bits of randomness
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a key of an account, or anyone when authentication is off (``account`` None: the
+    service is not shared, everything is visible and every new thing is shared)."""
+
+    account: str | None  # the account's id
+    admin: bool  # may change shared templates and suppressions, sees every account's jobs in the dashboard
+    account_name: str | None = None
+    key_name: str | None = None
+
+
+# Authentication off: one caller, who is the operator.
+OPEN_CALLER = Caller(account=None, admin=True)
 
 
 @dataclass(frozen=True)
@@ -29,57 +47,81 @@ class KeyInfo:
 
     id: str
     name: str
+    account_id: str
+    account_name: str
+    role: str
     prefix: str
-    senders: list[str]
     created_at: datetime
     revoked_at: datetime | None
+
+    def caller(self) -> Caller:
+        return Caller(self.account_id, self.role == KeyRole.ADMIN, self.account_name, self.name)
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(sessions: sessionmaker[Session], name: str, senders: Sequence[str] = ()) -> tuple[KeyInfo, str]:
-    """A new key named ``name``, which may send as ``senders`` besides MAIL_DEFAULT_SENDER; the key
-    itself is returned here and never again. Key commands need only the database: they take its sessions."""
-    if not name or len(name) > 64 or not name.isprintable():
-        raise ValidationFailed("invalid key name", [{"field": "name", "reason": "1 to 64 printable characters"}])
-    allowed = []
-    for sender in senders:
-        address = sender_address(sender)
-        if address is None:
-            raise ValidationFailed("invalid sender", [{"field": "senders", "reason": f"{sender!r} is not an address"}])
-        allowed.append(address)
+def create_key(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    name: str,
+    *,
+    account: str | None = None,
+    role: str = KeyRole.ACCOUNT,
+    senders: Sequence[str] = (),
+) -> tuple[KeyInfo, str, str | None]:
+    """A new key named ``name`` of the account ``account`` (id or name); with no account, a new account named
+    ``name`` is made for it, which may send as ``senders`` besides MAIL_DEFAULT_SENDER. Returns the key's
+    information, the key itself (here and never again) and the new account's webhook secret (None when the
+    account existed). Key commands need only the database: they take its sessions."""
+    accounts.check_name(name)
+    if role not in set(KeyRole):
+        raise ValidationFailed("invalid role", [{"field": "role", "reason": f"one of {', '.join(KeyRole)}"}])
+    webhook_secret = None
+    if account is None:
+        created, webhook_secret = accounts.create(sessions, settings, name, senders=senders)
+        account = created.id
+    elif senders:
+        raise ValidationFailed(
+            "senders belong to the account",
+            [{"field": "senders", "reason": "set them with `accounts configure`, not on a key of an account"}],
+        )
     key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
-    record = ApiKey(
-        id=str(uuid.uuid4()),
-        name=name,
-        key_hash=hash_key(key),
-        prefix=key[:10],
-        senders=allowed or None,
-        created_at=utcnow(),
-        revoked_at=None,
-    )
     with sessions.begin() as session:
+        owner = account_store.find(session, account)
+        if owner is None:
+            raise NotFound(f"no account with id or name {account!r}")
+        record = ApiKey(
+            id=str(uuid.uuid4()),
+            account_id=owner.id,
+            name=name,
+            role=role,
+            key_hash=hash_key(key),
+            prefix=key[:10],
+            created_at=utcnow(),
+            revoked_at=None,
+        )
         session.add(record)
-    return _info(record), key
+        session.flush()
+        return _info(record, owner), key, webhook_secret
 
 
-def authenticate(services: Services, presented: str) -> str | None:
-    """The id of the active key ``presented`` is, or None."""
+def authenticate(services: Services, presented: str) -> Caller | None:
+    """Who the key ``presented`` is: None unless it is active and its account enabled."""
     key = active_key(services, hash_key(presented))
-    return key.id if key is not None else None
+    return key.caller() if key is not None else None
 
 
 def active_key(services: Services, digest: str) -> KeyInfo | None:
-    """The active key whose SHA-256 is ``digest`` (what the dashboard's session keeps), or None: a key
-    revoked since is None at once."""
+    """The active key whose SHA-256 is ``digest`` (what the dashboard's login checks), or None: a key revoked,
+    or whose account was disabled, is None at once."""
     with services.readers() as session:
-        record = api_keys.find_active(session, digest)
+        found = api_keys.find_active(session, digest)
     # The lookup is by digest (which says nothing about the key); the comparison is in constant time anyway.
-    if record is None or not hmac.compare_digest(record.key_hash, digest):
+    if found is None or not hmac.compare_digest(found[0].key_hash, digest):
         return None
-    return _info(record)
+    return _info(*found)
 
 
 def start_dashboard_session(services: Services, key_id: str) -> str:
@@ -95,11 +137,11 @@ def start_dashboard_session(services: Services, key_id: str) -> str:
 
 
 def dashboard_session_key(services: Services, session_id: str) -> KeyInfo | None:
-    """The key signed in as by the dashboard session ``session_id``; None once it is ended, expired or its
-    key revoked."""
+    """The key signed in as by the dashboard session ``session_id``; None once it is ended, expired, its
+    key revoked or its account disabled."""
     with services.readers() as session:
-        record = dashboard_sessions.find_live_key(session, hash_key(session_id), utcnow())
-    return _info(record) if record is not None else None
+        found = dashboard_sessions.find_live_key(session, hash_key(session_id), utcnow())
+    return _info(*found) if found is not None else None
 
 
 def end_dashboard_session(services: Services, session_id: str) -> None:
@@ -108,28 +150,19 @@ def end_dashboard_session(services: Services, session_id: str) -> None:
         dashboard_sessions.end(session, hash_key(session_id), utcnow())
 
 
-def allowed_senders(services: Services, owner: str | None) -> set[str]:
-    """The From addresses (bare, lower case) a caller may send as: MAIL_DEFAULT_SENDER's, and its key's."""
+def allowed_senders(services: Services, account: str | None) -> set[str]:
+    """The From addresses (bare, lower case) a caller may send as: MAIL_DEFAULT_SENDER's, and its account's."""
     allowed = {sender_address(services.settings.mail_default_sender) or ""}
-    if owner is not None:
+    if account is not None:
         with services.readers() as session:
-            record = session.get(ApiKey, owner)
+            record = session.get(Account, account)
         allowed.update(record.senders or [] if record is not None else [])
     return allowed
 
 
-def sender_address(sender: str) -> str | None:
-    """The bare address of a From value (``Name <a@b.org>`` or ``a@b.org``), lower case; None unless it is
-    exactly one mailbox (mailboxes.py)."""
-    try:
-        return parse_mailbox(sender).address.lower()
-    except InvalidAddress:
-        return None
-
-
 def list_keys(sessions: sessionmaker[Session]) -> list[KeyInfo]:
     with sessions() as session:
-        return [_info(record) for record in api_keys.list_all(session)]
+        return [_info(key, account) for key, account in api_keys.list_all(session)]
 
 
 def revoke_key(sessions: sessionmaker[Session], id_or_name: str) -> int:
@@ -148,5 +181,14 @@ def has_active_keys(sessions: sessionmaker[Session]) -> bool:
         return api_keys.any_active(session)
 
 
-def _info(record: ApiKey) -> KeyInfo:
-    return KeyInfo(record.id, record.name, record.prefix, record.senders or [], record.created_at, record.revoked_at)
+def _info(record: ApiKey, account: Account) -> KeyInfo:
+    return KeyInfo(
+        id=record.id,
+        name=record.name,
+        account_id=account.id,
+        account_name=account.name,
+        role=record.role,
+        prefix=record.prefix,
+        created_at=record.created_at,
+        revoked_at=record.revoked_at,
+    )

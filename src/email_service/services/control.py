@@ -17,10 +17,10 @@ from email_service.storage.models import JobStatus, RecipientStatus, utcnow
 log = logging.getLogger(__name__)
 
 
-def cancel(services: Services, job_id: str, owner: str | None) -> None:
+def cancel(services: Services, job_id: str, account: str | None) -> None:
     """Recipients not yet handed to a worker become cancelled; sends in flight finish."""
     with services.sessions.begin() as session:
-        status = find_job(session, job_id, owner).status
+        status = find_job(session, job_id, account).status
         cancelled = jobs.cancel_job(session, job_id, utcnow())
         if cancelled is None:
             raise Conflict(f"job {job_id} is {status}: a finished job cannot be cancelled")
@@ -29,21 +29,21 @@ def cancel(services: Services, job_id: str, owner: str | None) -> None:
     finish_if_done(services, job_id)  # finished now if nothing was in flight
 
 
-def pause(services: Services, job_id: str, owner: str | None) -> None:
+def pause(services: Services, job_id: str, account: str | None) -> None:
     """Stop sending: running batches give their recipients back within a second; nothing is lost."""
     with services.sessions.begin() as session:
-        status = find_job(session, job_id, owner).status
+        status = find_job(session, job_id, account).status
         if not jobs.pause_job(session, job_id):
             raise Conflict(f"job {job_id} is {status}: only a scheduled, queued or sending job can be paused")
     log.info("job %s paused", job_id)
 
 
-def resume(services: Services, job_id: str, owner: str | None) -> None:
+def resume(services: Services, job_id: str, account: str | None) -> None:
     """Go on where a paused job stopped: a job that had not started goes back to waiting for its
     send_at or to the queue; a started one has its batches queued again."""
     assert services.queue is not None
     with services.sessions.begin() as session:
-        job = find_job(session, job_id, owner, for_update=True)
+        job = find_job(session, job_id, account, for_update=True)
         if job.status != JobStatus.PAUSED:
             raise Conflict(f"job {job_id} is {job.status}: only a paused job can be resumed")
         now = utcnow()
@@ -61,10 +61,10 @@ def resume(services: Services, job_id: str, owner: str | None) -> None:
     log.info("job %s resumed (%s)", job_id, status)
 
 
-def retry_failed(services: Services, job_id: str, owner: str | None) -> int:
+def retry_failed(services: Services, job_id: str, account: str | None) -> int:
     """Queue the failed recipients of a completed job again; how many."""
     with services.sessions.begin() as session:
-        job = find_job(session, job_id, owner)
+        job = find_job(session, job_id, account)
         status, now = job.status, utcnow()
         if job.expires_at is not None and job.expires_at <= now:
             raise Conflict(f"job {job_id} expired at {job.expires_at.isoformat()}: nothing of it may be sent again")

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from email_service.delivery.retry import backoff_delay
 from email_service.outbound.transport import http_client
-from email_service.services import Services
+from email_service.services import Services, accounts
 from email_service.storage import webhook_events
 from email_service.storage.models import WebhookEvent, utcnow
 from email_service.webhooks.sender import DeliveryAttempt, post_event
@@ -45,13 +45,15 @@ def deliver_events(services: Services, job_id: str) -> int:
     it wait for it), unless that event has run out of retries or its destination is refused.
     """
     settings = services.settings
-    secret = settings.webhook_secret.get_secret_value()
     with services.sessions.begin() as session:
         job = webhook_events.job_with_webhook(session, job_id)
-        if job is not None:
-            webhook_events.pack_failures(session, job, utcnow())
-    if job is None:
-        return 0
+        if job is None:
+            return 0
+        webhook_events.pack_failures(session, job, utcnow())
+        # Looked up at each delivery: a rotation applies to the events still waiting.
+        secrets = accounts.signing_secrets(
+            session, job.account_id, settings.webhook_secret.get_secret_value(), utcnow()
+        )
     delivered = 0
     with http_client(settings.webhook_timeout, settings.webhook_allowed_networks) as client:
         while True:
@@ -65,7 +67,7 @@ def deliver_events(services: Services, job_id: str) -> int:
                 client,
                 event.url,
                 event_body(event),
-                secret=secret,
+                secrets=secrets,
                 event_type=event.type,
                 delivery_id=str(event.id),
                 now=int(time.time()),

@@ -74,8 +74,8 @@ def request_hash(body: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def claim(services: Services, key: str, owner: str | None, body_hash: str) -> Claim | Replay:
-    """The first answer given for ``key`` of ``owner`` (the API key, so that two callers' keys never
+def claim(services: Services, key: str, account: str | None, body_hash: str) -> Claim | Replay:
+    """The first answer given for ``key`` of ``account`` (the caller's account, so that two callers' keys never
     meet), or a Claim to record with the job this request stores.
 
     Raises ValidationFailed (422) when the key is unusable or came with another body.
@@ -85,7 +85,7 @@ def claim(services: Services, key: str, owner: str | None, body_hash: str) -> Cl
             "invalid Idempotency-Key",
             [{"field": "Idempotency-Key", "reason": f"1 to {MAX_KEY_LENGTH} printable ASCII characters"}],
         )
-    key = stored_key(owner, key)
+    key = stored_key(account, key)
     forget_before = utcnow() - timedelta(hours=services.settings.idempotency_hours)
     with services.readers() as session:
         existing = session.scalars(
@@ -118,10 +118,10 @@ def _replay(existing: IdempotencyKey, body_hash: str) -> Replay:
     return Replay(existing.job_id, existing.response)
 
 
-def stored_key(owner: str | None, key: str) -> str:
-    """What is stored for a caller's key: a digest of owner and key, bounded in size (the caller's
+def stored_key(account: str | None, key: str) -> str:
+    """What is stored for a caller's key: a digest of account and key, bounded in size (the caller's
     own keys are not kept), and two owners' equal keys never meet."""
-    return hashlib.sha256(f"{owner or ''}\0{key}".encode()).hexdigest()
+    return hashlib.sha256(f"{account or ''}\0{key}".encode()).hexdigest()
 
 
 def forget_expired(session: Session, hours: float) -> int:

@@ -19,7 +19,7 @@ from email_service.message.header_values import describe_unsafe_text
 from email_service.message.mailboxes import Mailbox, parse_mailbox
 from email_service.message.mime import AttachmentFile
 from email_service.message.rendering import TemplateSource
-from email_service.services import Services, auth, job_options, templates
+from email_service.services import Services, accounts, auth, job_options, templates
 from email_service.services.idempotency import Claim
 from email_service.services.job_options import AttachmentIn, Problems
 from email_service.storage import jobs, suppressions
@@ -71,9 +71,9 @@ class AcceptedJob:
 
 
 def accept_job(
-    services: Services, request: JobRequest, *, owner: str | None = None, idempotency: Claim | None = None
+    services: Services, request: JobRequest, *, account: str | None = None, idempotency: Claim | None = None
 ) -> AcceptedJob:
-    """Validate a bulk send and store it for ``owner`` (the API key sending it); ValidationFailed lists
+    """Validate a bulk send and store it for ``account`` (that of the API key sending it); ValidationFailed lists
     every problem and stores nothing."""
     settings = services.settings
     now = utcnow()
@@ -85,7 +85,7 @@ def accept_job(
         problems.add("template", str(exc))
     if reason := describe_unsafe_text(request.subject):
         problems.add("subject", reason)
-    sender = _sender(services, request.sender, owner, problems)
+    sender = _sender(services, request.sender, account, problems)
     reply_to = _reply_to(request.reply_to, problems)
     job_options.check_extra_headers(request.headers, problems)
     job_options.check_metadata(request.metadata, problems)
@@ -96,14 +96,7 @@ def accept_job(
         problems=problems,
     )
     send_at, expires_at = _schedule(services, request, now, problems)
-    callback_url = request.callback_url or settings.webhook_url or None
-    if request.callback_url:
-        job_options.check_callback_url(
-            request.callback_url,
-            signing_key=settings.webhook_secret.get_secret_value(),
-            allowed_networks=settings.webhook_allowed_networks,
-            problems=problems,
-        )
+    callback_url = _callback_url(services, request.callback_url, account, problems)
     if not request.recipients:
         problems.add("recipients", "at least one recipient is required")
     elif len(request.recipients) > settings.max_recipients:
@@ -112,7 +105,7 @@ def accept_job(
 
     job = Job(
         id=str(uuid.uuid4()),
-        owner=owner,
+        account_id=account,
         status=JobStatus.SCHEDULED if send_at is not None and send_at > now else JobStatus.QUEUED,
         subject=request.subject,
         content=request.content,
@@ -233,7 +226,21 @@ def _schedule(
     return send_at, expires_at
 
 
-def _sender(services: Services, value: str | None, owner: str | None, problems: Problems) -> str:
+def _callback_url(services: Services, given: str | None, account: str | None, problems: Problems) -> str | None:
+    """The job's callback URL: the one given, checked, or its account's default."""
+    with services.readers() as session:
+        if not given:
+            return accounts.default_callback_url(session, account, services.settings)
+        can_sign = bool(
+            accounts.signing_secrets(session, account, services.settings.webhook_secret.get_secret_value(), utcnow())
+        )
+    job_options.check_callback_url(
+        given, can_sign=can_sign, allowed_networks=services.settings.webhook_allowed_networks, problems=problems
+    )
+    return given
+
+
+def _sender(services: Services, value: str | None, account: str | None, problems: Problems) -> str:
     """The From the job stores: the one mailbox ``value`` names, written again from its parts (the
     caller's text itself is never a header), or MAIL_DEFAULT_SENDER's when absent."""
     default = services.settings.mail_default_sender
@@ -242,7 +249,7 @@ def _sender(services: Services, value: str | None, owner: str | None, problems: 
     except InvalidAddress as exc:
         problems.add("sender", str(exc), address=value)
         return default
-    if value is not None and mailbox.address.lower() not in auth.allowed_senders(services, owner):
+    if value is not None and mailbox.address.lower() not in auth.allowed_senders(services, account):
         problems.add(
             "sender", "not a sender this API key may use (MAIL_DEFAULT_SENDER or the key's senders)", address=value
         )

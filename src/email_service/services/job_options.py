@@ -145,13 +145,13 @@ def _decoded_filename(filename: str) -> str | None:
 
 
 def check_callback_url(
-    url: str, *, signing_key: str, allowed_networks: tuple[IPNetwork, ...], problems: Problems
+    url: str, *, can_sign: bool, allowed_networks: tuple[IPNetwork, ...], problems: Problems
 ) -> None:
     """A public http(s) URL: a literal address or a name that is not public is refused here, the addresses a
-    name resolves to when the events are sent."""
+    name resolves to when the events are sent. ``can_sign``: there is a secret to sign the events with."""
     if reason := url_refusal(url, allowed_networks):
         problems.add("callback_url", reason)
-    elif not signing_key:
+    elif not can_sign:
         problems.add("callback_url", "webhooks are off: the service has no WEBHOOK_SECRET to sign them")
 
 

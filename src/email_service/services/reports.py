@@ -35,41 +35,42 @@ class RecipientReport:
     bounce: Bounce | None = None  # the latest bounce or complaint about its message, if any
 
 
-def find_job(session: Session, job_id: str, owner: str | None, *, for_update: bool = False) -> Job:
-    """The job, if ``owner`` may see it: with authentication on, only the key that created it may
-    (another key gets the same 404 as for a job that does not exist); ``owner`` None sees every job."""
+def find_job(session: Session, job_id: str, account: str | None, *, for_update: bool = False) -> Job:
+    """The job, if ``account`` may see it: with authentication on, only the keys of the account that created
+    it may (another account gets the same 404 as for a job that does not exist); ``account`` None sees every
+    job (authentication off, or an operator in the dashboard)."""
     job = session.get(Job, job_id, with_for_update=for_update)
-    if job is None or (owner is not None and job.owner != owner):
+    if job is None or (account is not None and job.account_id != account):
         raise NotFound(f"no job {job_id!r}", [{"field": "id", "reason": "unknown job id"}])
     return job
 
 
-def job(services: Services, job_id: str, owner: str | None) -> Job:
+def job(services: Services, job_id: str, account: str | None) -> Job:
     """The job alone, without the counts (which read every recipient row)."""
     with services.readers() as session:
-        return find_job(session, job_id, owner)
+        return find_job(session, job_id, account)
 
 
-def job_report(services: Services, job_id: str, owner: str | None) -> JobReport:
+def job_report(services: Services, job_id: str, account: str | None) -> JobReport:
     with services.readers() as session:
-        job = find_job(session, job_id, owner)
+        job = find_job(session, job_id, account)
         return JobReport(job, jobs.count_by_status(session, [job.id])[job.id])
 
 
 def recent_jobs(
     services: Services,
-    owner: str | None,
+    account: str | None,
     *,
     limit: int,
     before: str | None,
     status: str | None = None,
     tag: str | None = None,
 ) -> list[JobReport]:
-    """The jobs ``owner`` may see, newest first, optionally of one status or tag; ``before`` is the
+    """The jobs ``account`` may see, newest first, optionally of one status or tag; ``before`` is the
     last job id of the previous page."""
     with services.readers() as session:
-        previous = find_job(session, before, owner) if before else None
-        found = jobs.list_jobs(session, owner, limit=limit, before=previous, status=status, tag=tag)
+        previous = find_job(session, before, account) if before else None
+        found = jobs.list_jobs(session, account, limit=limit, before=previous, status=status, tag=tag)
         counts = jobs.count_by_status(session, [job.id for job in found])
     return [JobReport(job, counts[job.id]) for job in found]
 
@@ -77,7 +78,7 @@ def recent_jobs(
 def recipient_page(
     services: Services,
     job_id: str,
-    owner: str | None,
+    account: str | None,
     *,
     status: str | None,
     after: int | None,
@@ -87,7 +88,7 @@ def recipient_page(
     """A job's recipients in order, optionally of one status or whose address contains ``address_part``,
     after a position."""
     with services.readers() as session:
-        job = find_job(session, job_id, owner)
+        job = find_job(session, job_id, account)
         recipients = jobs.list_recipients(
             session, job.id, status=status, after=after, limit=limit, address_part=address_part
         )
@@ -98,11 +99,11 @@ def recipient_page(
     ]
 
 
-def sent_timeline(services: Services, job_id: str, owner: str | None, *, most_buckets: int) -> jobs.Timeline | None:
+def sent_timeline(services: Services, job_id: str, account: str | None, *, most_buckets: int) -> jobs.Timeline | None:
     """A job's messages sent per interval, from when it could start (its send_at, or its creation) to
     when it finished, or now; None before the first send."""
     with services.readers() as session:
-        job = find_job(session, job_id, owner)
+        job = find_job(session, job_id, account)
         start = job.send_at or job.created_at
         end = max(job.finished_at or utcnow(), start)
         return jobs.sent_timeline(session, job.id, start=start, end=end, most_buckets=most_buckets)
@@ -115,10 +116,10 @@ class FailureReason:
     count: int  # recipients that failed with this code and text
 
 
-def failure_reasons(services: Services, job_id: str, owner: str | None, *, limit: int) -> list[FailureReason]:
+def failure_reasons(services: Services, job_id: str, account: str | None, *, limit: int) -> list[FailureReason]:
     """Why a job's recipients failed, the most frequent reason first."""
     with services.readers() as session:
-        job = find_job(session, job_id, owner)
+        job = find_job(session, job_id, account)
         return [FailureReason(*row) for row in jobs.failure_reasons(session, job.id, limit=limit)]
 
 

@@ -79,18 +79,18 @@ def job_attachments(session: Session, job_id: str) -> tuple[AttachmentFile, ...]
 
 def list_jobs(
     session: Session,
-    owner: str | None,
+    account: str | None,
     *,
     limit: int,
     before: Job | None = None,
     status: str | None = None,
     tag: str | None = None,
 ) -> list[Job]:
-    """Most recent jobs first (of ``owner`` only, unless None), optionally of one status or carrying
+    """Most recent jobs first (of ``account`` only, unless None), optionally of one status or carrying
     one tag; ``before`` continues a previous page."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-    if owner is not None:
-        query = query.where(Job.owner == owner)
+    if account is not None:
+        query = query.where(Job.account_id == account)
     if status is not None:
         query = query.where(Job.status == status)
     if tag is not None:

@@ -92,17 +92,44 @@ class Base(DeclarativeBase):
     pass
 
 
+class Account(Base):
+    """A calling service: it owns its API keys, jobs, stored templates, suppressions, allowed senders and
+    webhook signing secret; no other account sees or changes them."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # From addresses its keys may send as, besides MAIL_DEFAULT_SENDER.
+    senders: Mapped[list[str] | None] = mapped_column(JSON)
+    callback_url: Mapped[str | None] = mapped_column(Text)  # of its jobs that name none
+    # Signs its webhook events. Null for an account made from an API key by the upgrade to accounts: it
+    # signs with WEBHOOK_SECRET, as before, until the operator gives it a secret of its own.
+    webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    # The secret before the last rotation, which signs beside the new one until previous_secret_until.
+    previous_webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # its keys are refused from then on
+
+
+class KeyRole(enum.StrEnum):
+    ACCOUNT = "account"  # the account's own things only
+    ADMIN = "admin"  # also the shared templates and suppressions, and every account's jobs in the dashboard
+
+
 class ApiKey(Base):
-    """A named API key; only its SHA-256 is kept (the key itself is shown once, at creation)."""
+    """A named API key of an account; only its SHA-256 is kept (the key itself is shown once, at creation).
+    An account has any number of them: a key is rotated by creating the next one, then revoking it."""
 
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(36), index=True)
     name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))  # KeyRole
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to recognize it
-    # From addresses the key may send as, besides MAIL_DEFAULT_SENDER.
-    senders: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -122,17 +149,19 @@ class DashboardSession(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_owner_created_at", "owner", "created_at"),)
+    __table_args__ = (Index("ix_jobs_account_created_at", "account_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    # The API key that created the job (null when authentication is off): only it sees the job.
-    owner: Mapped[str | None] = mapped_column(String(36))
+    # The account whose key created the job (null when authentication is off): only it sees the job.
+    account_id: Mapped[str | None] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(16), index=True)
     subject: Mapped[str] = mapped_column(Text)
     content: Mapped[str] = mapped_column(Text)
     template: Mapped[str] = mapped_column(String(64))
-    # The stored template's version the job renders (null for a template file).
+    # The stored template's version the job renders, and that version's row: an account's template and a
+    # shared one may have the same name (both null for a template file).
     template_version: Mapped[int | None] = mapped_column(Integer)
+    template_id: Mapped[int | None] = mapped_column(BigInteger)
     sender: Mapped[str] = mapped_column(String(320))
     total: Mapped[int] = mapped_column(Integer)
     variables: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # under each recipient's own
@@ -159,11 +188,15 @@ class SuppressionReason(enum.StrEnum):
 
 
 class Suppression(Base):
-    """An address nothing is sent to any more, checked at intake and again before sending."""
+    """An address nothing is sent to any more, checked at intake and again before sending: for one account
+    (an unsubscribe, a complaint, the account's own entry), or shared by all (a hard bounce, the operator's)."""
 
     __tablename__ = "suppressions"
+    __table_args__ = (Index("ix_suppressions_scope_address", text("coalesce(account_id, '')"), "address", unique=True),)
 
-    address: Mapped[str] = mapped_column(String(320), primary_key=True)  # addresses.dedup_key form
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    account_id: Mapped[str | None] = mapped_column(String(36))  # null: shared, every account's recipients
+    address: Mapped[str] = mapped_column(String(320))  # addresses.dedup_key form
     reason: Mapped[str] = mapped_column(String(16))
     job_id: Mapped[str | None] = mapped_column(String(36))  # the job it came from, if any
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -188,9 +221,13 @@ class StoredTemplate(Base):
     so a job always renders the version it was accepted with."""
 
     __tablename__ = "templates"
-    __table_args__ = (Index("ix_templates_name_version", "name", "version", unique=True),)
+    __table_args__ = (
+        Index("ix_templates_scope_name_version", text("coalesce(account_id, '')"), "name", "version", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    # The account that owns it; null for a shared template, which every account may use and only operators change.
+    account_id: Mapped[str | None] = mapped_column(String(36))
     name: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
     subject: Mapped[str | None] = mapped_column(Text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -31,9 +32,17 @@ class DeliveryAttempt:
 
 
 def post_event(
-    client: httpx.Client, url: str, body: bytes, *, secret: str, event_type: str, delivery_id: str, now: int
+    client: httpx.Client,
+    url: str,
+    body: bytes,
+    *,
+    secrets: Sequence[str],
+    event_type: str,
+    delivery_id: str,
+    now: int,
 ) -> DeliveryAttempt:
-    """POST ``body`` to ``url`` once, signed with ``secret`` at time ``now``; delivered on a 2xx answer only.
+    """POST ``body`` to ``url`` once, signed with each of ``secrets`` at time ``now``; delivered on a 2xx
+    answer only.
 
     ``client`` is outbound.transport's: it refuses destinations that are not public (nor allowed).
     """
@@ -44,7 +53,7 @@ def post_event(
         "Accept-Encoding": "identity",
         "X-Email-Service-Event": event_type,
         "X-Email-Service-Delivery": delivery_id,
-        SIGNATURE_HEADER: sign(secret, now, body),
+        SIGNATURE_HEADER: sign(secrets, now, body),
     }
     try:
         with client.stream("POST", url, content=body, headers=headers, follow_redirects=False) as response:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
 SIGNATURE_HEADER = "X-Email-Service-Signature"
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The signature header's value: ``t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>." + body>``."""
-    return f"t={timestamp},v1={_digest(secret, timestamp, body)}"
+def sign(secrets: Sequence[str], timestamp: int, body: bytes) -> str:
+    """The signature header's value: ``t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>." + body>``, with a
+    ``v1=`` for each secret (two while a rotation's grace period lasts: the receiver checks either)."""
+    return ",".join([f"t={timestamp}", *(f"v1={_digest(secret, timestamp, body)}" for secret in secrets)])
 
 
 def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300, now: int | None = None) -> bool:

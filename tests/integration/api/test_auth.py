@@ -117,9 +117,9 @@ def test_idempotency_keys_of_two_callers_never_meet(api: ApiServer):
 
 def test_keys_are_random_shown_once_stored_hashed_and_revocable(api: ApiServer):
     services = api.app.extensions["email_service"]
-    info, key = auth.create_key(services.sessions, "billing")
+    info, key, _ = auth.create_key(services.sessions, services.settings, "billing")
     assert key.startswith("es_") and len(key) >= 3 + 43  # 32 random bytes, base64url
-    assert key != auth.create_key(services.sessions, "billing")[1]
+    assert key != auth.create_key(services.sessions, services.settings, "billing-2", account="billing")[1]
     listed = {k.id: k for k in auth.list_keys(services.sessions)}
     assert listed[info.id].prefix == key[:10] and key not in repr(listed[info.id])
     with services.readers() as session:

@@ -18,7 +18,7 @@ def _job(sessions: sessionmaker[Session], owner: str, addresses: list[str], **fi
     job_id = str(uuid.uuid4())
     job = Job(
         id=job_id,
-        owner=owner,
+        account_id=owner,
         status=fields.pop("status", JobStatus.COMPLETED),
         subject="s",
         content="c",

@@ -38,11 +38,11 @@ def services(tmp_path: Path, refusing_sink: SMTPSink) -> Services:
 
 @pytest.fixture
 def keys(services: Services) -> dict[str, tuple[str, str]]:
-    """Two API keys: name → (id, key)."""
+    """Two API keys, each of an account of its own: name → (account id, key)."""
     made = {}
     for name in ("alpha", "beta"):
-        info, key = auth.create_key(services.sessions, name)
-        made[name] = (info.id, key)
+        info, key, _ = auth.create_key(services.sessions, services.settings, name)
+        made[name] = (info.account_id, key)
     return made
 
 
@@ -68,8 +68,8 @@ def in_an_hour() -> str:
     return (utcnow() + timedelta(hours=1)).isoformat()
 
 
-def job_of(services: Services, owner: str | None, recipients: list[Recipient] | None = None, **options: object) -> str:
-    return run(services, recipients or [Recipient("will@example.com")], owner=owner, **options)
+def job_of(services: Services, account: str | None, recipients: list[Recipient] | None = None, **options: object) -> str:
+    return run(services, recipients or [Recipient("will@example.com")], account=account, **options)
 
 
 # Signing in
@@ -109,7 +109,7 @@ def test_a_wrong_key_is_refused_and_the_right_one_opens_a_hardened_session(clien
     assert all(flag in cookie for flag in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/dashboard"))
     assert key not in cookie and key[3:20] not in cookie  # the session keeps the key's digest, not the key
     page = client.get("/dashboard/jobs")
-    assert page.status_code == 200 and "Key <strong>alpha</strong>" in page.text
+    assert page.status_code == 200 and "Account <strong>alpha</strong>" in page.text
 
 
 def test_a_new_session_starts_at_login_so_an_earlier_token_is_worth_nothing(client: FlaskClient, keys):
@@ -199,7 +199,7 @@ def test_every_form_is_refused_without_the_sessions_token(client: FlaskClient, s
     with services.readers() as session:
         assert session.get(Job, job_id).status == "scheduled"  # type: ignore[union-attr]
         assert session.get(Suppression, "max@example.com") is None
-    assert "Key <strong>alpha</strong>" in client.get("/dashboard/jobs").text  # still signed in as alpha
+    assert "Account <strong>alpha</strong>" in client.get("/dashboard/jobs").text  # still signed in as alpha
 
 
 # Pages and actions

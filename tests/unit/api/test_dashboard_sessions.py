@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from email_service.app import create_api
-from email_service.services import Services, auth
+from email_service.services import Services, accounts, auth
 from email_service.storage.models import DashboardSession, Job, utcnow
 from tests.support.inline import inline_services
 from tests.support.smtp_sink import SMTPSink
@@ -40,10 +40,12 @@ def client(services: Services) -> FlaskClient:
 
 @pytest.fixture
 def keys(services: Services) -> dict[str, tuple[str, str]]:
-    """Key name → (id, key)."""
-    return {
-        name: (info.id, key) for name in ("alpha", "beta") for info, key in [auth.create_key(services.sessions, name)]
-    }
+    """Key name → (its account's id, key): each key of an account of its own."""
+    made = {}
+    for name in ("alpha", "beta"):
+        info, key, _ = auth.create_key(services.sessions, services.settings, name)
+        made[name] = (info.account_id, key)
+    return made
 
 
 def _copy(client: FlaskClient) -> FlaskClient:
@@ -82,6 +84,10 @@ def _end_by_revoking(client: FlaskClient, services: Services, token: str) -> Non
     auth.revoke_key(services.sessions, "alpha")
 
 
+def _end_by_disabling(client: FlaskClient, services: Services, token: str) -> None:
+    accounts.set_disabled(services.sessions, "alpha", True)
+
+
 def _end_by_expiry(client: FlaskClient, services: Services, token: str) -> None:
     with services.sessions.begin() as session:
         session.execute(update(DashboardSession).values(expires_at=utcnow() - timedelta(seconds=1)))
@@ -90,6 +96,7 @@ def _end_by_expiry(client: FlaskClient, services: Services, token: str) -> None:
 ENDINGS: dict[str, Callable[[FlaskClient, Services, str], None]] = {
     "logout": _end_by_logout,
     "revoked key": _end_by_revoking,
+    "disabled account": _end_by_disabling,
     "expired": _end_by_expiry,
 }
 
@@ -127,7 +134,7 @@ def test_logging_out_ends_only_that_session(client: FlaskClient, services: Servi
 
 
 def test_the_cookie_carries_a_random_session_id_not_the_key_or_its_digest(client: FlaskClient, services: Services):
-    info, key = auth.create_key(services.sessions, "gamma")
+    info, key, _ = auth.create_key(services.sessions, services.settings, "gamma")
     sign_in(client, key)
     cookie = client.get_cookie(COOKIE, path="/dashboard")
     assert cookie is not None

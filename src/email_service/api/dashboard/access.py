@@ -81,13 +81,13 @@ def _check_form() -> None:
 
 def _signed_in() -> Viewer | None:
     if services().settings.auth_disabled:
-        return Viewer(owner=None, key_name=None)
+        return Viewer(auth.OPEN_CALLER)
     session_id = session.get("sid")
     key = auth.dashboard_session_key(services(), session_id) if isinstance(session_id, str) else None
     if key is None:
         session.pop("sid", None)  # logged out, expired or revoked since, or never signed in
         return None
-    return Viewer(owner=key.id, key_name=key.name)
+    return Viewer(key.caller())
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
@@ -100,7 +100,7 @@ def login() -> Any:
         return render("login.html", target=target, plain_http=plain_http)
     key = auth.active_key(services(), auth.hash_key(request.form.get("api_key", "").strip()))
     if key is None:
-        error = "This API key is unknown or revoked."
+        error = "This API key is unknown or revoked, or its account is disabled."
         return render("login.html", 401, target=target, plain_http=plain_http, error=error)
     session.clear()  # a new session for the new identity: nothing of the anonymous one is kept
     session.permanent = True

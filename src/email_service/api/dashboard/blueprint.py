@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, render_template
 
 from email_service.services import Services
+from email_service.services.auth import Caller
 
 blueprint = Blueprint(
     "dashboard",
@@ -21,10 +22,15 @@ blueprint = Blueprint(
 
 @dataclass(frozen=True)
 class Viewer:
-    """Who is looking: an API key (its jobs only), or anyone when authentication is off (every job)."""
+    """Who is looking: a key of an account (its account's things only), a key with the admin role (every
+    account's jobs too), or anyone when authentication is off (everything)."""
 
-    owner: str | None
-    key_name: str | None
+    caller: Caller
+
+    @property
+    def jobs_of(self) -> str | None:
+        """The account whose jobs the pages show; None for every account's."""
+        return None if self.caller.admin else self.caller.account
 
 
 def services() -> Services:

@@ -81,7 +81,7 @@ def jobs() -> Any:
         raise ValidationFailed("invalid tag", [{"field": "tag", "reason": "at most 64 characters"}])
     found = reports.recent_jobs(
         services(),
-        viewer().owner,
+        viewer().jobs_of,
         limit=JOBS_PER_PAGE,
         before=request.args.get("before") or None,
         status=status,
@@ -101,31 +101,31 @@ def jobs() -> Any:
 
 @blueprint.get("/jobs/<job_id>")
 def job(job_id: str) -> Any:
-    report = reports.job_report(services(), job_id, viewer().owner)
+    report = reports.job_report(services(), job_id, viewer().jobs_of)
     return render("job.html", **(_summary(report) | _recipients(report.job)))
 
 
 # The parts of a job's page that refresh themselves while it is unfinished: each asks only for its own.
 @blueprint.get("/jobs/<job_id>/summary")
 def job_summary(job_id: str) -> Any:
-    report = reports.job_report(services(), job_id, viewer().owner)
+    report = reports.job_report(services(), job_id, viewer().jobs_of)
     return render("job_summary.html", **_summary(report))
 
 
 @blueprint.get("/jobs/<job_id>/recipients")
 def job_recipients(job_id: str) -> Any:
-    return render("job_recipients.html", **_recipients(reports.job(services(), job_id, viewer().owner)))
+    return render("job_recipients.html", **_recipients(reports.job(services(), job_id, viewer().jobs_of)))
 
 
 def _summary(report: reports.JobReport) -> dict[str, Any]:
     """Counts, the chart, the failure reasons and the controls of a job."""
-    job_id, owner = report.job.id, viewer().owner
-    timeline = reports.sent_timeline(services(), job_id, owner, most_buckets=CHART_INTERVALS)
+    job_id, account = report.job.id, viewer().jobs_of
+    timeline = reports.sent_timeline(services(), job_id, account, most_buckets=CHART_INTERVALS)
     failed = report.counts[RecipientStatus.FAILED]
     return {
         "report": report,
         "chart": sends_chart(timeline) if timeline is not None else None,
-        "failures": reports.failure_reasons(services(), job_id, owner, limit=FAILURE_REASONS_SHOWN) if failed else [],
+        "failures": reports.failure_reasons(services(), job_id, account, limit=FAILURE_REASONS_SHOWN) if failed else [],
         "count_order": RECIPIENT_STATUS_ORDER,
         "controls": _controls_for(report),
         "live": report.job.status in UNFINISHED_JOB_STATUSES,
@@ -142,7 +142,7 @@ def _recipients(job: Job) -> dict[str, Any]:
     recipients = reports.recipient_page(
         services(),
         job.id,
-        viewer().owner,
+        viewer().jobs_of,
         status=status,
         after=after,
         limit=RECIPIENTS_PER_PAGE,
@@ -162,7 +162,7 @@ def _recipients(job: Job) -> dict[str, Any]:
 
 @blueprint.get("/jobs/<job_id>/<any(pause, resume, cancel, retry):action>")
 def confirm(job_id: str, action: str) -> Any:
-    report = reports.job_report(services(), job_id, viewer().owner)
+    report = reports.job_report(services(), job_id, viewer().jobs_of)
     return render("confirm.html", report=report, action=action, control=CONTROLS[action])
 
 
@@ -170,7 +170,7 @@ def confirm(job_id: str, action: str) -> Any:
 def act(job_id: str, action: str) -> Any:
     chosen = CONTROLS[action]
     try:
-        chosen.act(services(), job_id, viewer().owner)
+        chosen.act(services(), job_id, viewer().jobs_of)
     except Conflict as exc:  # the job moved on since the page was drawn: say so on the job's page
         flash(exc.message, "error")
     else:
