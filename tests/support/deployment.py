@@ -117,7 +117,9 @@ def production_topology(
             postgres_url, REDIS_URL, redis_prefix, relay_port, PROXY_HOPS="1", DATA_DIR=str(folder / "data"), **settings
         )
         services = build_services(settings_from(env))
-        api_key = auth.create_key(services.sessions, services.settings, "deployment")[1]  # `serve` refuses to start without one
+        api_key = auth.create_key(services.sessions, services.settings, "deployment")[
+            1
+        ]  # `serve` refuses to start without one
         services.engine.dispose()
         api_socket = folder / "api.sock"
         # Started together, then waited for: the Python processes take a few seconds each to import.

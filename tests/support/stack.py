@@ -73,10 +73,14 @@ class ApiServer(ApiClient):
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         super().__init__(f"http://127.0.0.1:{self._server.server_port}", headers)
 
-    def new_key(self, name: str, senders: tuple[str, ...] = (), *, account: str | None = None, role: str = "account") -> str:
+    def new_key(
+        self, name: str, senders: tuple[str, ...] = (), *, account: str | None = None, role: str = "account"
+    ) -> str:
         """A key named ``name`` of ``account``, or of a new account of that name (which may send as ``senders``)."""
         services = self.app.extensions["email_service"]
-        return auth.create_key(services.sessions, services.settings, name, account=account, role=role, senders=senders)[1]
+        return auth.create_key(services.sessions, services.settings, name, account=account, role=role, senders=senders)[
+            1
+        ]
 
     def start(self) -> ApiServer:
         self._thread.start()

@@ -16,7 +16,7 @@ from email_service.config import Settings
 from email_service.errors import Conflict, InvalidAddress, NotFound, ValidationFailed
 from email_service.message.mailboxes import parse_mailbox
 from email_service.services.job_options import Problems, check_callback_url
-from email_service.storage import accounts, api_keys
+from email_service.storage import accounts, api_keys, dashboard_sessions
 from email_service.storage.models import Account, utcnow
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
@@ -91,11 +91,15 @@ def configure(
 
 
 def set_disabled(sessions: sessionmaker[Session], id_or_name: str, disabled: bool) -> AccountInfo:
-    """Disable an account (its keys and dashboard sessions stop at once) or enable it again. Its jobs already
-    accepted are not touched: pause or cancel them as well if they must not go out."""
+    """Disable an account (its keys stop at once, its dashboard sessions end) or enable it again. Its jobs
+    already accepted are not touched: pause or cancel them as well if they must not go out."""
     with sessions.begin() as session:
         record = _find(session, id_or_name)
-        record.disabled_at = (record.disabled_at or utcnow()) if disabled else None
+        if disabled:
+            record.disabled_at = record.disabled_at or utcnow()
+            dashboard_sessions.end_for_account(session, record.id, record.disabled_at)
+        else:
+            record.disabled_at = None
         return _info(record, api_keys.count_active(session, record.id))
 
 

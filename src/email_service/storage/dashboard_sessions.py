@@ -50,6 +50,16 @@ def end_for_key(session: Session, id_or_name: str, now: datetime) -> None:
     )
 
 
+def end_for_account(session: Session, account_id: str, now: datetime) -> None:
+    """End every open session of the account's keys."""
+    keys = select(ApiKey.id).where(ApiKey.account_id == account_id)
+    session.execute(
+        update(DashboardSession)
+        .where(DashboardSession.key_id.in_(keys), DashboardSession.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+
+
 def delete_expired(session: Session, now: datetime) -> None:
     """Forget the sessions past their end: an expired or ended one opens nothing either way."""
     session.execute(delete(DashboardSession).where(DashboardSession.expires_at <= now))

@@ -68,7 +68,9 @@ def in_an_hour() -> str:
     return (utcnow() + timedelta(hours=1)).isoformat()
 
 
-def job_of(services: Services, account: str | None, recipients: list[Recipient] | None = None, **options: object) -> str:
+def job_of(
+    services: Services, account: str | None, recipients: list[Recipient] | None = None, **options: object
+) -> str:
     return run(services, recipients or [Recipient("will@example.com")], account=account, **options)
 
 
