@@ -10,9 +10,11 @@ from collections.abc import Sequence
 SIGNATURE_HEADER = "X-Email-Service-Signature"
 
 
-def sign(secrets: Sequence[str], timestamp: int, body: bytes) -> str:
+def sign(secrets: str | Sequence[str], timestamp: int, body: bytes) -> str:
     """The signature header's value: ``t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>." + body>``, with a
     ``v1=`` for each secret (two while a rotation's grace period lasts: the receiver checks either)."""
+    if isinstance(secrets, str):
+        secrets = [secrets]
     return ",".join([f"t={timestamp}", *(f"v1={_digest(secret, timestamp, body)}" for secret in secrets)])
 
 

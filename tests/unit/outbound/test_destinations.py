@@ -293,7 +293,13 @@ def test_without_an_allowed_network_loopback_is_refused_at_once(receiver: tuple[
 def test_a_refused_destination_is_a_final_failed_attempt():
     with _client(Resolver("10.1.2.3"), Connector(refuse=True)) as client:
         attempt = post_event(
-            client, "https://hooks.example.com/x", b"{}", secret="s", event_type="job.completed", delivery_id="1", now=1
+            client,
+            "https://hooks.example.com/x",
+            b"{}",
+            secrets=["s"],
+            event_type="job.completed",
+            delivery_id="1",
+            now=1,
         )
     assert (attempt.delivered, attempt.status_code, attempt.final) == (False, None, True)
     assert attempt.error == "destination refused: hooks.example.com: 10.1.2.3 is a private address"

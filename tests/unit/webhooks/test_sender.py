@@ -111,7 +111,7 @@ def client() -> Iterator[httpx.Client]:
 
 
 def _post(client: httpx.Client, url: str) -> DeliveryAttempt:
-    return post_event(client, url, BODY, secret=SECRET, event_type="job.completed", delivery_id="d-42", now=NOW)
+    return post_event(client, url, BODY, secrets=[SECRET], event_type="job.completed", delivery_id="d-42", now=NOW)
 
 
 def test_2xx_is_delivered_with_signed_headers(receiver: Receiver, client: httpx.Client):
