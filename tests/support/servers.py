@@ -27,14 +27,14 @@ RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1
 
 
 @contextlib.contextmanager
-def own_database() -> Iterator[str]:
-    """A database of our own on the machine's PostgreSQL, migrated, dropped at the end."""
+def own_database(revision: str = "head") -> Iterator[str]:
+    """A database of our own on the machine's PostgreSQL, migrated to ``revision``, dropped at the end."""
     name = f"email_service_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = make_url(POSTGRES_ADMIN).set(drivername="postgresql+psycopg", database=name).render_as_string(False)
     try:
-        upgrade(url)
+        upgrade(url, revision)
         yield url
     finally:
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:

@@ -44,20 +44,20 @@ def _accounts_from_keys() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
     )
-    keys = op.get_bind().execute(sa.text("SELECT id, name, created_at FROM api_keys ORDER BY created_at, id"))
-    accounts = sa.table(
-        "accounts", sa.column("id", sa.String), sa.column("name", sa.String), sa.column("created_at", sa.DateTime)
-    )
+    connection = op.get_bind()
+    keys = connection.execute(sa.text("SELECT id, name FROM api_keys ORDER BY created_at, id")).all()
     taken: set[str] = set()
-    rows = []
-    for key_id, name, created_at in keys:
+    for key_id, name in keys:
         # Key names were never unique; account names are: a repeated one gets the start of its key's id.
         account_name = name if name not in taken else f"{name[:55]}-{key_id[:8]}"
         taken.add(account_name)
-        rows.append({"id": key_id, "name": account_name, "created_at": created_at})
-    if rows:
-        op.bulk_insert(accounts, rows)
-    op.execute("UPDATE accounts SET senders = (SELECT api_keys.senders FROM api_keys WHERE api_keys.id = accounts.id)")
+        connection.execute(
+            sa.text(
+                "INSERT INTO accounts (id, name, senders, created_at) "
+                "SELECT id, :name, senders, created_at FROM api_keys WHERE id = :id"
+            ),
+            {"id": key_id, "name": account_name},
+        )
     with op.batch_alter_table("api_keys") as api_keys:
         api_keys.add_column(sa.Column("account_id", sa.String(length=36), nullable=True))
         api_keys.add_column(sa.Column("role", sa.String(length=16), nullable=True))
