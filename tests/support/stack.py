@@ -68,6 +68,7 @@ class ApiServer(ApiClient):
         self.app = create_app(settings)
         self._server = make_server("127.0.0.1", free_port(), self.app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.webhook_secrets: dict[str, str] = {}
         # A key of its own: the tests call the API as a client of the service would.
         self.api_key = self.new_key("tests") if not settings.auth_disabled else None
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -76,11 +77,20 @@ class ApiServer(ApiClient):
     def new_key(
         self, name: str, senders: tuple[str, ...] = (), *, account: str | None = None, role: str = "account"
     ) -> str:
-        """A key named ``name`` of ``account``, or of a new account of that name (which may send as ``senders``)."""
+        """A key named ``name`` of ``account``, or of a new account of that name (which may send as
+        ``senders``, and whose webhook signing secret is kept in ``webhook_secrets``)."""
         services = self.app.extensions["email_service"]
-        return auth.create_key(services.sessions, services.settings, name, account=account, role=role, senders=senders)[
-            1
-        ]
+        _, key, secret = auth.create_key(
+            services.sessions, services.settings, name, account=account, role=role, senders=senders
+        )
+        if secret is not None:
+            self.webhook_secrets[name] = secret
+        return key
+
+    @property
+    def webhook_secret(self) -> str:
+        """The webhook signing secret of the account of ``api_key``."""
+        return self.webhook_secrets["tests"]
 
     def start(self) -> ApiServer:
         self._thread.start()

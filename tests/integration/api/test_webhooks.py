@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,12 @@ from flask.testing import FlaskClient
 
 from email_service.app import create_api
 from email_service.config import Settings
-from email_service.services import build_services
+from email_service.services import accounts, build_services
 from email_service.storage.migrate import upgrade
 from email_service.webhooks.signing import SIGNATURE_HEADER, verify
 from tests.support.servers import REDIS_URL, WEBHOOK_SECRET, FeatureStack, own_database
 from tests.support.smtp_sink import SMTPSink
-from tests.support.stack import ApiServer, SchedulerProcess, WorkerProcess, settings_from, wait_for
+from tests.support.stack import ApiClient, ApiServer, SchedulerProcess, WorkerProcess, settings_from, wait_for
 from tests.support.webhook_receiver import LOOPBACK_NETWORKS, Delivery, WebhookReceiver
 
 
@@ -40,11 +41,12 @@ def _job_with_failures(api: ApiServer, sink: SMTPSink, callback_url: str, count:
     return answer.json()["id"], rejected
 
 
-def _check_events(deliveries: list[Delivery], job_id: str, rejected: set[str], total: int) -> None:
-    """Every failure reported once, in recipient.failed events before the one job.completed event."""
+def _check_events(deliveries: list[Delivery], job_id: str, rejected: set[str], total: int, secret: str) -> None:
+    """Every failure reported once, in recipient.failed events before the one job.completed event, signed
+    with the ``secret`` of the job's account."""
     for delivery in deliveries:
-        assert verify(WEBHOOK_SECRET, delivery.headers[SIGNATURE_HEADER], delivery.body)
-        assert not verify("another secret", delivery.headers[SIGNATURE_HEADER], delivery.body)
+        assert verify(secret, delivery.headers[SIGNATURE_HEADER], delivery.body)
+        assert not verify(WEBHOOK_SECRET, delivery.headers[SIGNATURE_HEADER], delivery.body)
         assert delivery.headers["X-Email-Service-Event"] == delivery.event["type"]
         assert delivery.headers["X-Email-Service-Delivery"] == delivery.event["id"]
     types = [d.event["type"] for d in deliveries]
@@ -67,8 +69,38 @@ def test_failures_and_completion_are_delivered_signed_and_in_order(feature_stack
     receiver = feature_stack.receiver
     wait_for(lambda: any(d.event["type"] == "job.completed" for d in receiver.deliveries(job_id)))
     deliveries = receiver.deliveries(job_id)
-    _check_events(deliveries, job_id, rejected, 25)
+    _check_events(deliveries, job_id, rejected, 25, feature_stack.api.webhook_secret)
     assert len(deliveries) <= 4, "failures are batched, not one event each"
+
+
+def test_each_account_signs_with_its_own_secret_and_a_rotation_signs_with_both_during_its_grace(
+    feature_stack: FeatureStack,
+):
+    api, receiver = feature_stack.api, feature_stack.receiver
+    services = api.app.extensions["email_service"]
+    other_name = f"other-{uuid.uuid4().hex[:8]}"
+    other = ApiClient(api.url, {"Authorization": f"Bearer {api.new_key(other_name)}"})
+
+    def completion(client: ApiClient) -> Delivery:
+        body = {"recipients": [f"a@{uuid.uuid4().hex[:8]}.example.com"], "subject": "s", "callback_url": receiver.url}
+        job_id = client.post_job(body).json()["id"]
+        wait_for(lambda: any(d.event["type"] == "job.completed" for d in receiver.deliveries(job_id)), timeout=60)
+        [delivery] = receiver.deliveries(job_id)
+        return delivery
+
+    def signers(delivery: Delivery, *secrets: str) -> list[bool]:
+        return [verify(secret, delivery.headers[SIGNATURE_HEADER], delivery.body) for secret in secrets]
+
+    mine, first = api.webhook_secret, api.webhook_secrets[other_name]
+    try:
+        assert signers(completion(api), mine, first, WEBHOOK_SECRET) == [True, False, False]
+        assert signers(completion(other), mine, first, WEBHOOK_SECRET) == [False, True, False]
+        second = accounts.rotate_webhook_secret(services.sessions, other_name, timedelta(hours=1))
+        assert signers(completion(other), second, first, mine) == [True, True, False]
+        third = accounts.rotate_webhook_secret(services.sessions, other_name, timedelta(0))
+        assert signers(completion(other), third, second, first) == [True, False, False]
+    finally:
+        other.close()
 
 
 def test_a_receiver_that_fails_gets_the_event_again_later(feature_stack: FeatureStack):
@@ -133,7 +165,7 @@ def test_no_event_is_lost_when_the_worker_dies(own_stack: dict[str, Any]):
         # Each failed attempt before the kill doubled the delay from 0.3 s: the next one is due about as
         # long after the kill as the deliveries had been failing before it (longer on a busy machine).
         wait_for(lambda: any(d.event["type"] == "job.completed" for d in receiver.deliveries(job_id)), timeout=90)
-        _check_events(receiver.deliveries(job_id), job_id, rejected, 30)
+        _check_events(receiver.deliveries(job_id), job_id, rejected, 30, api.webhook_secret)
     finally:
         receiver.stop()
 
