@@ -70,7 +70,9 @@ class ApiServer(ApiClient):
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self.webhook_secrets: dict[str, str] = {}
         # A key of its own: the tests call the API as a client of the service would.
-        self.api_key = self.new_key("tests") if not settings.auth_disabled else None
+        # Its account's name is its own: several servers may share a database.
+        self.account_name = f"tests-{uuid.uuid4().hex[:8]}"
+        self.api_key = self.new_key(self.account_name) if not settings.auth_disabled else None
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         super().__init__(f"http://127.0.0.1:{self._server.server_port}", headers)
 
@@ -90,7 +92,7 @@ class ApiServer(ApiClient):
     @property
     def webhook_secret(self) -> str:
         """The webhook signing secret of the account of ``api_key``."""
-        return self.webhook_secrets["tests"]
+        return self.webhook_secrets[self.account_name]
 
     def start(self) -> ApiServer:
         self._thread.start()

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from email_service.services import auth
+from email_service.services import accounts, auth
 from tests.support.servers import own_database
 from tests.support.stack import ApiServer, settings_from
 
@@ -91,7 +91,7 @@ def test_health_and_documentation_are_public(api: ApiServer):
 
 @pytest.mark.parametrize("header", ["bearer", "x-api-key"])
 def test_a_key_sees_its_own_jobs_only(api: ApiServer, header: str):
-    mine, theirs = api.new_key("mine"), api.new_key("theirs")
+    mine, theirs = api.new_key(f"mine-{header}"), api.new_key(f"theirs-{header}")
     job_id = _call(api, "POST", "/api/email/", mine, header, json=BODY).json()["id"]
     assert _call(api, "GET", f"/api/email/{job_id}", mine, header).status_code == 200
     for method, path in (
@@ -149,12 +149,68 @@ def test_keys_commands_and_serve_refusing_to_start_without_keys(tmp_path: Path):
         assert created.returncode == 0, created.stderr
         key = created.stdout.strip()
         assert key.startswith("es_") and "cannot be shown again" in created.stderr
+        assert "account ops created with it" in created.stderr and "whsec_" in created.stderr
         listed = _cli("keys", "list", env=env)
         assert "ops" in listed.stdout and key[:10] in listed.stdout and key not in listed.stdout
         assert _cli("keys", "revoke", "ops", env=env).returncode == 0
         assert "revoked" in _cli("keys", "list", env=env).stdout
         assert _cli("keys", "revoke", "ops", env=env).returncode != 0, "nothing left to revoke"
         assert "no API key exists" in _cli("serve", "--port", "1", env=env).stderr
+
+
+def test_accounts_commands(tmp_path: Path):
+    with own_database() as url:
+        env = {"DATABASE_URL": url, "CELERY_BROKER_URL": "memory://", "DATA_DIR": str(tmp_path)}
+        created = _cli("accounts", "create", "shop", "--sender", "Shop <Orders@Shop.example>", env=env)
+        assert created.returncode == 0, created.stderr
+        secret = created.stdout.strip()
+        assert secret.startswith("whsec_") and "shown this once" in created.stderr
+        assert _cli("accounts", "create", "shop", env=env).returncode != 0, "names are unique"
+        first = _cli("keys", "create", "shop-1", "--account", "shop", env=env)
+        admin = _cli("keys", "create", "ops", "--account", "shop", "--admin", env=env)
+        assert first.returncode == admin.returncode == 0, first.stderr + admin.stderr
+        assert "whsec_" not in first.stderr, "the account existed: no new secret"
+        keys = _cli("keys", "list", env=env).stdout
+        assert "shop-1  account shop  account" in keys and "ops  account shop  admin" in keys
+        refused = _cli("keys", "create", "x", "--account", "nobody", env=env)
+        assert refused.returncode != 0 and "no account" in refused.stderr
+        configured = _cli(
+            "accounts", "configure", "shop", "--callback-url", "http://10.0.0.1/hooks", env=env
+        )  # a private address: refused before anything is stored
+        assert configured.returncode != 0 and "10.0.0.1 is a private address" in configured.stderr
+        assert (
+            _cli("accounts", "configure", "shop", "--callback-url", "https://hooks.shop.example/in", env=env).returncode
+            == 0
+        )
+        listed = _cli("accounts", "list", env=env).stdout
+        assert "shop  active  2 key(s)  own webhook secret  senders orders@shop.example" in listed
+        assert "callback https://hooks.shop.example/in" in listed
+        rotated = _cli("accounts", "rotate-secret", "shop", "--grace", "2h", env=env)
+        assert rotated.returncode == 0 and rotated.stdout.strip() not in ("", secret)
+        assert "previous one until" in _cli("accounts", "list", env=env).stdout
+        assert _cli("accounts", "disable", "shop", env=env).returncode == 0
+        assert "disabled" in _cli("accounts", "list", env=env).stdout
+        assert "no API key exists" in _cli("serve", "--port", "1", env=env).stderr, (
+            "a disabled account's keys count not"
+        )
+        assert _cli("accounts", "enable", "shop", env=env).returncode == 0
+
+
+def test_a_key_is_rotated_within_its_account_and_a_disabled_account_stops_at_once(api: ApiServer):
+    services = api.app.extensions["email_service"]
+    name = f"rotating-{uuid.uuid4().hex[:8]}"
+    old = api.new_key(name)
+    job_id = _call(api, "POST", "/api/email/", old, json=BODY).json()["id"]
+    new = api.new_key(f"{name}-next", account=name)
+    assert _call(api, "GET", f"/api/email/{job_id}", new).status_code == 200
+    auth.revoke_key(services.sessions, name)
+    assert _call(api, "GET", "/api/email/", old).status_code == 401
+    assert job_id in {job["id"] for job in _call(api, "GET", "/api/email/", new).json()["items"]}
+    accounts.set_disabled(services.sessions, name, True)
+    answer = _call(api, "GET", f"/api/email/{job_id}", new)
+    assert answer.status_code == 401 and "disabled" in answer.json()["message"]
+    accounts.set_disabled(services.sessions, name, False)
+    assert _call(api, "GET", f"/api/email/{job_id}", new).status_code == 200
 
 
 def test_a_key_sends_as_the_default_sender_or_its_own_senders_only(api: ApiServer):

@@ -1,4 +1,4 @@
-"""Quotas per API key through the HTTP API, counted in Redis: 429 with Retry-After, nothing stored."""
+"""Quotas per account (all its keys together) through the HTTP API, counted in Redis: 429 with Retry-After, nothing stored."""
 
 from __future__ import annotations
 
@@ -42,12 +42,17 @@ def _as(api: ApiServer, key: str) -> httpx.Client:
 
 
 def test_requests_over_the_quota_get_429_with_retry_after(limited: ApiServer):
-    with _as(limited, limited.new_key("busy")) as busy, _as(limited, limited.new_key("calm")) as calm:
-        assert [busy.get("/api/email/").status_code for _ in range(5)] == [200] * 5
-        refused = busy.get("/api/email/")
-        assert refused.status_code == 429 and refused.json()["error"] == "too_many_requests"
-        assert 1 <= int(refused.headers["Retry-After"]) <= 60
-        assert calm.get("/api/email/").status_code == 200, "each key has its own quota"
+    busy_key, calm_key = limited.new_key("busy"), limited.new_key("calm")
+    with _as(limited, busy_key) as busy, _as(limited, limited.new_key("busy-2", account="busy")) as busy_too:
+        assert [busy.get("/api/email/").status_code for _ in range(3)] == [200] * 3
+        assert [busy_too.get("/api/email/").status_code for _ in range(2)] == [200] * 2
+        for client in (busy, busy_too):  # the account's quota, whichever of its keys asks
+            refused = client.get("/api/email/")
+            assert refused.status_code == 429 and refused.json()["error"] == "too_many_requests"
+            assert "for this account" in refused.json()["message"]
+            assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    with _as(limited, calm_key) as calm:
+        assert calm.get("/api/email/").status_code == 200, "each account has its own quota"
 
 
 def test_recipients_over_the_quota_are_refused_and_nothing_is_stored(limited: ApiServer):
