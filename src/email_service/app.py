@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from email_service import __version__
-from email_service.api import bounces, jobs, suppressions, templates
+from email_service.api import account, bounces, jobs, suppressions, templates
 from email_service.api.auth import install_authentication
 from email_service.api.dashboard import install_dashboard
 from email_service.api.errors import register_error_handlers, validation_error_response
@@ -64,6 +64,7 @@ def create_api(services: Services) -> OpenAPI:
     app.extensions["key_quotas"] = make_key_quotas(services.settings)
     install_host_check(app, services.settings.allowed_hosts)  # first: another site's name is never served
     install_authentication(app, services)  # then: nothing reads a request its caller may not make
+    app.register_api(account.blueprint)
     app.register_api(jobs.blueprint)
     app.url_map.converters["template_name"] = templates.TemplateNameConverter
     app.register_api(templates.blueprint)

@@ -83,6 +83,17 @@ class Suppression(TypedDict):
     created_at: str
 
 
+class Account(TypedDict):
+    id: str | None  # null when the service runs without API keys
+    name: str | None
+    key: str | None  # the name of the key the client uses
+    role: str  # account, or admin (also manages the shared templates and suppressions)
+    senders: list[str]
+    callback_url: str | None
+    webhook_signing: str  # own (the account's secret) or shared (WEBHOOK_SECRET)
+    previous_secret_until: str | None
+
+
 class SuppressionPage(TypedDict):
     items: list[Suppression]
     next_after: str | None
@@ -277,6 +288,13 @@ class EmailServiceClient:
 
     def close(self) -> None:
         self._http.close()
+
+    # ---- the account
+
+    def account(self) -> Account:
+        """The account of the client's API key: every job, stored template and suppression it makes is the
+        account's, seen by all its keys and by no other account."""
+        return cast(Account, self._json("GET", "/api/account"))
 
     # ---- jobs
 

@@ -253,6 +253,16 @@ def test_api_key_and_extra_headers_go_with_every_request(stack: ApiServer):
     assert "Authorization" not in plain.headers
 
 
+def test_account_names_the_keys_account_for_each_of_its_keys(client: EmailServiceClient, stack: ApiServer):
+    mine = client.account()
+    assert (mine["name"], mine["key"], mine["role"]) == (stack.account_name, stack.account_name, "account")
+    assert mine["webhook_signing"] == "own" and "secret" not in str(mine).replace("previous_secret_until", "")
+    admin_key = stack.new_key(f"{stack.account_name}-ops", account=stack.account_name, role="admin")
+    with EmailServiceClient(stack.url, api_key=admin_key, timeout=15) as admin:
+        assert {**admin.account(), "key": None, "role": None} == {**mine, "key": None, "role": None}
+        assert admin.account()["role"] == "admin"
+
+
 # ---- endpoints and fields the server adds (pause/resume, idempotency, templates, new POST fields)
 
 
