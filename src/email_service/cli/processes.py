@@ -31,7 +31,7 @@ from email_service.logs import configure_logging
 @click.option("--bind", default=None, help="gunicorn bind address instead of host:port (e.g. unix:/run/api.sock).")
 def serve(host: str, port: int, workers: int, threads: int, bind: str | None) -> None:
     """Run the HTTP API under gunicorn, configured by the environment; migrate the database first."""
-    from email_service.services import auth
+    from email_service.services import accounts, auth
 
     settings = Settings()
     check_setting_files(settings)  # before waiting for the database: a bad file is known at once
@@ -39,10 +39,18 @@ def serve(host: str, port: int, workers: int, threads: int, bind: str | None) ->
     if not settings.auth_disabled:
         with database_sessions(settings) as sessions:
             has_keys = auth.has_active_keys(sessions)
+            sharing = [info.name for info in accounts.list_all(sessions) if not info.own_webhook_secret]
         if not has_keys:
             raise click.ClickException(
                 "no API key exists: create one with `email-service keys create NAME`, "
                 "or set AUTH_DISABLED=true to serve without keys (never on a reachable host)"
+            )
+        if sharing:
+            click.echo(
+                f"warning: {len(sharing)} account(s) still sign their webhook events with WEBHOOK_SECRET, which "
+                f"lets each forge the others' events ({', '.join(sharing[:5])}{', …' if len(sharing) > 5 else ''}): "
+                "give each its own with `email-service accounts rotate-secret NAME --grace 7d`",
+                err=True,
             )
     address = bind or f"{host}:{port}"
     share_metrics_directory(settings, "api")  # one /metrics for all gunicorn workers
