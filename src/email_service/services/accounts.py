@@ -72,6 +72,12 @@ def list_all(sessions: sessionmaker[Session]) -> list[AccountInfo]:
         return [_info(record, api_keys.count_active(session, record.id)) for record in accounts.list_all(session)]
 
 
+def names(sessions: sessionmaker[Session]) -> dict[str, str]:
+    """Every account's name by id."""
+    with sessions() as session:
+        return {record.id: record.name for record in accounts.list_all(session)}
+
+
 def get(sessions: sessionmaker[Session], id_or_name: str) -> AccountInfo:
     with sessions() as session:
         record = _find(session, id_or_name)

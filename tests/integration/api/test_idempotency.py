@@ -164,4 +164,6 @@ def _age_key(stack: FeatureStack, key: str, age: timedelta) -> None:
 
 def _stored_key(stack: FeatureStack, api_key: str | None, key: str) -> str:
     assert api_key is not None
-    return idempotency.stored_key(auth.authenticate(stack.api.app.extensions["email_service"], api_key), key)
+    caller = auth.authenticate(stack.api.app.extensions["email_service"], api_key)
+    assert caller is not None
+    return idempotency.stored_key(caller.account, key)

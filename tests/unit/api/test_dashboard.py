@@ -176,6 +176,21 @@ def test_a_key_sees_and_steers_only_its_own_jobs(client: FlaskClient, services: 
         assert session.get(Job, theirs).status == "scheduled"  # type: ignore[union-attr]
 
 
+def test_an_admin_key_sees_and_steers_every_accounts_jobs(client: FlaskClient, services: Services, keys):
+    alpha = job_of(services, keys["alpha"][0], send_at=in_an_hour())
+    beta = job_of(services, keys["beta"][0], send_at=in_an_hour())
+    _, admin_key, _ = auth.create_key(services.sessions, services.settings, "ops", account="alpha", role="admin")
+    sign_in(client, admin_key)
+    listing = client.get("/dashboard/jobs").text
+    assert alpha in listing and beta in listing
+    assert "account alpha" in listing and "account beta" in listing
+    assert "admin" in listing  # the header says the role
+    token = csrf(client, "/dashboard/jobs")
+    assert client.post(f"/dashboard/jobs/{beta}/pause", data={"csrf_token": token}).status_code == 303
+    with services.readers() as session:
+        assert session.get(Job, beta).status == "paused"  # type: ignore[union-attr]
+
+
 # CSRF
 
 

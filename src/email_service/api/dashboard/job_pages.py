@@ -13,7 +13,7 @@ from email_service.api.dashboard.blueprint import blueprint, render, services, v
 from email_service.api.dashboard.chart import sends_chart
 from email_service.api.dashboard.statuses import RECIPIENT_STATUS_ORDER
 from email_service.errors import Conflict, ValidationFailed
-from email_service.services import Services, control, reports
+from email_service.services import Services, accounts, control, reports
 from email_service.storage.models import UNFINISHED_JOB_STATUSES, Job, JobStatus, RecipientStatus
 
 JOBS_PER_PAGE = 25
@@ -88,9 +88,12 @@ def jobs() -> Any:
         tag=tag,
     )
     older = found[-1].job.id if len(found) == JOBS_PER_PAGE else None
+    # Every account's jobs are listed to an operator: each says whose it is.
+    shared_view = viewer().jobs_of is None and viewer().caller.account is not None
     return render(
         "jobs.html",
         jobs=found,
+        account_names=accounts.names(services().readers) if shared_view else {},
         status=status,
         tag=tag,
         older=older,
