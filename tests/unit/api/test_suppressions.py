@@ -1,7 +1,7 @@
 """/api/suppressions and the unsubscribe links through Flask's test client, on SQLite with a real SMTP server:
 each account has its own list and one is shared; an account sees and changes only its own list, operators the
 shared one (the other causes of an entry: tests/unit/services/test_suppression_scopes.py; end to end through a
-worker: tests/integration/api/test_suppression_scopes.py)."""
+worker: tests/integration/api/test_suppressions.py)."""
 
 from __future__ import annotations
 
