@@ -229,7 +229,10 @@ class Settings(BaseSettings):
         2_000_000, ge=10_000, description="Largest bounce message `email-service bounces` and the poller read."
     )
     soft_bounce_limit: int = Field(
-        3, ge=0, description="Soft bounces of one address within SOFT_BOUNCE_WINDOW that suppress it; 0 = never."
+        3,
+        ge=0,
+        description="Soft bounces of one address within SOFT_BOUNCE_WINDOW that put it on the shared suppression list; "
+        "0 = never.",
     )
     soft_bounce_window: float = Field(7 * 86400, gt=0, description="Seconds over which soft bounces are counted.")
     bounce_imap_url: SecretStr = Field(

@@ -206,4 +206,4 @@ class PermanentDeliveryError(DeliveryError):
 
 
 class RecipientRefused(PermanentDeliveryError):
-    """The relay says the address does not exist: it goes on the suppression list."""
+    """The relay says the address does not exist: it goes on the shared suppression list."""

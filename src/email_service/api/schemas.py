@@ -174,7 +174,7 @@ class SendEmailBody(BaseModel):
         True,
         strict=True,  # a JSON boolean, as documented: not 0, 1 or "yes"
         description="Give each message a one-click `List-Unsubscribe` link (RFC 8058) to PUBLIC_URL/unsubscribe/...; "
-        "an address that uses it is suppressed. Turn off for transactional mail only.",
+        "an address that uses it is suppressed for this account's jobs. Turn off for transactional mail only.",
     )
     callback_url: str | None = Field(
         None,
@@ -263,7 +263,10 @@ class RecipientView(BaseModel):
     attempts: int
     message_id: str = Field(description="Message-ID header, the same on every attempt.")
     error_code: int | None = Field(description="SMTP reply code of the last failure, if any.")
-    error: str | None = Field(description="Reason of the last failure, if any.")
+    error: str | None = Field(
+        description="Reason of the last failure, if any; for a suppressed recipient, which suppression list "
+        "(this account's or the shared one) and why, e.g. `suppressed: on the shared suppression list (bounced)`."
+    )
     next_attempt_at: datetime | None = Field(description="When a deferred recipient is tried again.")
     sent_at: datetime | None
     updated_at: datetime | None

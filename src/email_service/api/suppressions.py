@@ -11,6 +11,7 @@ from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 from pydantic import BaseModel, ConfigDict, Field
 
+from email_service.api.auth import current_caller
 from email_service.api.errors import API_KEY, BODY_ERRORS
 from email_service.api.schemas import NO_NUL_PATTERN, ErrorBody
 from email_service.errors import NotFound
@@ -19,14 +20,20 @@ from email_service.storage.models import SuppressionReason
 
 suppressions_tag = Tag(
     name="suppressions",
-    description="Addresses never sent to: unsubscribed (one-click links), hard-bounced (a 5xx to RCPT or a bounce "
-    "report), soft-bounced SOFT_BOUNCE_LIMIT times, complained of (marked as spam), or added here. Checked "
-    "when a job is accepted and again before each batch is sent; such recipients end `suppressed`.",
+    description="Addresses never sent to. Each account has its own list, and one list is shared by every account. "
+    "On the list of the account whose job sent the message: recipients who unsubscribed (one-click links) or "
+    "complained (marked it as spam), and the addresses the account adds here. On the shared list: hard bounces "
+    "(a 5xx to RCPT or a bounce report) and addresses that soft-bounced SOFT_BOUNCE_LIMIT times, since the mailbox "
+    "fails for every sender, and what operators add. A job skips the addresses on its account's list and on the "
+    "shared one, when it is accepted and again before each batch; such recipients end `suppressed`, their `error` "
+    "saying which list and why (the only way an account sees a shared entry). These endpoints work on the calling "
+    "key's account's list; with `?shared=true` on the shared list, which needs a key with the admin role (403 "
+    "otherwise). With authentication off there are no accounts: every list is the shared one.",
 )
 blueprint = APIBlueprint(
     "suppressions", __name__, url_prefix="/api/suppressions", abp_tags=[suppressions_tag], abp_security=API_KEY
 )
-ERRORS: dict[int | str, Any] = {404: ErrorBody, **BODY_ERRORS}
+ERRORS: dict[int | str, Any] = {403: ErrorBody, 404: ErrorBody, **BODY_ERRORS}
 
 
 class SuppressionBody(BaseModel):
@@ -39,7 +46,15 @@ class SuppressionPath(BaseModel):
     email: str = Field(description="A suppressed address.", max_length=320, pattern=NO_NUL_PATTERN)
 
 
-class SuppressionQuery(BaseModel):
+class ScopeQuery(BaseModel):
+    shared: bool = Field(
+        False,
+        description="true: the shared list, which every account's jobs skip (a key with the admin role only; "
+        "403 otherwise); false: the calling key's account's list.",
+    )
+
+
+class SuppressionQuery(ScopeQuery):
     after: str | None = Field(
         None, description="`next_after` of the previous page.", max_length=320, pattern=NO_NUL_PATTERN
     )
@@ -51,6 +66,7 @@ class SuppressionView(BaseModel):
     reason: str = Field(description="unsubscribed, bounced, soft_bounced, complained or manual.")
     job_id: str | None = Field(description="The job it came from, if any.")
     created_at: datetime
+    shared: bool = Field(description="On the shared list (every account's jobs skip it), not the account's own.")
 
 
 class SuppressionList(BaseModel):
@@ -58,17 +74,35 @@ class SuppressionList(BaseModel):
     next_after: str | None
 
 
+class SuppressionAdded(BaseModel):
+    email: str = Field(description="The address, normalized.")
+    added: bool = Field(description="false when it already was on that list (its first reason stays).")
+    shared: bool = Field(description="Added to the shared list, not the account's own.")
+
+
 def _services() -> Services:
     services: Services = current_app.extensions["email_service"]
     return services
 
 
+def _list_of(query: ScopeQuery) -> str | None:
+    return suppressions.list_of(current_caller(), shared=query.shared)
+
+
 @blueprint.get(
-    "/", strict_slashes=False, summary="List suppressed addresses", responses={200: SuppressionList, **ERRORS}
+    "/",
+    strict_slashes=False,
+    summary="List suppressed addresses",
+    description="The addresses of the calling key's account's list, or with `shared=true` of the shared list, in "
+    "address order.",
+    responses={200: SuppressionList, **ERRORS},
 )
 def list_suppressions(query: SuppressionQuery) -> Any:
-    rows = suppressions.page(_services(), after=query.after, limit=query.limit)
-    items = [SuppressionView(email=r.email, reason=r.reason, job_id=r.job_id, created_at=r.created_at) for r in rows]
+    rows = suppressions.page(_services(), account=_list_of(query), after=query.after, limit=query.limit)
+    items = [
+        SuppressionView(email=r.email, reason=r.reason, job_id=r.job_id, created_at=r.created_at, shared=r.shared)
+        for r in rows
+    ]
     next_after = rows[-1].email if len(rows) == query.limit else None
     return SuppressionList(items=items, next_after=next_after).model_dump(mode="json")
 
@@ -77,17 +111,28 @@ def list_suppressions(query: SuppressionQuery) -> Any:
     "/",
     strict_slashes=False,
     summary="Suppress an address",
-    description="201 when added, 200 when it already was (its first reason stays).",
-    responses={200: None, 201: None, **ERRORS},
+    description="On the calling key's account's list (its jobs only skip it), or with `shared=true` on the shared "
+    "list (every account's jobs skip it). 201 when added, 200 when it already was on that list (its first reason "
+    "stays).",
+    responses={200: SuppressionAdded, 201: SuppressionAdded, **ERRORS},
 )
-def add_suppression(body: SuppressionBody) -> Any:
-    added = suppressions.add(_services(), body.email, SuppressionReason.MANUAL)
-    return {"email": suppressions.key_of(body.email), "added": added}, 201 if added else 200
+def add_suppression(query: ScopeQuery, body: SuppressionBody) -> Any:
+    account = _list_of(query)
+    added = suppressions.add(_services(), body.email, account=account, reason=SuppressionReason.MANUAL)
+    answer = SuppressionAdded(email=suppressions.key_of(body.email), added=added, shared=account is None)
+    return answer.model_dump(mode="json"), 201 if added else 200
 
 
-@blueprint.delete("/<email>", summary="Send to an address again", responses={204: None, **ERRORS})
-def remove_suppression(path: SuppressionPath) -> Any:
-    suppressions.remove(_services(), path.email)
+@blueprint.delete(
+    "/<email>",
+    summary="Send to an address again",
+    description="Takes the address off the calling key's account's list, or with `shared=true` off the shared "
+    "list. 404 when it is not on that list: an entry of the shared list is not on an account's list, and what "
+    "another account suppressed is its own.",
+    responses={204: None, **ERRORS},
+)
+def remove_suppression(path: SuppressionPath, query: ScopeQuery) -> Any:
+    suppressions.remove(_services(), path.email, account=_list_of(query))
     return "", 204
 
 

@@ -78,9 +78,10 @@ class Job(TypedDict):
 
 class Suppression(TypedDict):
     email: str
-    reason: str  # unsubscribed, bounced or manual
+    reason: str  # unsubscribed, bounced, soft_bounced, complained or manual
     job_id: str | None
     created_at: str
+    shared: bool  # on the shared list (every account's jobs skip it), not the account's own
 
 
 class Account(TypedDict):
@@ -241,6 +242,11 @@ def _follow(fetch: Callable[[Any], Any], cursor: str = "next_after") -> Iterator
             return
 
 
+def _shared(shared: bool) -> dict[str, str]:
+    """The query naming the shared suppression list; none for the account's own."""
+    return {"shared": "true"} if shared else {}
+
+
 def _compact(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The body without the fields left out (None), so the service applies its defaults."""
     return {key: value for key, value in fields.items() if value is not None}
@@ -372,20 +378,24 @@ class EmailServiceClient:
 
     # ---- suppressions
 
-    def list_suppressions(self, after: str | None = None, limit: int = 100) -> SuppressionPage:
+    # With ``shared`` these work on the shared list (a key with the admin role only), else on the key's account's.
+
+    def list_suppressions(self, after: str | None = None, limit: int = 100, *, shared: bool = False) -> SuppressionPage:
         """One page of suppressed addresses, in address order; pass ``next_after`` as ``after``."""
-        params = _compact({"after": after, "limit": limit})
+        params = _compact({"after": after, "limit": limit, **_shared(shared)})
         return cast(SuppressionPage, self._json("GET", "/api/suppressions/", params=params))
 
-    def iter_suppressions(self, page_size: int = 1000) -> Iterator[Suppression]:
-        return _follow(lambda after: self.list_suppressions(after=after, limit=page_size))
+    def iter_suppressions(self, page_size: int = 1000, *, shared: bool = False) -> Iterator[Suppression]:
+        return _follow(lambda after: self.list_suppressions(after=after, limit=page_size, shared=shared))
 
-    def suppress(self, email: str) -> bool:
-        """Never send to ``email`` again; False when it already was suppressed."""
-        return bool(self._json("POST", "/api/suppressions/", json={"email": email})["added"])
+    def suppress(self, email: str, *, shared: bool = False) -> bool:
+        """Never send to ``email`` again; False when it already was on that list."""
+        answer = self._json("POST", "/api/suppressions/", json={"email": email}, params=_shared(shared))
+        return bool(answer["added"])
 
-    def unsuppress(self, email: str) -> None:
-        self._request("DELETE", f"/api/suppressions/{_segment(email)}")
+    def unsuppress(self, email: str, *, shared: bool = False) -> None:
+        """Take ``email`` off the list (404 when it is not on that list)."""
+        self._request("DELETE", f"/api/suppressions/{_segment(email)}", params=_shared(shared))
 
     def cancel(self, job_id: str) -> Job:
         """Recipients not yet handed to a worker become cancelled (409 once the job has finished)."""

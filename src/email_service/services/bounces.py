@@ -1,5 +1,7 @@
 """Recording bounces and complaints: each report matched to the one message it is about, then the
-ledger, the suppression list, the job's webhook and the metrics changed in one transaction.
+ledger, the suppression lists, the job's webhook and the metrics changed in one transaction. A hard bounce
+and too many soft bounces put the address on the shared list (the mailbox fails for every sender); a
+complaint, on the list of the account whose job sent the message.
 
 A report names its recipient by a signed token (the VERP envelope sender a bounce is mailed to, or
 a token a provider echoes back), else by the Message-ID it returns, which must then come with the
@@ -29,7 +31,7 @@ from email_service.message.addresses import dedup_key, normalize_address
 from email_service.message.mime import read_message_id
 from email_service.message.verp import TOKEN_LENGTH, Reference, read_token, token_in
 from email_service.services import Services
-from email_service.storage import bounces, suppressions, webhook_events, webhook_signatures
+from email_service.storage import bounces, jobs, suppressions, webhook_events, webhook_signatures
 from email_service.storage.models import Bounce, Recipient, RecipientStatus, SuppressionReason, utcnow
 
 log = logging.getLogger(__name__)
@@ -150,7 +152,10 @@ def _record_in(
     if report.kind in _ENDS:
         status, reason, event = _ENDS[report.kind]
         bounces.end_sent_recipient(session, recipient.id, status, bounce)
-        suppressions.add(session, address, reason, recipient.job_id, now)
+        # A complaint is about whoever sent the message: its account's list. A hard bounce is about the
+        # mailbox, which is not there for anyone: the shared list.
+        account = jobs.account_of(session, recipient.job_id) if report.kind == FeedbackKind.COMPLAINT else None
+        suppressions.add(session, address, reason, recipient.job_id, now, account=account)
         has_webhook = webhook_events.record_recipient_feedback(
             session, recipient, event, _payload(recipient, bounce), now
         )
@@ -237,7 +242,9 @@ def _suppress_after_soft_bounces(services: Services, session: Session, bounce: B
         return
     since = bounce.received_at - timedelta(seconds=settings.soft_bounce_window)
     if bounces.count_since(session, bounce.address, FeedbackKind.SOFT, since) >= settings.soft_bounce_limit:
-        suppressions.add(session, bounce.address, SuppressionReason.SOFT_BOUNCED, bounce.job_id, bounce.received_at)
+        # A mailbox that keeps failing fails for every sender: the shared list.
+        reason = SuppressionReason.SOFT_BOUNCED
+        suppressions.add(session, bounce.address, reason, bounce.job_id, bounce.received_at, account=None)
 
 
 def _payload(recipient: Recipient, bounce: Bounce) -> dict[str, object]:

@@ -65,7 +65,7 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
             ended = (RecipientStatus.EXPIRED, expired)
         elif job.status == JobStatus.SENDING:
             claimed = jobs.claim_batch(session, job_id, first, last, now=now, lease_until=lease.until)
-            claimed, suppressed = _without_suppressed(session, claimed, lease, now)
+            claimed, suppressed = _without_suppressed(session, job.account_id, claimed, lease, now)
             ended = (RecipientStatus.SUPPRESSED, suppressed)
         elif job.status == JobStatus.CANCELLED:  # a late or repeated task
             cancelled = jobs.end_leftovers(session, job_id, RecipientStatus.CANCELLED, now, positions=(first, last))
@@ -88,17 +88,23 @@ def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
 
 
 def _without_suppressed(
-    session: Session, claimed: list[ClaimedRecipient], lease: Lease, now: datetime
+    session: Session, account: str | None, claimed: list[ClaimedRecipient], lease: Lease, now: datetime
 ) -> tuple[list[ClaimedRecipient], int]:
-    """The claimed rows whose address is not suppressed; the others end suppressed, unsent (an address
-    may have unsubscribed or bounced since the job was accepted): how many."""
+    """The claimed rows whose address is not suppressed for the job's ``account`` (its list or the shared one);
+    the others end suppressed, unsent, saying which list and why (an address may have unsubscribed or bounced
+    since the job was accepted): how many."""
     keys = [dedup_key(r.address) for r in claimed]
-    found = suppressions.suppressed(session, keys)
+    found = suppressions.suppressed(session, keys, account)
     if not found:
         return claimed, 0
-    blocked = [r for r, key in zip(claimed, keys, strict=True) if key in found]
-    reason = "suppressed: the address is on the suppression list"
-    suppressed = jobs.end_claimed(session, blocked, lease, RecipientStatus.SUPPRESSED, now, reason)
+    blocked: dict[str, list[ClaimedRecipient]] = {}
+    for recipient, key in zip(claimed, keys, strict=True):
+        if key in found:
+            blocked.setdefault(found[key].explanation(), []).append(recipient)
+    suppressed = sum(
+        jobs.end_claimed(session, rows, lease, RecipientStatus.SUPPRESSED, now, explanation)
+        for explanation, rows in blocked.items()
+    )
     return [r for r, key in zip(claimed, keys, strict=True) if key not in found], suppressed
 
 
@@ -248,9 +254,10 @@ class _BatchRun:
         now = utcnow()
         if error.permanent:
             self._fail(recipient, error.code or None, str(error))
-            if isinstance(error, RecipientRefused):  # a hard bounce: the mailbox is not there
+            if isinstance(error, RecipientRefused):  # a hard bounce: the mailbox is not there, for anyone
                 with self.services.sessions.begin() as session:
-                    suppressions.add(session, dedup_key(recipient.address), SuppressionReason.BOUNCED, self.job_id, now)
+                    address = dedup_key(recipient.address)
+                    suppressions.add(session, address, SuppressionReason.BOUNCED, self.job_id, now, account=None)
             return
         retry_at = self.services.retry_policy.retry_at(
             error, recipient.attempts, self.accepted_at, now, self.services.rng

@@ -132,21 +132,20 @@ def accept_job(
         raise ValidationFailed(f"{len(problems.items)} problem(s) in the request; nothing was queued", problems.items)
     job.total = len(rows)
     with services.readers() as session:
-        suppressed = suppressions.suppressed(session, keys)
-    if suppressed:  # never sent to: final from the start
-        rows = [
-            (*row[:5], RecipientStatus.SUPPRESSED.value, 0) if key in suppressed else row
-            for row, key in zip(rows, keys, strict=True)
-        ]
+        found = suppressions.suppressed(session, keys, account)
+    # Never sent to: final from the start, saying which list and why.
+    explanations = {row[1]: found[key].explanation() for row, key in zip(rows, keys, strict=True) if key in found}
+    if explanations:
+        rows = [(*row[:5], RecipientStatus.SUPPRESSED.value, 0) if row[1] in explanations else row for row in rows]
     accepted = AcceptedJob(id=job.id, status=job.status, total=job.total)
     with services.sessions.begin() as session:
         if idempotency is not None:  # first: the key is committed with the job or not at all
             idempotency.record(session, job.id, accepted.response())
         jobs.insert_job(session, job, rows)
-        if suppressed:
-            jobs.explain_suppressed(session, job.id)
+        if explanations:
+            jobs.explain_suppressed(session, job.id, explanations)
         session.add_all(_attachment_rows(job.id, attachments))
-    metrics.job_accepted(len(rows), suppressed=len(suppressed))
+    metrics.job_accepted(len(rows), suppressed=len(explanations))
     log.info(
         "job %s accepted: %d recipients (%d duplicates merged), %s",
         job.id,

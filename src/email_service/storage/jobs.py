@@ -8,7 +8,7 @@ workers can never both own the same recipient.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -34,6 +34,7 @@ from email_service.storage.models import (
 # A new recipient row, in this column order: the intake writes 100,000 of them at a time.
 NEW_RECIPIENT_COLUMNS = ("job_id", "position", "address", "name", "variables", "status", "attempts")
 NewRecipient = tuple[str, int, str, str | None, str | None, str, int]  # variables as JSON text
+_EXPLAINED_PER_UPDATE = 5000  # positions per statement: bounded for a job whose 100,000 recipients are suppressed
 
 
 def insert_job(session: Session, job: Job, recipients: Sequence[NewRecipient]) -> None:
@@ -55,17 +56,29 @@ def insert_job(session: Session, job: Job, recipients: Sequence[NewRecipient]) -
         driver_connection.executemany(f"INSERT INTO recipients ({columns}) VALUES ({placeholders})", recipients)
 
 
-def explain_suppressed(session: Session, job_id: str) -> None:
-    """Say why the rows stored suppressed will never be sent."""
-    session.execute(
-        update(Recipient)
-        .where(Recipient.job_id == job_id, Recipient.status == RecipientStatus.SUPPRESSED)
-        .values(last_error="suppressed: the address is on the suppression list")
-    )
+def explain_suppressed(session: Session, job_id: str, explanations: Mapping[int, str]) -> None:
+    """Say on each row stored suppressed why it will never be sent: ``explanations`` by position (the few
+    distinct texts each written by one UPDATE per chunk of positions)."""
+    positions_of: dict[str, list[int]] = {}
+    for position, text in explanations.items():
+        positions_of.setdefault(text, []).append(position)
+    for text, positions in positions_of.items():
+        for start in range(0, len(positions), _EXPLAINED_PER_UPDATE):
+            chunk = positions[start : start + _EXPLAINED_PER_UPDATE]
+            session.execute(
+                update(Recipient)
+                .where(Recipient.job_id == job_id, Recipient.position.in_(chunk))
+                .values(last_error=text)
+            )
 
 
 def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
+
+
+def account_of(session: Session, job_id: str) -> str | None:
+    """The account of the job (None for a job of no account, or no such job)."""
+    return session.scalar(select(Job.account_id).where(Job.id == job_id))
 
 
 def job_attachments(session: Session, job_id: str) -> tuple[AttachmentFile, ...]:

@@ -184,7 +184,7 @@ class SuppressionReason(enum.StrEnum):
     BOUNCED = "bounced"  # a 5xx reply to RCPT, or a hard bounce after the relay took the message
     SOFT_BOUNCED = "soft_bounced"  # SOFT_BOUNCE_LIMIT soft bounces within SOFT_BOUNCE_WINDOW
     COMPLAINED = "complained"  # its recipient reported a message as spam
-    MANUAL = "manual"  # added through /api/suppressions
+    MANUAL = "manual"  # added through /api/suppressions or the dashboard
 
 
 class Suppression(Base):

@@ -1,14 +1,19 @@
-"""Suppressions and one-click unsubscribe (RFC 8058) through the HTTP API on real servers."""
+"""Suppressions and one-click unsubscribe (RFC 8058) through the HTTP API on real servers: the lists of accounts
+and the shared one end to end (their cases: tests/unit/api/test_suppressions.py,
+tests/unit/services/test_suppression_scopes.py)."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.servers import PUBLIC_URL, FeatureStack
+from tests.support.stack import ApiClient
 
 
 def _domain() -> str:
@@ -29,14 +34,32 @@ def _anonymous(stack: FeatureStack, method: str, path: str, **kwargs: Any) -> ht
 
 
 def _suppressed(stack: FeatureStack) -> dict[str, dict[str, Any]]:
-    items = stack.api.client.get("/api/suppressions", params={"limit": 1000}).json()["items"]
-    return {item["email"]: item for item in items}
+    return _suppressed_for(stack.api)
 
 
 def _send(stack: FeatureStack, recipients: list[str], **options: Any) -> dict[str, Any]:
-    answer = stack.api.post_job({"recipients": recipients, "subject": "news", "content": "c", **options})
+    return _send_as(stack.api, recipients, **options)
+
+
+def _send_as(api: ApiClient, recipients: list[str], **options: Any) -> dict[str, Any]:
+    answer = api.post_job({"recipients": recipients, "subject": "news", "content": "c", **options})
     assert answer.status_code == 202, answer.text
-    return stack.api.wait_until_completed(answer.json()["id"])
+    return api.wait_until_completed(answer.json()["id"])
+
+
+@pytest.fixture
+def two_accounts(feature_stack: FeatureStack) -> Iterator[tuple[ApiClient, ApiClient]]:
+    """The API as keys of two new accounts call it."""
+    keys = (feature_stack.api.new_key(f"{name}-{uuid.uuid4().hex[:8]}") for name in ("alpha", "beta"))
+    alpha, beta = (ApiClient(feature_stack.api.url, {"Authorization": f"Bearer {key}"}) for key in keys)
+    yield alpha, beta
+    alpha.close()
+    beta.close()
+
+
+def _suppressed_for(api: ApiClient) -> dict[str, dict[str, Any]]:
+    items = api.client.get("/api/suppressions", params={"limit": 1000}).json()["items"]
+    return {item["email"]: item for item in items}
 
 
 def test_one_click_unsubscribe_suppresses_the_recipient_and_later_jobs_skip_it(feature_stack: FeatureStack):
@@ -81,14 +104,34 @@ def test_a_forged_or_altered_link_suppresses_nobody(feature_stack: FeatureStack)
     assert not set(victims) & set(_suppressed(feature_stack))
 
 
-def test_a_hard_bounce_suppresses_the_address(feature_stack: FeatureStack):
+def test_an_unsubscribe_suppresses_for_its_account_and_a_hard_bounce_for_every_account(
+    feature_stack: FeatureStack, two_accounts: tuple[ApiClient, ApiClient]
+):
+    alpha, beta = two_accounts
     domain = _domain()
-    gone = f"gone@{domain}"
-    feature_stack.sink.handler.reject_rcpt.add(gone)
-    first = _send(feature_stack, [gone])
-    assert first["counts"]["failed"] == 1
-    assert _suppressed(feature_stack)[gone]["reason"] == "bounced"
-    assert _send(feature_stack, [gone])["counts"]["suppressed"] == 1
+    leaving, gone = f"leaving@{domain}", f"gone@{domain}"
+    feature_stack.sink.handler.reject_rcpt.add(gone)  # 550 to its RCPT: the mailbox is not there
+    first = _send_as(alpha, [leaving, gone])
+    assert (first["counts"]["sent"], first["counts"]["failed"]) == (1, 1)
+    answer = _anonymous(feature_stack, "POST", _unsubscribe_path(feature_stack, leaving),
+                        content="List-Unsubscribe=One-Click")  # fmt: skip
+    assert answer.status_code == 200
+    assert set(_suppressed_for(alpha)) == {leaving}, "the bounce is on the shared list, not alpha's"
+    assert _suppressed_for(beta) == {}
+
+    again = _send_as(alpha, [leaving, gone])
+    assert again["counts"]["suppressed"] == 2
+    errors = {r["email"]: r["error"] for r in alpha.recipients(again["id"])}
+    assert errors == {
+        leaving: "suppressed: on this account's suppression list (unsubscribed)",
+        gone: "suppressed: on the shared suppression list (bounced)",
+    }
+    delivered = len([m for m in feature_stack.sink.handler.messages() if m.recipients == [leaving]])
+    other = _send_as(beta, [leaving, gone])
+    assert (other["counts"]["sent"], other["counts"]["suppressed"]) == (1, 1)
+    assert len([m for m in feature_stack.sink.handler.messages() if m.recipients == [leaving]]) == delivered + 1
+    [skipped] = beta.recipients(other["id"], status="suppressed")
+    assert (skipped["email"], skipped["error"]) == (gone, "suppressed: on the shared suppression list (bounced)")
 
 
 def test_addresses_are_added_and_removed_through_the_api(feature_stack: FeatureStack):

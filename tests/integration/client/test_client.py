@@ -59,6 +59,14 @@ def client(stack: ApiServer) -> Iterator[EmailServiceClient]:
 
 
 @pytest.fixture
+def operator(stack: ApiServer) -> Iterator[EmailServiceClient]:
+    """The client with a key of the admin role, which manages the shared suppression list."""
+    key = stack.new_key(f"operator-{uuid.uuid4().hex[:8]}", role="admin")
+    with EmailServiceClient(stack.url, api_key=key, timeout=15) as service:
+        yield service
+
+
+@pytest.fixture
 def slow_relay(relay: SMTPSink) -> Iterator[SMTPSink]:
     """Each message takes 0.1 s: 4 connections send about 40 a second, so a job lasts long enough to act on."""
     relay.handler.delay = 0.1
@@ -176,7 +184,7 @@ def test_cancel_stops_a_sending_job_and_a_finished_job_cannot_be_cancelled(
     assert (caught.value.status_code, caught.value.code) == (409, "conflict")
 
 
-def test_retry_sends_again_to_the_failed_recipients(client: EmailServiceClient, relay: SMTPSink):
+def test_retry_sends_again_to_the_failed_recipients(client: EmailServiceClient, relay: SMTPSink, operator):
     ok, flaky = addresses(2)
     relay.handler.reject_rcpt.add(flaky)
     try:
@@ -185,7 +193,13 @@ def test_retry_sends_again_to_the_failed_recipients(client: EmailServiceClient, 
         assert (first["counts"]["sent"], first["counts"]["failed"]) == (1, 1)
     finally:
         relay.handler.reject_rcpt.discard(flaky)
-    client.unsuppress(flaky)  # its "no such user" put it on the suppression list; the caller lifts it
+    # Its "no such user" put it on the shared suppression list, which an operator lifts.
+    assert flaky not in {s["email"] for s in client.iter_suppressions()}
+    with pytest.raises(ApiError) as forbidden:
+        client.unsuppress(flaky, shared=True)
+    assert forbidden.value.status_code == 403
+    assert [s["reason"] for s in operator.iter_suppressions(shared=True) if s["email"] == flaky] == ["bounced"]
+    operator.unsuppress(flaky, shared=True)
     again = client.retry(job_id)
     assert again["id"] == job_id and again["status"] not in ("completed", "cancelled")
     job = client.wait(job_id, poll_interval=0.1, timeout=15)
@@ -404,6 +418,7 @@ def test_suppressions_are_listed_added_and_removed(client: EmailServiceClient):
     address = addresses(1, prefix="suppressed")[0]
     assert client.suppress(address) is True and client.suppress(address) is False
     assert address in {s["email"] for s in client.iter_suppressions(page_size=2)}, "followed across pages"
+    assert [s["shared"] for s in client.iter_suppressions() if s["email"] == address] == [False]
     job = client.wait(client.send([address], "s", list_unsubscribe=False)["id"], poll_interval=0.2, timeout=30)
     assert job["counts"]["suppressed"] == 1
     client.unsuppress(address)

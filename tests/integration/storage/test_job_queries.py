@@ -77,11 +77,11 @@ def test_recipients_and_suppressions_are_found_by_part_of_the_address_in_any_cas
     marker = uuid.uuid4().hex[:8]
     with sessions.begin() as session:
         for address in (f"max.{marker}@example.com", f"MAXINE.{marker}@example.com", f"lucas.{marker}@example.com"):
-            suppressions.add(session, address, "manual", None, utcnow())
+            suppressions.add(session, address, "manual", None, utcnow(), account=None)
     with sessions() as session:
-        rows = suppressions.page(session, after=None, limit=10, address_part=f"max.{marker}")
+        rows = suppressions.page(session, account=None, after=None, limit=10, address_part=f"max.{marker}")
         assert [r.address for r in rows] == [f"max.{marker}@example.com"]
-        assert len(suppressions.page(session, after=None, limit=10, address_part=marker)) == 3
+        assert len(suppressions.page(session, account=None, after=None, limit=10, address_part=marker)) == 3
 
 
 def test_a_jobs_sends_are_counted_per_round_interval(sessions: sessionmaker[Session]):

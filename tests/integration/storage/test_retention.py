@@ -186,7 +186,9 @@ def test_old_finished_jobs_go_with_their_rows_in_small_transactions(
     assert [_rows_of(sessions, job_id) for job_id in finished.values()] == [gone, gone]
     assert {name: _rows_of(sessions, job_id) for name, job_id in kept.items()} == kept_rows
     with sessions() as session:
-        suppression = session.get(Suppression, f"{finished['completed']}@example.com")
+        suppression = session.scalars(
+            select(Suppression).where(Suppression.address == f"{finished['completed']}@example.com")
+        ).one_or_none()
         assert suppression is not None and suppression.reason == "bounced" and suppression.job_id is None
         kept_job = session.get(Job, kept["event to deliver"])
         assert kept_job is not None and kept_job.expires_at is None, "a kept job is left as it was"

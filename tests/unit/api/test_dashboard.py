@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from email_service.api.dashboard.access import SESSION_COOKIE
 from email_service.app import create_api
 from email_service.config import Settings
-from email_service.services import Services, auth, templates
+from email_service.services import Services, auth, suppressions, templates
 from email_service.services.templates import TemplateFields
-from email_service.storage.models import Job, Suppression, utcnow
+from email_service.storage.models import Job, KeyRole, Suppression, utcnow
 from tests.support.inline import Recipient, counts, inline_services, run
 from tests.support.smtp_sink import SinkHandler, SMTPSink
 
@@ -215,7 +216,7 @@ def test_every_form_is_refused_without_the_sessions_token(client: FlaskClient, s
     assert counts(services, job_id) == {"pending": 1}
     with services.readers() as session:
         assert session.get(Job, job_id).status == "scheduled"  # type: ignore[union-attr]
-        assert session.get(Suppression, "max@example.com") is None
+        assert session.scalars(select(Suppression)).all() == []
     assert "Account <strong>alpha</strong>" in client.get("/dashboard/jobs").text  # still signed in as alpha
 
 
@@ -368,6 +369,44 @@ def test_suppressions_are_added_searched_and_removed(client: FlaskClient, servic
     # A later job skips what the page suppressed.
     job_id = job_of(services, keys["alpha"][0], [Recipient("lucas@example.com")])
     assert counts(services, job_id) == {"suppressed": 1}
+
+
+def test_a_key_sees_and_removes_only_its_accounts_suppressions(client: FlaskClient, services: Services, keys):
+    suppressions.add(services, REFUSED, account=keys["alpha"][0])
+    sign_in(client, keys["beta"][1])
+    page = client.get("/dashboard/suppressions").text
+    assert "account beta" in page and REFUSED not in page
+    token = csrf(client, "/dashboard/suppressions")
+    removed = client.post("/dashboard/suppressions/remove", data={"csrf_token": token, "email": REFUSED})
+    assert "is not on this suppression list" in client.get(removed.headers["Location"]).text
+    with services.readers() as session:
+        assert [(s.account_id, s.address) for s in session.scalars(select(Suppression))] == [
+            (keys["alpha"][0], REFUSED)
+        ]
+    assert client.get("/dashboard/suppressions?scope=shared").status_code == 403
+    refused = client.post("/dashboard/suppressions", data={"csrf_token": token, "email": REFUSED, "scope": "shared"})
+    assert refused.status_code == 403 and "admin role" in refused.text
+    assert client.get("/dashboard/suppressions?scope=everyone").status_code == 422
+
+
+def test_an_operator_manages_the_shared_list_beside_its_accounts(client: FlaskClient, services: Services, keys):
+    _, key, _ = auth.create_key(services.sessions, services.settings, "ops", role=KeyRole.ADMIN)
+    job_of(services, keys["alpha"][0], [Recipient(REFUSED)])  # refused at RCPT: on the shared list
+    sign_in(client, key)
+    own = client.get("/dashboard/suppressions").text
+    assert REFUSED not in own and "The shared list" in own
+    shared = client.get("/dashboard/suppressions?scope=shared").text
+    assert "shared list" in shared and REFUSED in shared and "bounced" in shared
+    assert 'name="scope" value="shared"' in shared, "its forms stay on the shared list"
+    token = csrf(client, "/dashboard/suppressions?scope=shared")
+    added = client.post(
+        "/dashboard/suppressions", data={"csrf_token": token, "email": "max@example.com", "scope": "shared"}
+    )
+    assert added.headers["Location"].endswith("/dashboard/suppressions?scope=shared")
+    client.post("/dashboard/suppressions/remove", data={"csrf_token": token, "email": REFUSED, "scope": "shared"})
+    with services.readers() as session:
+        assert [(s.account_id, s.address) for s in session.scalars(select(Suppression))] == [(None, "max@example.com")]
+    assert counts(services, job_of(services, keys["beta"][0], [Recipient("max@example.com")])) == {"suppressed": 1}
 
 
 def test_a_nul_character_in_a_form_is_refused(client: FlaskClient, keys):
