@@ -30,7 +30,11 @@ from email_service.storage.models import Bounce, JobStatus, RecipientStatus
 
 log = logging.getLogger(__name__)
 
-email_tag = Tag(name="email", description="Bulk sends and their per-recipient outcomes")
+email_tag = Tag(
+    name="email",
+    description="Bulk sends and their per-recipient outcomes. A job belongs to the account of the key that posted "
+    "it: every key of that account sees and steers it, another account's key gets 404.",
+)
 blueprint = APIBlueprint("email", __name__, url_prefix="/api/email", abp_tags=[email_tag], abp_security=API_KEY)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
