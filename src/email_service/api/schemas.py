@@ -166,8 +166,8 @@ class SendEmailBody(BaseModel):
         None,
         description="From, exactly one mailbox, e.g. `News <news@example.org>`: MAIL_DEFAULT_SENDER (the default) or "
         "one of the senders of the key's account (`email-service accounts configure NAME --sender ...`); anything "
-        "else, a list, group, comment, route address, or a display name holding another address or hiding one in encoded words, "
-        "is a 422. The From written is made from the parsed mailbox.",
+        "else, a list, group, comment, route address, or a display name holding another address or hiding one in "
+        "encoded words, is a 422. The From written is made from the parsed mailbox.",
         max_length=320,
     )
     list_unsubscribe: bool = Field(
