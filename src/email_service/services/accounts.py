@@ -72,6 +72,13 @@ def list_all(sessions: sessionmaker[Session]) -> list[AccountInfo]:
         return [_info(record, api_keys.count_active(session, record.id)) for record in accounts.list_all(session)]
 
 
+def get(sessions: sessionmaker[Session], id_or_name: str) -> AccountInfo:
+    """The account with this id or name; NotFound when there is none."""
+    with sessions() as session:
+        record = _find(session, id_or_name)
+        return _info(record, api_keys.count_active(session, record.id))
+
+
 def configure(
     sessions: sessionmaker[Session],
     settings: Settings,
