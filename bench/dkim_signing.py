@@ -52,6 +52,7 @@ TEMPLATE = TemplateSource(
     name="newsletter",
     origin="stored",
     version=1,
+    stored_id=1,
     subject="{{ subject }}",
     text="Hello {{ name }},\n\n{{ content }}\n\nSee you next week.\n",
     html="<h1>Hello {{ name }}</h1>\n<p>{{ content }}</p>\n<p>See you <b>next week</b>.</p>\n",

@@ -98,7 +98,9 @@ def costs(count: int, repeat: int) -> None:
     renderer = TemplateRenderer()
     default = renderer.file_source("default")
     assert default is not None and default.eml is not None
-    newsletter = TemplateSource(name="news", origin="stored", version=1, subject="{{ subject }}", html=NEWSLETTER_HTML)
+    newsletter = TemplateSource(
+        name="news", origin="stored", version=1, stored_id=1, subject="{{ subject }}", html=NEWSLETTER_HTML
+    )
     plain = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
     plain_default = plain.from_string(default.eml.partition("\n\n")[2])
     plain_newsletter = plain.from_string(NEWSLETTER_HTML)

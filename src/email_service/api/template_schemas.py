@@ -58,10 +58,26 @@ class TemplateVersionQuery(BaseModel):
     )
 
 
+class TemplateScopeQuery(BaseModel):
+    shared: bool = Field(
+        False,
+        description="Change the shared template of this name (every account uses it) instead of the calling "
+        "account's own: operators only, a key with the admin role (403 otherwise). With authentication off "
+        "there are no accounts and every template is shared, with or without it.",
+    )
+
+
 class TemplateView(BaseModel):
     name: str
-    version: int | None = Field(description="Stored version (each change adds one); null for a template file.")
+    version: int | None = Field(
+        description="Stored version (each change adds one, numbered per account, and for the shared templates); "
+        "null for a template file."
+    )
     source: str = Field(description="`stored` (through this API) or `file` (in the templates folder).")
+    shared: bool = Field(
+        description="True for a template every account uses, which only operators change: a shared stored "
+        "template or a file. False for the calling account's own."
+    )
     subject: str | None
     text: str | None
     html: str | None

@@ -3,14 +3,12 @@ need only the database, never the broker, the relay or the rest of the service."
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import click
 
-from email_service.cli.startup import database_ready, database_sessions
+from email_service.cli.startup import database_ready, database_sessions, refusals
 from email_service.config import Settings
 from email_service.logs import configure_logging
 
@@ -42,7 +40,7 @@ def accounts_create(name: str, senders: tuple[str, ...], callback_url: str | Non
 
     settings = Settings()
     database_ready(settings, migrate=True)
-    with _refusals(), database_sessions(settings) as sessions:
+    with refusals(), database_sessions(settings) as sessions:
         info, secret = service.create(sessions, settings, name, senders=senders, callback_url=callback_url)
     click.echo(secret)
     click.echo(
@@ -82,7 +80,7 @@ def accounts_configure(account: str, senders: tuple[str, ...], no_senders: bool,
     from email_service.services import accounts as service
 
     settings = Settings()
-    with _refusals(), database_sessions(settings) as sessions:
+    with refusals(), database_sessions(settings) as sessions:
         service.configure(
             sessions, settings, account, senders=senders or ([] if no_senders else None), callback_url=callback_url
         )
@@ -119,7 +117,7 @@ def accounts_rotate_secret(account: str, grace: timedelta) -> None:
     during the grace period: deploy the new secret to the receiver within it."""
     from email_service.services import accounts as service
 
-    with _refusals(), database_sessions(Settings()) as sessions:
+    with refusals(), database_sessions(Settings()) as sessions:
         secret = service.rotate_webhook_secret(sessions, account, grace)
     click.echo(secret)
     click.echo(f"new webhook signing secret of {account}, shown this once", err=True)
@@ -128,7 +126,7 @@ def accounts_rotate_secret(account: str, grace: timedelta) -> None:
 def _set_disabled(account: str, disabled: bool) -> None:
     from email_service.services import accounts as service
 
-    with _refusals(), database_sessions(Settings()) as sessions:
+    with refusals(), database_sessions(Settings()) as sessions:
         info = service.set_disabled(sessions, account, disabled)
     click.echo(f"account {info.name} {'disabled' if disabled else 'enabled'}", err=True)
 
@@ -157,7 +155,7 @@ def keys_create(name: str, account: str | None, admin: bool, senders: tuple[str,
     settings = Settings()
     database_ready(settings, migrate=True)
     role = KeyRole.ADMIN if admin else KeyRole.ACCOUNT
-    with _refusals(), database_sessions(settings) as sessions:
+    with refusals(), database_sessions(settings) as sessions:
         info, key, webhook_secret = auth.create_key(
             sessions, settings, name, account=account, role=role, senders=senders
         )
@@ -196,21 +194,9 @@ def keys_revoke(id_or_name: str) -> None:
     """Revoke the key with this id (or every active key with this name): it stops working at once."""
     from email_service.services import auth
 
-    with _refusals(), database_sessions(Settings()) as sessions:
+    with refusals(), database_sessions(Settings()) as sessions:
         count = auth.revoke_key(sessions, id_or_name)
     click.echo(f"{count} key(s) revoked", err=True)
-
-
-@contextlib.contextmanager
-def _refusals() -> Iterator[None]:
-    """The service's refusals as the command's error message."""
-    from email_service.errors import RequestError
-
-    try:
-        yield
-    except RequestError as exc:
-        reason = f": {exc.details[0]['reason']}" if exc.details else ""
-        raise click.ClickException(f"{exc.message}{reason}") from None
 
 
 @click.command()

@@ -1,6 +1,6 @@
 """What every process command does before it runs: wait for the database, check the files its settings
 name (and warn about settings that fall short), share a metrics directory, serve metrics, and listen for
-the signal to stop."""
+the signal to stop; and what the operator's commands share: the database's sessions, refusals as errors."""
 
 from __future__ import annotations
 
@@ -81,6 +81,18 @@ def database_sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
         yield make_session_factory(engine)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """The service's refusals (a name taken, an account unknown...) as the command's error message."""
+    from email_service.errors import RequestError
+
+    try:
+        yield
+    except RequestError as exc:
+        reason = f": {exc.details[0]['reason']}" if exc.details else ""
+        raise click.ClickException(f"{exc.message}{reason}") from None
 
 
 def share_metrics_directory(settings: Settings, role: str) -> Path | None:

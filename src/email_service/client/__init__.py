@@ -137,6 +137,7 @@ class Template(TypedDict):
     name: str
     version: int | None
     source: str  # "stored" or "file"
+    shared: bool  # every account's (a shared stored template, or a file), not the calling account's own
     subject: str | None
     text: str | None
     html: str | None
@@ -242,14 +243,14 @@ def _follow(fetch: Callable[[Any], Any], cursor: str = "next_after") -> Iterator
             return
 
 
-def _shared(shared: bool) -> dict[str, str]:
-    """The query naming the shared suppression list; none for the account's own."""
-    return {"shared": "true"} if shared else {}
-
-
 def _compact(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The body without the fields left out (None), so the service applies its defaults."""
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def _shared(shared: bool) -> dict[str, str]:
+    """The query naming what is shared (templates, the suppression list); none for the account's own."""
+    return {"shared": "true"} if shared else {}
 
 
 def _segment(value: str | int) -> str:
@@ -445,7 +446,7 @@ class EmailServiceClient:
     # ---- templates
 
     def list_templates(self) -> list[Template]:
-        """Stored templates and template files, each at its current version."""
+        """The account's stored templates, the shared ones and the template files, each at its current version."""
         return cast(list[Template], self._json("GET", "/api/templates")["items"])
 
     def get_template(self, name: str, version: int | None = None) -> Template:
@@ -460,10 +461,12 @@ class EmailServiceClient:
         text: str | None = None,
         html: str | None = None,
         eml: str | None = None,
+        shared: bool = False,
     ) -> Template:
-        """Store a new template, version 1 (409 if the name is taken)."""
+        """Store a new template of the account, version 1 (409 if the name is taken); ``shared``: a shared
+        template (a key with the admin role)."""
         body = _compact({"name": name, "subject": subject, "text": text, "html": html, "eml": eml})
-        return cast(Template, self._json("POST", "/api/templates", json=body))
+        return cast(Template, self._json("POST", "/api/templates", json=body, params=_shared(shared)))
 
     def update_template(
         self,
@@ -473,13 +476,16 @@ class EmailServiceClient:
         text: str | None = None,
         html: str | None = None,
         eml: str | None = None,
+        shared: bool = False,
     ) -> Template:
-        """Store a new version of the template (PUT), or create it if it does not exist."""
+        """Store a new version of the account's template (PUT), or create it if it does not exist (then it
+        replaces a shared template of that name for this account); ``shared``: of the shared template (admin)."""
         body = _compact({"subject": subject, "text": text, "html": html, "eml": eml})
-        return cast(Template, self._json("PUT", f"/api/templates/{_segment(name)}", json=body))
+        return cast(Template, self._json("PUT", f"/api/templates/{_segment(name)}", json=body, params=_shared(shared)))
 
-    def delete_template(self, name: str) -> None:
-        self._request("DELETE", f"/api/templates/{_segment(name)}")
+    def delete_template(self, name: str, *, shared: bool = False) -> None:
+        """Delete the account's template; ``shared``: the shared one (a key with the admin role)."""
+        self._request("DELETE", f"/api/templates/{_segment(name)}", params=_shared(shared))
 
     def template_versions(self, name: str) -> list[Template]:
         return cast(list[Template], self._json("GET", f"/api/templates/{_segment(name)}/versions")["items"])

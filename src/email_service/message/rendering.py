@@ -51,8 +51,8 @@ _COMPILED_CACHE_SIZE = 256
 class TemplateSource:
     """What a template is made of: ``eml``, or a ``subject`` with a ``text`` and/or an ``html`` body.
 
-    ``origin`` and ``version`` identify it: a file by its name, a stored template by name and
-    version (versions never change), a draft not at all (it is compiled each time).
+    A file is identified by its name, a stored version by its row, ``stored_id`` (versions never change;
+    an account's template and a shared one may have the same name and version), a draft not at all.
     """
 
     name: str
@@ -62,10 +62,17 @@ class TemplateSource:
     text: str | None = None
     html: str | None = None
     eml: str | None = None
+    stored_id: int | None = None
 
     @property
-    def cache_key(self) -> tuple[str, str, int | None] | None:
-        return None if self.origin == "draft" else (self.origin, self.name, self.version)
+    def cache_key(self) -> tuple[str, str | int] | None:
+        """What its compiled form is kept under; None (compiled each time) for a draft, or a stored source
+        that does not say its row."""
+        if self.origin == "file":
+            return (self.origin, self.name)
+        if self.origin == "stored" and self.stored_id is not None:
+            return (self.origin, self.stored_id)
+        return None
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,7 @@ class TemplateRenderer:
         layout_loader = ChoiceLoader(layouts)
         self._text_env = BoundedSandbox(**common, autoescape=False, loader=layout_loader)
         self._html_env = BoundedSandbox(**common, autoescape=True, loader=layout_loader)
-        self._compiled: dict[tuple[str, str, int | None], _Compiled] = {}
+        self._compiled: dict[tuple[str, str | int], _Compiled] = {}
         self._compiled_lock = threading.Lock()  # a worker's threads share the cache
 
     def file_source(self, name: str) -> TemplateSource | None:

@@ -79,6 +79,7 @@ def names(sessions: sessionmaker[Session]) -> dict[str, str]:
 
 
 def get(sessions: sessionmaker[Session], id_or_name: str) -> AccountInfo:
+    """The account with this id or name; NotFound when there is none."""
     with sessions() as session:
         record = _find(session, id_or_name)
         return _info(record, api_keys.count_active(session, record.id))

@@ -80,7 +80,7 @@ def accept_job(
     problems = Problems()
     source: TemplateSource | None = None
     try:
-        source = templates.resolve(services, request.template, request.template_version)
+        source = templates.resolve(services, request.template, request.template_version, account=account)
     except TemplateError as exc:
         problems.add("template", str(exc))
     if reason := describe_unsafe_text(request.subject):
@@ -110,7 +110,10 @@ def accept_job(
         subject=request.subject,
         content=request.content,
         template=request.template,
+        # The version's row, not its name: a template of the same name stored later, in any scope, never
+        # changes what the job sends.
         template_version=source.version if source is not None else None,
+        template_id=source.stored_id if source is not None else None,
         sender=sender,
         total=0,
         variables=request.variables,

@@ -1,49 +1,78 @@
-"""Queries and changes on stored template versions; callers own the session and its transaction."""
+"""Queries and changes on stored template versions; callers own the session and its transaction.
+
+Every template has a scope: an account's own (``account_id`` that account's id) or shared (``account_id``
+NULL). ``scope`` parameters name exactly one of them (an account's id, or None for the shared ones);
+``visible_*`` queries take the account looking (None: no account), which sees its own templates first,
+then the shared ones.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from email_service.storage.models import StoredTemplate
 
 
-def current(session: Session, name: str) -> StoredTemplate | None:
-    """The newest version of a template that is not deleted."""
+def _scope_key() -> ColumnElement[str]:
+    """The scope as the unique index's first column has it ('' for shared): queries naming it so use the index."""
+    return func.coalesce(StoredTemplate.account_id, "")
+
+
+def _in_scope(scope: str | None) -> ColumnElement[bool]:
+    return _scope_key() == (scope or "")
+
+
+def _live(name: str) -> tuple[ColumnElement[bool], ...]:
+    return StoredTemplate.name == name, StoredTemplate.deleted_at.is_(None)
+
+
+def current(session: Session, name: str, scope: str | None) -> StoredTemplate | None:
+    """The newest version of the scope's template ``name`` that is not deleted."""
+    return session.scalar(
+        select(StoredTemplate).where(*_live(name), _in_scope(scope)).order_by(StoredTemplate.version.desc()).limit(1)
+    )
+
+
+def visible_current(session: Session, name: str, account: str | None) -> StoredTemplate | None:
+    """The newest version of the template ``name`` the account uses: its own if it has one, else the shared
+    one; with no account, the shared one. One query: a job's intake asks it."""
     return session.scalar(
         select(StoredTemplate)
-        .where(StoredTemplate.name == name, StoredTemplate.deleted_at.is_(None))
-        .order_by(StoredTemplate.version.desc())
+        .where(*_live(name), _scope_key().in_([account or "", ""]))
+        .order_by(StoredTemplate.account_id.is_(None), StoredTemplate.version.desc())
         .limit(1)
     )
 
 
-def version(session: Session, name: str, number: int, *, include_deleted: bool = False) -> StoredTemplate | None:
-    """One version; a deleted template's versions still exist for the jobs that use them."""
-    query = select(StoredTemplate).where(StoredTemplate.name == name, StoredTemplate.version == number)
-    if not include_deleted:
-        query = query.where(StoredTemplate.deleted_at.is_(None))
-    return session.scalar(query)
+def version(session: Session, name: str, number: int, scope: str | None) -> StoredTemplate | None:
+    """One version of the scope's template, unless the template is deleted."""
+    return session.scalar(
+        select(StoredTemplate).where(*_live(name), _in_scope(scope), StoredTemplate.version == number)
+    )
 
 
-def versions(session: Session, name: str) -> list[StoredTemplate]:
-    """Every version of a template that is not deleted, newest first."""
+def by_id(session: Session, template_id: int) -> StoredTemplate | None:
+    """The version a job pinned, deleted or not: jobs accepted before a deletion still render it."""
+    return session.get(StoredTemplate, template_id)
+
+
+def versions(session: Session, name: str, scope: str | None) -> list[StoredTemplate]:
+    """Every version of the scope's template that is not deleted, newest first."""
     return list(
         session.scalars(
-            select(StoredTemplate)
-            .where(StoredTemplate.name == name, StoredTemplate.deleted_at.is_(None))
-            .order_by(StoredTemplate.version.desc())
+            select(StoredTemplate).where(*_live(name), _in_scope(scope)).order_by(StoredTemplate.version.desc())
         )
     )
 
 
-def all_current(session: Session) -> list[StoredTemplate]:
-    """The newest version of each template that is not deleted, by name."""
+def all_current(session: Session, scope: str | None) -> list[StoredTemplate]:
+    """The newest version of each of the scope's templates that is not deleted, by name."""
     newest = (
         select(StoredTemplate.name, func.max(StoredTemplate.version).label("version"))
-        .where(StoredTemplate.deleted_at.is_(None))
+        .where(StoredTemplate.deleted_at.is_(None), _in_scope(scope))
         .group_by(StoredTemplate.name)
         .subquery()
     )
@@ -51,6 +80,7 @@ def all_current(session: Session) -> list[StoredTemplate]:
         session.scalars(
             select(StoredTemplate)
             .join(newest, (StoredTemplate.name == newest.c.name) & (StoredTemplate.version == newest.c.version))
+            .where(_in_scope(scope))
             .order_by(StoredTemplate.name)
         )
     )
@@ -59,6 +89,7 @@ def all_current(session: Session) -> list[StoredTemplate]:
 def add_version(
     session: Session,
     name: str,
+    scope: str | None,
     *,
     subject: str | None,
     text: str | None,
@@ -66,22 +97,26 @@ def add_version(
     eml: str | None,
     now: datetime,
 ) -> StoredTemplate:
-    """Store a new version, numbered after every earlier one (deleted ones included, so a number is
-    never reused). Two concurrent writers collide on the unique (name, version) index."""
-    last = session.scalar(select(func.max(StoredTemplate.version)).where(StoredTemplate.name == name))
+    """Store a new version of the scope's template, numbered after every earlier one of that scope (deleted
+    ones included, so a number is never reused). Two concurrent writers collide on the unique
+    (scope, name, version) index."""
+    last = session.scalar(select(func.max(StoredTemplate.version)).where(StoredTemplate.name == name, _in_scope(scope)))
     stored = StoredTemplate(
-        name=name, version=(last or 0) + 1, subject=subject, text=text, html=html, eml=eml, created_at=now
+        account_id=scope,
+        name=name,
+        version=(last or 0) + 1,
+        subject=subject,
+        text=text,
+        html=html,
+        eml=eml,
+        created_at=now,
     )
     session.add(stored)
     session.flush()
     return stored
 
 
-def delete(session: Session, name: str, now: datetime) -> bool:
-    """Delete a template: no new job can use it; jobs accepted with it still render it."""
-    result = session.execute(
-        update(StoredTemplate)
-        .where(StoredTemplate.name == name, StoredTemplate.deleted_at.is_(None))
-        .values(deleted_at=now)
-    )
+def delete(session: Session, name: str, scope: str | None, now: datetime) -> bool:
+    """Delete the scope's template: no new job can use it; jobs accepted with it still render it."""
+    result = session.execute(update(StoredTemplate).where(*_live(name), _in_scope(scope)).values(deleted_at=now))
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -161,7 +161,7 @@ def test_another_accounts_objects_answer_404_on_every_dashboard_page(world: Worl
 def test_every_key_of_the_owning_account_reads_them_all(world: World, owner: str):
     caller: Caller = getattr(world, owner)
     with caller.api(world.service) as client:
-        for method, path, body in _api_routes(world):
+        for method, path, _ in _api_routes(world):
             if method == "GET":
                 assert client.get(path).status_code == 200, (owner, path)
         preview = client.post(f"/api/templates/{world.template}/preview", json={})

@@ -1,4 +1,5 @@
-"""Quotas per account (all its keys together) through the HTTP API, counted in Redis: 429 with Retry-After, nothing stored."""
+"""Quotas per account (all its keys together) through the HTTP API, counted in Redis: 429 with Retry-After,
+nothing stored."""
 
 from __future__ import annotations
 

@@ -3,12 +3,17 @@ jobs rendering the version they were accepted with into multipart messages."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.servers import FeatureStack
+from tests.support.stack import ApiClient
 
 
 def _name() -> str:
@@ -31,6 +36,7 @@ def test_create_read_update_list_and_delete_keep_every_version(feature_stack: Fe
         "name": name,
         "version": 1,
         "source": "stored",
+        "shared": False,
         **WELCOME,
         "eml": None,
         "created_at": None,
@@ -236,3 +242,65 @@ def test_a_job_naming_an_unknown_or_deleted_template_or_version_is_refused(featu
     ):
         answer = feature_stack.api.post_job({"recipients": ["a@example.com"], "subject": "s", **body})
         assert answer.status_code == 422 and answer.json()["details"][0]["field"] == "template"
+
+
+def test_two_accounts_each_send_their_own_template_of_one_name_and_a_job_keeps_the_version_it_pinned(
+    feature_stack: FeatureStack,
+):
+    api, tag = feature_stack.api, uuid.uuid4().hex[:8]
+    alpha, beta = (
+        ApiClient(api.url, {"Authorization": f"Bearer {api.new_key(f'{who}-{tag}')}"}) for who in ("alpha", "beta")
+    )
+    alphas, betas = f"alpha-{tag}.example.com", f"beta-{tag}.example.com"
+
+    def job(caller: ApiClient, to: str, **options: str) -> str:
+        body = {"recipients": [to], "subject": "s", "template": "news", **options}
+        answer = caller.post_job(body)
+        assert answer.status_code == 202, answer.text
+        return answer.json()["id"]
+
+    for caller, text in ((alpha, "Alpha news v1\n"), (beta, "Beta news\n")):
+        assert caller.client.post("/api/templates", json={"name": "news", "text": text}).status_code == 201
+    assert beta.client.put("/api/templates/letter", json={"text": "Beta's letter\n"}).status_code == 201
+    pinned = job(alpha, f"early@{alphas}", send_at="PT1S")  # accepted now, sent after the change below
+    sent = [job(beta, f"first@{betas}")]
+
+    assert alpha.client.put("/api/templates/news", json={"text": "Alpha news v2\n"}).json()["version"] == 2
+    # Alpha cannot reach beta's templates: not by name (its own scope), nor as shared ones.
+    assert alpha.client.put("/api/templates/news?shared=true", json={"text": "x"}).status_code == 403
+    assert alpha.client.delete("/api/templates/letter").status_code == 404
+    assert alpha.client.get("/api/templates/letter").status_code == 404
+    latest = job(alpha, f"late@{alphas}")
+    sent.append(job(beta, f"second@{betas}"))
+
+    assert alpha.wait_until_completed(pinned)["template_version"] == 1
+    assert alpha.wait_until_completed(latest)["template_version"] == 2
+    for job_id in sent:
+        assert beta.wait_until_completed(job_id)["template_version"] == 1
+    by_address = {m.recipients[0]: m.message.get_content() for m in feature_stack.messages_to(alphas)}
+    assert by_address == {f"early@{alphas}": "Alpha news v1\r\n", f"late@{alphas}": "Alpha news v2\r\n"}
+    assert sorted(m.message.get_content() for m in feature_stack.messages_to(betas)) == ["Beta news\r\n"] * 2
+    assert beta.client.get("/api/templates/letter").json()["text"] == "Beta's letter\n"
+    alpha.close()
+    beta.close()
+
+
+def test_operators_put_list_and_delete_shared_templates_with_the_command(feature_stack: FeatureStack, tmp_path: Path):
+    name = _name()
+    body = tmp_path / "body.txt"
+    body.write_text("Shared {{ content }}\n")
+    env = {**os.environ, "DATABASE_URL": feature_stack.postgres_url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "email_service", "templates", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    put = cli("put", name, "--subject", "Shared {{ subject }}", "--text", str(body))
+    assert put.returncode == 0 and f"shared template {name} created: version 1" in put.stderr, put.stderr
+    seen = feature_stack.api.client.get(f"/api/templates/{name}").json()
+    assert (seen["shared"], seen["subject"]) == (True, "Shared {{ subject }}")
+    assert f"{name}  shared  1" in cli("list").stdout
+    refused = cli("put", name, "--eml", str(body), "--text", str(body))
+    assert refused.returncode == 1 and "give eml alone" in refused.stderr
+    assert cli("delete", name).returncode == 0
+    assert feature_stack.api.client.get(f"/api/templates/{name}").status_code == 404

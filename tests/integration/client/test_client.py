@@ -400,6 +400,29 @@ def test_stored_templates_have_versions_previews_and_can_be_deleted(client: Emai
     assert caught.value.status_code == 404
 
 
+def test_shared_templates_are_changed_with_a_key_of_the_admin_role(client: EmailServiceClient, stack: ApiServer):
+    name = f"tpl-{uuid.uuid4().hex[:8]}"
+    admin_key = stack.new_key(f"ops-{name}", role="admin")
+    with EmailServiceClient(stack.url, api_key=admin_key, timeout=15) as operator:
+        assert operator.create_template(name, text="shared", shared=True)["shared"] is True
+        assert operator.update_template(name, text="shared v2", shared=True)["version"] == 2
+    seen = client.get_template(name)
+    assert (seen["text"], seen["shared"]) == ("shared v2", True)
+    for change in (
+        lambda: client.update_template(name, text="mine", shared=True),
+        lambda: client.delete_template(name, shared=True),
+        lambda: client.delete_template(name),
+    ):
+        with pytest.raises(ApiError) as caught:
+            change()
+        assert caught.value.status_code == 403
+    own = client.update_template(name, text="mine")
+    assert (own["version"], own["shared"]) == (1, False)
+    with EmailServiceClient(stack.url, api_key=admin_key, timeout=15) as operator:
+        operator.delete_template(name, shared=True)
+    assert client.get_template(name)["text"] == "mine"
+
+
 def test_draft_previews_render_and_render_errors_name_line_and_variable(client: EmailServiceClient):
     draft = client.preview_draft(
         {"subject": "Hello {{ name }}", "html": "<p>{{ content }}</p>"}, content="<b>", name="Ann"

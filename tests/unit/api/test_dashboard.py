@@ -323,10 +323,16 @@ def test_pages_carry_a_content_security_policy_and_are_not_cached(client: FlaskC
 def test_templates_are_listed_with_versions_and_previewed_with_the_variables_typed(
     client: FlaskClient, services: Services, keys
 ):
+    alpha = keys["alpha"][0]
     templates.create(
-        services, "welcome", TemplateFields(subject="Hi {{ name }}", html="<p>Hi {{ name }}, {{ code }}</p>")
+        services,
+        "welcome",
+        TemplateFields(subject="Hi {{ name }}", html="<p>Hi {{ name }}, {{ code }}</p>"),
+        scope=alpha,
     )
-    templates.update(services, "welcome", TemplateFields(subject="Hello {{ name }}", html="<p>v2 {{ name }}</p>"))
+    templates.update(
+        services, "welcome", TemplateFields(subject="Hello {{ name }}", html="<p>v2 {{ name }}</p>"), scope=alpha
+    )
     sign_in(client, keys["alpha"][1])
     listing = client.get("/dashboard/templates").text
     assert "welcome" in listing and "default" in listing
@@ -347,6 +353,33 @@ def test_templates_are_listed_with_versions_and_previewed_with_the_variables_typ
     assert bad.status_code == 422 and "variables" in bad.text and "not JSON" in bad.text
     undefined = client.post("/dashboard/templates/welcome", data={**form, "variables": "{}"})
     assert undefined.status_code == 422 and "code" in undefined.text
+
+
+def test_templates_pages_show_the_accounts_own_the_shared_ones_and_the_files_never_anothers(
+    client: FlaskClient, services: Services, keys
+):
+    alpha, beta = keys["alpha"][0], keys["beta"][0]
+    templates.create(services, "promo", TemplateFields(text="shared promo"), scope=None)
+    templates.create(services, "letter", TemplateFields(text="beta's letter"), scope=beta)
+    templates.create(services, "own-news", TemplateFields(text="alpha's news"), scope=alpha)
+    sign_in(client, keys["alpha"][1])
+    rows = {
+        name: kind
+        for name, kind in re.findall(
+            r'<td><a href="/dashboard/templates/([^"]+)">[^<]*</a></td>\s*<td>([^<]*)</td>',
+            client.get("/dashboard/templates").text,
+        )
+    }
+    assert rows == {"own-news": "own", "promo": "shared", "default": "file"}
+    assert "shared, version 1" in client.get("/dashboard/templates/promo").text
+    assert "own, version 1" in client.get("/dashboard/templates/own-news").text
+    hidden = client.get("/dashboard/templates/letter")
+    unknown = client.get("/dashboard/templates/nothing")
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.text.replace("letter", "nothing") == unknown.text, "nothing tells it exists"
+    token = csrf(client, "/dashboard/templates/promo")
+    form = {"csrf_token": token, "version": "1", "subject": "s", "content": "", "email": "p@example.com", "name": ""}
+    assert client.post("/dashboard/templates/letter", data={**form, "variables": "{}"}).status_code == 404
 
 
 def test_suppressions_are_added_searched_and_removed(client: FlaskClient, services: Services, keys):

@@ -93,7 +93,13 @@ UNSAFE = st.sampled_from(range(12)).flatmap(
     )
 )
 TEMPLATE = TemplateSource(
-    name="injection", origin="stored", version=1, subject="{{ subject }} {{ v }}", text="{{ content }}", html=None
+    name="injection",
+    origin="stored",
+    version=1,
+    stored_id=1,
+    subject="{{ subject }} {{ v }}",
+    text="{{ content }}",
+    html=None,
 )
 
 

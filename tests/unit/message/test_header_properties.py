@@ -35,17 +35,19 @@ STORED_TEXT = "{{ content }}\n{{ v0 }} {{ v1 }}\n"
 STORED_HTML = "<p>{{ content }}</p><div>{{ v1 }}</div>"
 
 
-def _stored(name: str, subject: str, text: str | None, html: str | None) -> TemplateSource:
-    return TemplateSource(name=name, origin="stored", version=1, subject=subject, text=text, html=html)
+def _stored(stored_id: int, name: str, subject: str, text: str | None, html: str | None) -> TemplateSource:
+    return TemplateSource(
+        name=name, origin="stored", version=1, stored_id=stored_id, subject=subject, text=text, html=html
+    )
 
 
 DEFAULT = RENDERER.file_source("default")
 TEMPLATES = {
     "default": DEFAULT,
-    "stored": _stored("props", "{{ subject }}", STORED_TEXT, STORED_HTML),
-    "stored-subject-variable": _stored("props-subject", "{{ subject }} {{ v0 }}", STORED_TEXT, STORED_HTML),
-    "stored-text": _stored("props-text", "{{ subject }}", STORED_TEXT, None),
-    "stored-html": _stored("props-html", "{{ subject }}", None, STORED_HTML),
+    "stored": _stored(1, "props", "{{ subject }}", STORED_TEXT, STORED_HTML),
+    "stored-subject-variable": _stored(2, "props-subject", "{{ subject }} {{ v0 }}", STORED_TEXT, STORED_HTML),
+    "stored-text": _stored(3, "props-text", "{{ subject }}", STORED_TEXT, None),
+    "stored-html": _stored(4, "props-html", "{{ subject }}", None, STORED_HTML),
 }
 
 # Pieces that have broken mail headers somewhere: line breaks of every kind, NUL, header-looking

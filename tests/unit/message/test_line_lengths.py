@@ -22,7 +22,13 @@ from email_service.message.rendering import TemplateRenderer, TemplateSource
 DATE = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RENDERER = TemplateRenderer()
 TEMPLATE = TemplateSource(
-    name="lines", origin="stored", version=1, subject="{{ subject }}", text="{{ content }}", html="<p>{{ content }}</p>"
+    name="lines",
+    origin="stored",
+    version=1,
+    stored_id=1,
+    subject="{{ subject }}",
+    text="{{ content }}",
+    html="<p>{{ content }}</p>",
 )
 # Text that has made long lines: non-ASCII of every width, long words, runs of spaces, "=" and mixtures.
 PIECES = st.sampled_from(["é", "日本語", "🎃", "x" * 90, "a" * 75, "=", " ", "  ", ".", "ü" * 40, "-" * 80, "𩢻" * 30])

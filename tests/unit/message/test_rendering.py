@@ -38,6 +38,16 @@ def test_default_template_renders_into_headers_and_body_not_a_header_block():
     assert "From:" not in rendered.text and "Date:" not in rendered.text
 
 
+def test_stored_versions_of_one_name_and_number_in_two_scopes_are_compiled_apart():
+    renderer = TemplateRenderer()
+    alphas, betas = (
+        TemplateSource(name="news", origin="stored", version=1, stored_id=row, text=text)
+        for row, text in ((7, "alpha's {{ content }}"), (8, "beta's {{ content }}"))
+    )
+    assert renderer.render(alphas, CONTEXT).text == "alpha's Run for your life"
+    assert renderer.render(betas, CONTEXT).text == "beta's Run for your life", "not alpha's compiled template"
+
+
 @pytest.mark.parametrize(
     "name", ["../default", "../../etc/passwd", "Default", "a/b", "", "-x", "x" * 65, "default.eml"]
 )

@@ -1,4 +1,6 @@
-"""The templates pages: the list, one template's versions, and a preview rendered from a form."""
+"""The templates pages: the list, one template's versions, and a preview rendered from a form. Each shows
+the viewer's account's own templates, the shared ones and the files, as the API does; never another
+account's."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from flask import request
 from pydantic import ValidationError
 
 from email_service.api import json_body
-from email_service.api.dashboard.blueprint import blueprint, render, services
+from email_service.api.dashboard.blueprint import blueprint, render, services, viewer
 from email_service.api.template_schemas import PreviewBody
 from email_service.errors import MalformedJSON, ValidationFailed
 from email_service.message.rendering import is_valid_template_name
@@ -21,7 +23,7 @@ PREVIEW_DEFAULTS = PreviewBody()
 
 @blueprint.get("/templates")
 def template_list() -> Any:
-    return render("templates.html", templates=templates.list_all(services()))
+    return render("templates.html", templates=templates.list_all(services(), account=viewer().caller.account))
 
 
 @blueprint.route("/templates/<name>", methods=["GET", "POST"])
@@ -29,8 +31,9 @@ def template(name: str) -> Any:
     """A template and its versions; a POST renders the preview of the version chosen in the form."""
     if not is_valid_template_name(name):
         raise ValidationFailed("invalid template name", [{"field": "name", "reason": "letters, digits, _ and -"}])
-    current = templates.get(services(), name)
-    history = templates.versions(services(), name) if current.source.origin == "stored" else []
+    account = viewer().caller.account
+    current = templates.get(services(), name, account=account)
+    history = templates.versions(services(), name, account=account) if current.source.origin == "stored" else []
     form = {
         "version": str(current.source.version or ""),
         "subject": PREVIEW_DEFAULTS.subject,
@@ -45,7 +48,7 @@ def template(name: str) -> Any:
         try:
             body = _preview_body(form)
             version = int(form["version"]) if form["version"] else None
-            chosen = templates.get(services(), name, version) if version is not None else current
+            chosen = templates.get(services(), name, version, account=account) if version is not None else current
             preview = templates.preview(
                 services(),
                 chosen.source,

@@ -80,6 +80,7 @@ HTML_AND_TEXT = TemplateSource(
     name="both",
     origin="stored",
     version=1,
+    stored_id=1,
     subject="{{ subject }}",
     text="Hello {{ name }},\n\n{{ content }}\n",
     html="<p>Hello {{ name }},</p><p>{{ content }}</p>",
