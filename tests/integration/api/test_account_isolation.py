@@ -5,6 +5,7 @@ unit tests (tests/unit/api/); this runs them all against PostgreSQL through HTTP
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -27,14 +28,14 @@ class Caller:
     def api(self, service: ApiServer) -> httpx.Client:
         return httpx.Client(base_url=service.url, timeout=15, headers={"Authorization": f"Bearer {self.key}"})
 
-    def dashboard(self, service: ApiServer) -> httpx.Client:
+    @contextlib.contextmanager
+    def dashboard(self, service: ApiServer) -> Iterator[httpx.Client]:
         """A browser signed in to the dashboard with this caller's key."""
-        browser = httpx.Client(base_url=service.url, timeout=15)
-        answer = browser.post(
-            "/dashboard/login", data={"api_key": self.key, "csrf_token": _token(browser, "/dashboard/login")}
-        )
-        assert answer.status_code == 303, answer.text
-        return browser
+        with httpx.Client(base_url=service.url, timeout=15) as browser:
+            token = _token(browser, "/dashboard/login")
+            answer = browser.post("/dashboard/login", data={"api_key": self.key, "csrf_token": token})
+            assert answer.status_code == 303, answer.text
+            yield browser
 
 
 @dataclass(frozen=True)
