@@ -158,44 +158,6 @@ def test_keys_commands_and_serve_refusing_to_start_without_keys(tmp_path: Path):
         assert "no API key exists" in _cli("serve", "--port", "1", env=env).stderr
 
 
-def test_accounts_commands(tmp_path: Path):
-    with own_database() as url:
-        env = {"DATABASE_URL": url, "CELERY_BROKER_URL": "memory://", "DATA_DIR": str(tmp_path)}
-        created = _cli("accounts", "create", "shop", "--sender", "Shop <Orders@Shop.example>", env=env)
-        assert created.returncode == 0, created.stderr
-        secret = created.stdout.strip()
-        assert secret.startswith("whsec_") and "shown this once" in created.stderr
-        assert _cli("accounts", "create", "shop", env=env).returncode != 0, "names are unique"
-        first = _cli("keys", "create", "shop-1", "--account", "shop", env=env)
-        admin = _cli("keys", "create", "ops", "--account", "shop", "--admin", env=env)
-        assert first.returncode == admin.returncode == 0, first.stderr + admin.stderr
-        assert "whsec_" not in first.stderr, "the account existed: no new secret"
-        keys = _cli("keys", "list", env=env).stdout
-        assert "shop-1  account shop  account" in keys and "ops  account shop  admin" in keys
-        refused = _cli("keys", "create", "x", "--account", "nobody", env=env)
-        assert refused.returncode != 0 and "no account" in refused.stderr
-        configured = _cli(
-            "accounts", "configure", "shop", "--callback-url", "http://10.0.0.1/hooks", env=env
-        )  # a private address: refused before anything is stored
-        assert configured.returncode != 0 and "10.0.0.1 is a private address" in configured.stderr
-        assert (
-            _cli("accounts", "configure", "shop", "--callback-url", "https://hooks.shop.example/in", env=env).returncode
-            == 0
-        )
-        listed = _cli("accounts", "list", env=env).stdout
-        assert "shop  active  2 key(s)  own webhook secret  senders orders@shop.example" in listed
-        assert "callback https://hooks.shop.example/in" in listed
-        rotated = _cli("accounts", "rotate-secret", "shop", "--grace", "2h", env=env)
-        assert rotated.returncode == 0 and rotated.stdout.strip() not in ("", secret)
-        assert "previous one until" in _cli("accounts", "list", env=env).stdout
-        assert _cli("accounts", "disable", "shop", env=env).returncode == 0
-        assert "disabled" in _cli("accounts", "list", env=env).stdout
-        assert "no API key exists" in _cli("serve", "--port", "1", env=env).stderr, (
-            "a disabled account's keys count not"
-        )
-        assert _cli("accounts", "enable", "shop", env=env).returncode == 0
-
-
 def test_a_key_is_rotated_within_its_account_and_a_disabled_account_stops_at_once(api: ApiServer):
     services = api.app.extensions["email_service"]
     name = f"rotating-{uuid.uuid4().hex[:8]}"
