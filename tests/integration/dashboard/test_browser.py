@@ -95,7 +95,7 @@ def test_a_wrong_key_is_refused_and_the_login_page_shows_why(browser: Browser, d
     page.goto(f"{dev.base}/dashboard/jobs")
     page.get_by_label("API key").fill("es_not-a-key")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("alert")).to_have_text("This API key is unknown or revoked.")
+    expect(page.get_by_role("alert")).to_have_text("This API key is unknown or revoked, or its account is disabled.")
     expect(page).to_have_url(re.compile(r"/dashboard/login"))
     page.get_by_label("API key").fill("")
     shoot(page, shots, "login")
