@@ -190,12 +190,13 @@ def keys_list() -> None:
 
 @keys.command("revoke")
 @click.argument("id_or_name")
-def keys_revoke(id_or_name: str) -> None:
-    """Revoke the key with this id (or every active key with this name): it stops working at once."""
+@click.option("--account", help="The key's account (id or name), when keys of several accounts have this name.")
+def keys_revoke(id_or_name: str, account: str | None) -> None:
+    """Revoke the key with this id (or every active key of one account with this name): it stops working at once."""
     from email_service.services import auth
 
     with refusals(), database_sessions(Settings()) as sessions:
-        count = auth.revoke_key(sessions, id_or_name)
+        count = auth.revoke_key(sessions, id_or_name, account)
     click.echo(f"{count} key(s) revoked", err=True)
 
 

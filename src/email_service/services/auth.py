@@ -165,15 +165,22 @@ def list_keys(sessions: sessionmaker[Session]) -> list[KeyInfo]:
         return [_info(key, account) for key, account in api_keys.list_all(session)]
 
 
-def revoke_key(sessions: sessionmaker[Session], id_or_name: str) -> int:
-    """Revoke the key, and end its dashboard sessions with it."""
+def revoke_key(sessions: sessionmaker[Session], id_or_name: str, account: str | None = None) -> int:
+    """Revoke the key (by id, or every active key with this name) of ``account`` (id or name; needed only when
+    keys of several accounts have that name), and end its dashboard sessions with it."""
     with sessions.begin() as session:
-        now = utcnow()
-        dashboard_sessions.end_for_key(session, id_or_name, now)
-        count = api_keys.revoke(session, id_or_name, now)
-    if not count:
-        raise NotFound(f"no active API key with id or name {id_or_name!r}")
-    return count
+        owners = api_keys.accounts_of_active(session, id_or_name)
+        if account is not None:
+            chosen = account_store.find(session, account)
+            owners &= {chosen.id} if chosen is not None else set()
+        if not owners:
+            raise NotFound(f"no active API key with id or name {id_or_name!r}")
+        if len(owners) > 1:
+            reason = "keys of several accounts have this name: give the key's id, or its account"
+            raise ValidationFailed("ambiguous key name", [{"field": "id_or_name", "reason": reason}])
+        owner, now = owners.pop(), utcnow()
+        dashboard_sessions.end_for_key(session, id_or_name, owner, now)
+        return api_keys.revoke(session, id_or_name, owner, now)
 
 
 def has_active_keys(sessions: sessionmaker[Session]) -> bool:

@@ -41,11 +41,23 @@ def count_active(session: Session, account_id: str) -> int:
     return int(session.scalar(active) or 0)
 
 
-def revoke(session: Session, id_or_name: str, now: datetime) -> int:
-    """Revoke the active keys with this id or name; how many."""
+def accounts_of_active(session: Session, id_or_name: str) -> set[str]:
+    """The accounts of the active keys with this id or name."""
+    found = select(ApiKey.account_id).where(
+        or_(ApiKey.id == id_or_name, ApiKey.name == id_or_name), ApiKey.revoked_at.is_(None)
+    )
+    return set(session.scalars(found))
+
+
+def revoke(session: Session, id_or_name: str, account_id: str, now: datetime) -> int:
+    """Revoke the active keys of the account with this id or name; how many."""
     result = session.execute(
         update(ApiKey)
-        .where(or_(ApiKey.id == id_or_name, ApiKey.name == id_or_name), ApiKey.revoked_at.is_(None))
+        .where(
+            or_(ApiKey.id == id_or_name, ApiKey.name == id_or_name),
+            ApiKey.account_id == account_id,
+            ApiKey.revoked_at.is_(None),
+        )
         .values(revoked_at=now)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -40,9 +40,11 @@ def end(session: Session, id_hash: str, now: datetime) -> None:
     )
 
 
-def end_for_key(session: Session, id_or_name: str, now: datetime) -> None:
-    """End every open session of the keys with this id or name."""
-    keys = select(ApiKey.id).where(or_(ApiKey.id == id_or_name, ApiKey.name == id_or_name))
+def end_for_key(session: Session, id_or_name: str, account_id: str, now: datetime) -> None:
+    """End every open session of the account's keys with this id or name."""
+    keys = select(ApiKey.id).where(
+        or_(ApiKey.id == id_or_name, ApiKey.name == id_or_name), ApiKey.account_id == account_id
+    )
     session.execute(
         update(DashboardSession)
         .where(DashboardSession.key_id.in_(keys), DashboardSession.ended_at.is_(None))

@@ -67,3 +67,16 @@ def test_bad_input_is_a_clear_error_that_changes_nothing(env: dict[str, str], ar
     refused = _run(env, *args)
     assert refused.exit_code != 0 and reason in refused.output, refused.output
     assert _run(env, "accounts", "list").stdout == before
+
+
+def test_a_key_name_of_several_accounts_is_revoked_only_with_its_account(env: dict[str, str]):
+    for account in ("shop", "blog"):
+        assert _run(env, "keys", "create", "api", "--account", account).exit_code == 1  # no such account yet
+        assert _run(env, "accounts", "create", account).exit_code == 0
+        assert _run(env, "keys", "create", "api", "--account", account).exit_code == 0
+    ambiguous = _run(env, "keys", "revoke", "api")
+    assert ambiguous.exit_code != 0 and "keys of several accounts have this name" in ambiguous.output
+    assert "revoked" not in _run(env, "keys", "list").stdout
+    assert _run(env, "keys", "revoke", "api", "--account", "blog").exit_code == 0
+    listed = {line.split("  ")[2]: line for line in _run(env, "keys", "list").stdout.splitlines()}
+    assert "revoked" in listed["account blog"] and "active" in listed["account shop"]
