@@ -231,8 +231,8 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(
         3,
         ge=0,
-        description="Soft bounces of one address within SOFT_BOUNCE_WINDOW that put it on the shared suppression list; "
-        "0 = never.",
+        description="Soft bounces of one address within SOFT_BOUNCE_WINDOW, about one account's jobs, that put it on "
+        "that account's suppression list; 0 = never.",
     )
     soft_bounce_window: float = Field(7 * 86400, gt=0, description="Seconds over which soft bounces are counted.")
     bounce_imap_url: SecretStr = Field(

@@ -48,13 +48,15 @@ def get_account() -> Any:
     caller = current_caller()
     services: Services = current_app.extensions["email_service"]
     info = accounts.get(services.readers, caller.account) if caller.account is not None else None
+    with services.readers() as session:
+        callback_url = accounts.default_callback_url(session, caller.account, services.settings)
     view = AccountView(
         id=info.id if info else None,
         name=info.name if info else None,
         key=caller.key_name,
         role="admin" if caller.admin else "account",
         senders=info.senders if info else [],
-        callback_url=info.callback_url if info else services.settings.webhook_url or None,
+        callback_url=callback_url,
         webhook_signing="own" if info and info.own_webhook_secret else "shared",
         previous_secret_until=info.previous_secret_until if info else None,
     )

@@ -76,9 +76,10 @@ def list_templates() -> Any:
     strict_slashes=False,
     summary="Store a new template",
     description="Version 1 of a template of the account's own (a shared one with `?shared=true`, admin role). "
-    "Every part is compiled first: a syntax error is a 422 naming the part and line. 409 when the account (or "
-    "the shared templates) has a template of that name, or a file has it (change a template with PUT). The name "
-    "of a shared template is free for an account: its own then replaces the shared one for it alone.",
+    "Every part is compiled first: a syntax error is a 422 naming the part and line. 409 when the scope written "
+    "(the account's own templates, or the shared ones) has a template of that name, or a file has it (change a "
+    "template with PUT). The name of a shared template is free for an account: its own then replaces the shared "
+    "one for it alone.",
     responses={201: TemplateView, **CHANGE_ERRORS},
 )
 def create_template(query: TemplateScopeQuery, body: TemplateCreateBody) -> Any:

@@ -117,8 +117,9 @@ def accounts_rotate_secret(account: str, grace: timedelta) -> None:
     during the grace period: deploy the new secret to the receiver within it."""
     from email_service.services import accounts as service
 
-    with refusals(), database_sessions(Settings()) as sessions:
-        secret = service.rotate_webhook_secret(sessions, account, grace)
+    settings = Settings()
+    with refusals(), database_sessions(settings) as sessions:
+        secret = service.rotate_webhook_secret(sessions, settings, account, grace)
     click.echo(secret)
     click.echo(f"new webhook signing secret of {account}, shown this once", err=True)
 

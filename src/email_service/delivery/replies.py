@@ -7,14 +7,15 @@ import smtplib
 
 from email_service.errors import DeliveryError, PermanentDeliveryError, RecipientRefused, TemporaryDeliveryError
 
-_ADDRESS_UNKNOWN = re.compile(r"5\.1\.\d{1,3}\b|5\.2\.1\b")
+# 5.1.7 and 5.1.8 (RFC 3463) are about the sender's address, not the recipient's.
+_ADDRESS_UNKNOWN = re.compile(r"5\.1\.(?![78]\b)\d{1,3}\b|5\.2\.1\b")
 
 
 def error_from_reply(code: int, text: bytes | str, *, to_rcpt: bool = False) -> DeliveryError:
     """A 5xx reply is permanent for that recipient; anything else (4xx, odd codes) is temporary.
 
-    A 5xx to RCPT whose enhanced status says the address does not exist (5.1.x, or 5.2.1 mailbox
-    disabled) is a hard bounce. Other refusals (5.7.1 relaying denied, 5.2.2 mailbox full, no
+    A 5xx to RCPT whose enhanced status says the address does not exist (5.1.x but the sender's 5.1.7 and
+    5.1.8, or 5.2.1 mailbox disabled) is a hard bounce. Other refusals (5.7.1 relaying denied, 5.2.2 mailbox full, no
     enhanced status) say nothing certain about the address: they fail the recipient, no more.
     """
     message = text.decode("utf-8", "replace") if isinstance(text, bytes) else text

@@ -116,16 +116,24 @@ def set_disabled(sessions: sessionmaker[Session], id_or_name: str, disabled: boo
         return _info(record, api_keys.count_active(session, record.id))
 
 
-def rotate_webhook_secret(sessions: sessionmaker[Session], id_or_name: str, grace: timedelta) -> str:
+def rotate_webhook_secret(
+    sessions: sessionmaker[Session], settings: Settings, id_or_name: str, grace: timedelta
+) -> str:
     """A new signing secret for the account's webhook events; the one it replaces keeps signing beside it
-    (each event then carries both signatures) for ``grace``, time to deploy the new one to the receiver."""
+    (each event then carries both signatures) for ``grace``, time to deploy the new one to the receiver.
+
+    An account made by the upgrade signed with WEBHOOK_SECRET and used WEBHOOK_URL: WEBHOOK_SECRET is the one
+    that keeps signing during the grace period, and WEBHOOK_URL becomes its own callback URL if it had none, so
+    that its receiver goes on getting its events."""
     secret = new_webhook_secret()
     with sessions.begin() as session:
         record = _find(session, id_or_name)
-        if grace > timedelta(0) and record.webhook_secret is not None:
+        if grace > timedelta(0):
             record.previous_webhook_secret, record.previous_secret_until = record.webhook_secret, utcnow() + grace
         else:
             record.previous_webhook_secret = record.previous_secret_until = None
+        if record.webhook_secret is None and not record.callback_url:
+            record.callback_url = settings.webhook_url or None
         record.webhook_secret = secret
     return secret
 
@@ -138,8 +146,10 @@ def signing_secrets(session: Session, account_id: str | None, shared_secret: str
     if record is None or record.webhook_secret is None:
         return [shared_secret] if shared_secret else []
     found = [record.webhook_secret]
-    if record.previous_webhook_secret and record.previous_secret_until and record.previous_secret_until > now:
-        found.append(record.previous_webhook_secret)
+    if record.previous_secret_until is not None and record.previous_secret_until > now:
+        # No previous secret of its own: it signed with the shared one before its first rotation.
+        previous = record.previous_webhook_secret or shared_secret
+        found += [previous] if previous else []
     return found
 
 

@@ -45,6 +45,8 @@ _ENDS = {
         webhook_events.RECIPIENT_COMPLAINED,
     ),
 }
+# A recipient whose message went out: a report about any other is about no message of ours.
+_WENT_OUT = frozenset({RecipientStatus.SENT, RecipientStatus.BOUNCED, RecipientStatus.COMPLAINED})
 
 
 class Outcome(enum.StrEnum):
@@ -151,10 +153,13 @@ def _record_in(
     has_webhook = False
     if report.kind in _ENDS:
         status, reason, event = _ENDS[report.kind]
+        # A hard bounce is about the mailbox, which is not there for anyone: the shared list, when the report
+        # proves itself (our signed envelope token, a provider's signed event) and is about a message that went
+        # out. A complaint is about whoever sent the message; and a report any caller could write (matched by
+        # the Message-ID its own job shows it) may only touch that job's account: its account's list.
+        about_the_mailbox = report.kind != FeedbackKind.COMPLAINT and trusted and recipient.status in _WENT_OUT
+        account = None if about_the_mailbox else jobs.account_of(session, recipient.job_id)
         bounces.end_sent_recipient(session, recipient.id, status, bounce)
-        # A complaint is about whoever sent the message: its account's list. A hard bounce is about the
-        # mailbox, which is not there for anyone: the shared list.
-        account = jobs.account_of(session, recipient.job_id) if report.kind == FeedbackKind.COMPLAINT else None
         suppressions.add(session, address, reason, recipient.job_id, now, account=account)
         has_webhook = webhook_events.record_recipient_feedback(
             session, recipient, event, _payload(recipient, bounce), now
@@ -241,10 +246,12 @@ def _suppress_after_soft_bounces(services: Services, session: Session, bounce: B
     if not settings.soft_bounce_limit:
         return
     since = bounce.received_at - timedelta(seconds=settings.soft_bounce_window)
-    if bounces.count_since(session, bounce.address, FeedbackKind.SOFT, since) >= settings.soft_bounce_limit:
-        # A mailbox that keeps failing fails for every sender: the shared list.
+    # Counted and suppressed per account: a soft bounce (a full mailbox, a message refused as spam or too large)
+    # may be the sender's doing, and one caller's messages must not suppress the address for the others.
+    account = jobs.account_of(session, bounce.job_id)
+    if bounces.count_since(session, bounce.address, FeedbackKind.SOFT, since, account) >= settings.soft_bounce_limit:
         reason = SuppressionReason.SOFT_BOUNCED
-        suppressions.add(session, bounce.address, reason, bounce.job_id, bounce.received_at, account=None)
+        suppressions.add(session, bounce.address, reason, bounce.job_id, bounce.received_at, account=account)
 
 
 def _payload(recipient: Recipient, bounce: Bounce) -> dict[str, object]:

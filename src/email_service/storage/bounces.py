@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from email_service.storage.models import Bounce, Recipient, RecipientStatus
+from email_service.storage.models import Bounce, Job, Recipient, RecipientStatus
 
 
 def recipient_at(session: Session, job_id: str, position: int) -> Recipient | None:
@@ -44,9 +44,16 @@ def end_sent_recipient(session: Session, recipient_id: int, status: str, bounce:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def count_since(session: Session, address: str, kind: str, since: datetime) -> int:
-    """Bounces of ``kind`` for ``address`` (dedup_key form) received since ``since``."""
-    query = select(func.count()).where(Bounce.address == address, Bounce.kind == kind, Bounce.received_at >= since)
+def count_since(session: Session, address: str, kind: str, since: datetime, account: str | None) -> int:
+    """Bounces of ``kind`` for ``address`` (dedup_key form) received since ``since``, about jobs of ``account``
+    (None: of no account)."""
+    of_account = Job.account_id == account if account is not None else Job.account_id.is_(None)
+    query = (
+        select(func.count())
+        .select_from(Bounce)
+        .join(Job, Job.id == Bounce.job_id)
+        .where(Bounce.address == address, Bounce.kind == kind, Bounce.received_at >= since, of_account)
+    )
     return int(session.scalar(query) or 0)
 
 

@@ -106,7 +106,8 @@ class Account(Base):
     # Signs its webhook events. Null for an account made from an API key by the upgrade to accounts: it
     # signs with WEBHOOK_SECRET, as before, until the operator gives it a secret of its own.
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
-    # The secret before the last rotation, which signs beside the new one until previous_secret_until.
+    # The secret before the last rotation, which signs beside the new one until previous_secret_until (null
+    # then: the account signed with WEBHOOK_SECRET before, which is the one that signs beside it).
     previous_webhook_secret: Mapped[str | None] = mapped_column(String(128))
     previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from email_service.storage.models import StoredTemplate
 
 
 def _scope_key() -> ColumnElement[str]:
-    """The scope as the unique index's first column has it ('' for shared): queries naming it so use the index."""
-    return func.coalesce(StoredTemplate.account_id, "")
+    """The scope as the unique index's first column has it ('' for shared): queries naming it so use the index
+    (the '' written as a literal, not a parameter, for PostgreSQL to recognize the index's expression)."""
+    return func.coalesce(StoredTemplate.account_id, literal_column("''"))
 
 
 def _in_scope(scope: str | None) -> ColumnElement[bool]:

@@ -95,9 +95,9 @@ def test_each_account_signs_with_its_own_secret_and_a_rotation_signs_with_both_d
     try:
         assert signers(completion(api), mine, first, WEBHOOK_SECRET) == [True, False, False]
         assert signers(completion(other), mine, first, WEBHOOK_SECRET) == [False, True, False]
-        second = accounts.rotate_webhook_secret(services.sessions, other_name, timedelta(hours=1))
+        second = accounts.rotate_webhook_secret(services.sessions, services.settings, other_name, timedelta(hours=1))
         assert signers(completion(other), second, first, mine) == [True, True, False]
-        third = accounts.rotate_webhook_secret(services.sessions, other_name, timedelta(0))
+        third = accounts.rotate_webhook_secret(services.sessions, services.settings, other_name, timedelta(0))
         assert signers(completion(other), third, second, first) == [True, False, False]
     finally:
         other.close()

@@ -14,6 +14,9 @@ from email_service.errors import PermanentDeliveryError, RecipientRefused, Tempo
         (550, "5.1.1 No such user here", True, RecipientRefused),
         (550, "5.1.10 Recipient address has null MX", True, RecipientRefused),
         (551, "5.2.1 Mailbox disabled", True, RecipientRefused),
+        (553, "5.1.7 Bad sender's mailbox address syntax", True, PermanentDeliveryError),  # about the sender
+        (553, "5.1.8 Bad sender's system address", True, PermanentDeliveryError),
+        (553, "5.1.70 odd status", True, RecipientRefused),
         (550, "5.1.1 No such user here", False, PermanentDeliveryError),  # after DATA: not about the address
         (550, "5.7.1 Relaying denied", True, PermanentDeliveryError),  # our account, not the address
         (552, "5.2.2 Mailbox full", True, PermanentDeliveryError),

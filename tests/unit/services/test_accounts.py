@@ -41,12 +41,12 @@ def _callback_of_a_job(services: Services, account: str | None, given: str | Non
 def test_a_rotation_signs_with_both_secrets_until_its_grace_period_ends(services: Services):
     info, first = accounts.create(services.sessions, services.settings, "shop")
     assert _secrets(services, info.id) == [first]
-    second = accounts.rotate_webhook_secret(services.sessions, "shop", timedelta(hours=1))
+    second = accounts.rotate_webhook_secret(services.sessions, services.settings, "shop", timedelta(hours=1))
     assert _secrets(services, info.id) == [second, first]
     with services.sessions.begin() as session:  # the grace period is over
         session.execute(update(Account).values(previous_secret_until=utcnow() - timedelta(seconds=1)))
     assert _secrets(services, info.id) == [second]
-    third = accounts.rotate_webhook_secret(services.sessions, "shop", timedelta(0))
+    third = accounts.rotate_webhook_secret(services.sessions, services.settings, "shop", timedelta(0))
     assert _secrets(services, info.id) == [third]
     assert len({first, second, third}) == 3 and all(s.startswith("whsec_") and len(s) > 40 for s in (first, third))
 
@@ -58,8 +58,12 @@ def test_an_account_from_before_accounts_signs_with_the_shared_secret_until_rota
     assert _secrets(services, info.id) == [SHARED_SECRET]
     assert _secrets(services, None) == [SHARED_SECRET]  # a job of no account (authentication off)
     assert _callback_of_a_job(services, info.id) == "https://hooks.example.org/all"
-    new = accounts.rotate_webhook_secret(services.sessions, "legacy", timedelta(hours=1))
-    assert _secrets(services, info.id) == [new], "the shared secret never signs beside an account's own"
+    new = accounts.rotate_webhook_secret(services.sessions, services.settings, "legacy", timedelta(hours=1))
+    assert _secrets(services, info.id) == [new, SHARED_SECRET], "the receiver has the grace period to switch"
+    assert _callback_of_a_job(services, info.id) == "https://hooks.example.org/all", "its receiver stays"
+    with services.sessions.begin() as session:
+        session.execute(update(Account).values(previous_secret_until=utcnow() - timedelta(seconds=1)))
+    assert _secrets(services, info.id) == [new], "then the shared secret signs nothing of it"
 
 
 def test_a_job_naming_no_callback_uses_its_accounts_default_and_never_the_services(services: Services):

@@ -1,6 +1,7 @@
 """Which list each cause of a suppression writes, and which lists a job skips, on SQLite with a real SMTP server:
-what the recipient asked of a sender (an unsubscribe, a complaint) is for the account whose job sent the message;
-what the mailbox says of itself (a hard bounce, reported or answered to RCPT, too many soft bounces) is shared.
+what the recipient asked of a sender (an unsubscribe, a complaint), and soft bounces (a full mailbox, a message
+refused as spam), are for the account whose job sent the message; what the mailbox proves of itself (a hard
+bounce answered to RCPT, or reported with our signed token) is shared.
 The API's own entries and the unsubscribe links: tests/unit/api/test_suppressions.py."""
 
 from __future__ import annotations
@@ -115,15 +116,35 @@ def test_a_hard_bounce_report_suppresses_for_everyone(
         assert _skipped(services, account) == "suppressed: on the shared suppression list (bounced)"
 
 
-def test_the_soft_bounce_limit_suppresses_for_everyone(
+def test_the_soft_bounce_limit_counts_and_suppresses_per_account(
     services: Services, refusing_sink: SMTPSink, alpha: str, beta: str
 ):
-    for account in (alpha, beta):  # one soft bounce from each: the mailbox fails whoever sends
+    def soft_bounce(account: str) -> None:
         job_id = _sent(services, account)
-        report = _report(refusing_sink, job_id, "soft", status="4.2.2", diagnostic="452 4.2.2 Mailbox full")
+        report = _report(refusing_sink, job_id, "soft", status="5.7.1", diagnostic="554 5.7.1 Message refused as spam")
         assert record_mail(services, *report) == [Outcome.RECORDED]
-    assert _entries(services) == {(None, ADDRESS): "soft_bounced"}
-    assert _skipped(services, alpha) == "suppressed: on the shared suppression list (soft_bounced)"
+
+    soft_bounce(alpha)
+    soft_bounce(beta)
+    assert _entries(services) == {}, "one account's messages never add to another's count"
+    soft_bounce(alpha)
+    assert _entries(services) == {(alpha, ADDRESS): "soft_bounced"}
+    assert _skipped(services, alpha) == "suppressed: on this account's suppression list (soft_bounced)"
+    _sent(services, beta)
+
+
+def test_a_hard_bounce_report_matched_only_by_message_id_suppresses_for_its_account_alone(
+    services: Services, refusing_sink: SMTPSink, alpha: str, beta: str
+):
+    # The job's owner sees the Message-ID of each recipient through the API, and may mail a report quoting it to
+    # the bounce address: without our envelope token, it proves nothing about the mailbox to other accounts.
+    job_id = _sent(services, alpha)
+    message_id = message_id_for(job_id, 0, envelope_sender(SENDER), SECRET)
+    raw = dsn(to="postmaster@bounces.example.org", final_recipient=ADDRESS, status="5.1.1",
+              diagnostic="550 5.1.1 User unknown", message_id=message_id)  # fmt: skip
+    assert record_mail(services, raw, ["postmaster@bounces.example.org"]) == [Outcome.RECORDED]
+    assert _entries(services) == {(alpha, ADDRESS): "bounced"}
+    _sent(services, beta)
 
 
 def test_a_5xx_to_rcpt_suppresses_for_everyone(services: Services, alpha: str, beta: str):
