@@ -48,6 +48,20 @@ def create(
     callback_url: str | None = None,
 ) -> tuple[AccountInfo, str]:
     """A new account and its webhook signing secret, returned here and never shown again."""
+    with sessions.begin() as session:
+        record, secret = add(session, settings, name, senders=senders, callback_url=callback_url)
+    return _info(record, 0), secret
+
+
+def add(
+    session: Session,
+    settings: Settings,
+    name: str,
+    *,
+    senders: Sequence[str] = (),
+    callback_url: str | None = None,
+) -> tuple[Account, str]:
+    """``create`` in the caller's transaction (a key made with its account is made in the same one)."""
     check_name(name)
     secret = new_webhook_secret()
     record = Account(
@@ -59,12 +73,11 @@ def create(
         created_at=utcnow(),
     )
     try:
-        with sessions.begin() as session:
+        with session.begin_nested():
             session.add(record)
-            session.flush()
     except IntegrityError:
         raise Conflict(f"an account named {name!r} exists") from None
-    return _info(record, 0), secret
+    return record, secret
 
 
 def list_all(sessions: sessionmaker[Session]) -> list[AccountInfo]:

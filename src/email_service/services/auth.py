@@ -78,20 +78,20 @@ def create_key(
     accounts.check_name(name)
     if role not in set(KeyRole):
         raise ValidationFailed("invalid role", [{"field": "role", "reason": f"one of {', '.join(KeyRole)}"}])
-    webhook_secret = None
-    if account is None:
-        created, webhook_secret = accounts.create(sessions, settings, name, senders=senders)
-        account = created.id
-    elif senders:
+    if account is not None and senders:
         raise ValidationFailed(
             "senders belong to the account",
             [{"field": "senders", "reason": "set them with `accounts configure`, not on a key of an account"}],
         )
-    key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
-    with sessions.begin() as session:
-        owner = account_store.find(session, account)
-        if owner is None:
-            raise NotFound(f"no account with id or name {account!r}")
+    key, webhook_secret = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES), None
+    with sessions.begin() as session:  # a new account and its first key, or neither
+        if account is None:
+            owner, webhook_secret = accounts.add(session, settings, name, senders=senders)
+        else:
+            found = account_store.find(session, account)
+            if found is None:
+                raise NotFound(f"no account with id or name {account!r}")
+            owner = found
         record = ApiKey(
             id=str(uuid.uuid4()),
             account_id=owner.id,

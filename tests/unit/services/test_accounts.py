@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
-from email_service.errors import ValidationFailed
-from email_service.services import Services, accounts, intake
+from email_service.errors import Conflict, ValidationFailed
+from email_service.services import Services, accounts, auth, intake
 from email_service.storage.models import Account, Job, utcnow
 from tests.support.inline import inline_services
 
@@ -77,3 +78,13 @@ def test_a_job_naming_no_callback_uses_its_accounts_default_and_never_the_servic
         accounts.configure(services.sessions, services.settings, "plain", callback_url="http://169.254.169.254/")
     assert refused.value.details[0]["field"] == "callback_url"
     assert accounts.get(services.sessions, "plain").callback_url is None
+
+
+def test_a_key_made_with_its_account_is_made_with_it_or_not_at_all(services: Services, monkeypatch):
+    monkeypatch.setattr(auth.secrets, "token_urlsafe", lambda _: "the-same-random-bytes-every-time")
+    auth.create_key(services.sessions, services.settings, "first")
+    with pytest.raises(IntegrityError):  # the second key's hash is the first's: its insert fails...
+        auth.create_key(services.sessions, services.settings, "second")
+    assert [info.name for info in accounts.list_all(services.sessions)] == ["first"]  # ...and its account with it
+    with pytest.raises(Conflict):
+        auth.create_key(services.sessions, services.settings, "first")  # an account of that name exists
