@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
     Index,
     Integer,
@@ -19,6 +20,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    func,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -82,6 +85,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+def scope_key(account_id: Mapped[str | None]) -> ColumnElement[str]:
+    """The ``account_id`` of a scoped table (templates, suppressions) as its unique index has it: '' for a
+    shared row. Queries naming it so use the index; the '' is a literal, not a parameter, for PostgreSQL to
+    recognize the index's expression."""
+    return func.coalesce(account_id, literal_column("''"))
 
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.

@@ -12,19 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, delete, func, literal_column, select
+from sqlalchemy import String, any_, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from email_service.storage.jobs import escape_like
-from email_service.storage.models import Suppression
+from email_service.storage.models import Suppression, scope_key
 
 _CHUNK = 5000  # addresses per query: bounded statements for a 100,000-recipient job
 
-# The first column of the unique index ix_suppressions_scope_address, written as the index is (the literal, not a
-# parameter, so that PostgreSQL matches the expression and uses the index): '' for the shared list.
-_scope = func.coalesce(Suppression.account_id, literal_column("''"))
+_scope = scope_key(Suppression.account_id)  # '' for the shared list
 
 
 @dataclass(frozen=True)

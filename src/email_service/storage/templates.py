@@ -10,20 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, literal_column, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
-from email_service.storage.models import StoredTemplate
+from email_service.storage.models import StoredTemplate, scope_key
 
-
-def _scope_key() -> ColumnElement[str]:
-    """The scope as the unique index's first column has it ('' for shared): queries naming it so use the index
-    (the '' written as a literal, not a parameter, for PostgreSQL to recognize the index's expression)."""
-    return func.coalesce(StoredTemplate.account_id, literal_column("''"))
+_scope = scope_key(StoredTemplate.account_id)  # '' for the shared templates
 
 
 def _in_scope(scope: str | None) -> ColumnElement[bool]:
-    return _scope_key() == (scope or "")
+    return _scope == (scope or "")
 
 
 def _live(name: str) -> tuple[ColumnElement[bool], ...]:
@@ -42,7 +38,7 @@ def visible_current(session: Session, name: str, account: str | None) -> StoredT
     one; with no account, the shared one. One query: a job's intake asks it."""
     return session.scalar(
         select(StoredTemplate)
-        .where(*_live(name), _scope_key().in_([account or "", ""]))
+        .where(*_live(name), _scope.in_([account or "", ""]))
         .order_by(StoredTemplate.account_id.is_(None), StoredTemplate.version.desc())
         .limit(1)
     )
