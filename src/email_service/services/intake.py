@@ -253,7 +253,7 @@ def _sender(services: Services, value: str | None, account: str | None, problems
         return default
     if value is not None and mailbox.address.lower() not in auth.allowed_senders(services, account):
         problems.add(
-            "sender", "not a sender this API key may use (MAIL_DEFAULT_SENDER or the key's senders)", address=value
+            "sender", "not a sender this account may use (MAIL_DEFAULT_SENDER or the account's senders)", address=value
         )
     return mailbox.formatted
 
