@@ -14,7 +14,7 @@ from email_service.config import Settings
 from email_service.storage.database import make_engine, make_session_factory
 from email_service.storage.migrate import upgrade
 from tests.support.servers import FeatureStack, feature_stack_on, own_database, own_redis_prefix
-from tests.support.smtp_sink import SMTPSink
+from tests.support.smtp_sink import REFUSED, SinkHandler, SMTPSink
 
 INTEGRATION = Path(__file__).parent / "integration"
 
@@ -28,6 +28,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def sink() -> Iterator[SMTPSink]:
     server = SMTPSink().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def refusing_sink() -> Iterator[SMTPSink]:
+    """A sink that answers 550 5.1.1 to RCPT TO:<REFUSED>, a hard bounce."""
+    server = SMTPSink(SinkHandler(reject_rcpt={REFUSED})).start()
     yield server
     server.stop()
 

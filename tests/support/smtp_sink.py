@@ -27,6 +27,10 @@ class Received:
         return parsed
 
 
+# The address the `refusing_sink` fixture answers 550 5.1.1 for: a mailbox that does not exist.
+REFUSED = "gone@example.com"
+
+
 @dataclass
 class SinkHandler:
     """Accepts everything except the addresses in ``reject_rcpt`` (550 at RCPT) and ``defer_rcpt``

@@ -4,7 +4,6 @@ the session cookie, isolation between keys, CSRF refusal on every form, escaping
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,17 +18,9 @@ from email_service.services import Services, auth, suppressions, templates
 from email_service.services.templates import TemplateFields
 from email_service.storage.models import Job, KeyRole, Suppression, utcnow
 from tests.support.inline import Recipient, counts, inline_services, run
-from tests.support.smtp_sink import SinkHandler, SMTPSink
+from tests.support.smtp_sink import REFUSED, SMTPSink
 
 SECRET = "a-dashboard-secret-of-32-characters-or-more"
-REFUSED = "gone@example.com"
-
-
-@pytest.fixture
-def refusing_sink() -> Iterator[SMTPSink]:
-    server = SMTPSink(SinkHandler(reject_rcpt={REFUSED})).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

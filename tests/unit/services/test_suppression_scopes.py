@@ -7,7 +7,6 @@ The API's own entries and the unsubscribe links: tests/unit/api/test_suppression
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,19 +21,11 @@ from email_service.storage import jobs
 from email_service.storage.models import Suppression
 from tests.support.bounce_mail import abuse_report, dsn
 from tests.support.inline import Recipient, counts, inline_services, run
-from tests.support.smtp_sink import SinkHandler, SMTPSink
+from tests.support.smtp_sink import REFUSED, SMTPSink
 
 SECRET = "bounce-secret-for-the-tests-0123"
 SENDER = "Hawkins Lab <news@example.org>"
 ADDRESS = "will@example.com"
-REFUSED = "gone@example.com"  # the relay answers 550 to its RCPT
-
-
-@pytest.fixture
-def refusing_sink() -> Iterator[SMTPSink]:
-    server = SMTPSink(SinkHandler(reject_rcpt={REFUSED})).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
