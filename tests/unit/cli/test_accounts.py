@@ -55,6 +55,8 @@ def test_an_account_is_made_given_keys_configured_rotated_and_disabled(env: dict
     [
         (("accounts", "create", " shop"), "no space at either end"),
         (("accounts", "create", "x" * 65), "1 to 64 printable characters"),
+        (("accounts", "create", "shop\r\nX-Injected: yes"), "1 to 64 printable characters"),
+        (("keys", "create", "k\x00", "--account", "shop"), "1 to 64 printable characters"),
         (("accounts", "create", "shop", "--sender", "a@b.example, c@d.example"), "is not an address"),
         (("accounts", "rotate-secret", "nobody"), "no account"),
         (("accounts", "rotate-secret", "shop", "--grace", "soon"), "is not an age"),
