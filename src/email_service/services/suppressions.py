@@ -3,9 +3,9 @@
 Each account has its own list, and one list is shared by all (``account`` None names it). What the recipient
 asked of a sender (an unsubscribe, a complaint), and soft bounces (maybe the sender's doing), go on the list of
 the account whose job sent the message; what the mailbox proves of itself (a hard bounce answered to RCPT, or
-reported with our signed token or by a provider's signed event) goes on the shared list (services/bounces.py). A job skips the
-addresses on its account's list and on the shared one. An account lists and changes only its own list;
-operators change the shared one.
+reported with our signed token or by a provider's signed event) goes on the shared list (services/bounces.py).
+A job skips the addresses on its account's list and on the shared one. An account lists and changes only its
+own list; operators change the shared one.
 """
 
 from __future__ import annotations
