@@ -2,7 +2,7 @@
 started at once; how long the dead worker's recipients wait, and whether any is lost or sent twice.
 
 The production layout on PostgreSQL + Redis (API under gunicorn, ``worker``, ``scheduler``), every
-setting at its default (LEASE_SECONDS, SCHEDULER_INTERVAL, REQUEUE_AFTER, BATCH_SIZE, processes and
+setting at its default (LEASE_SECONDS, SCHEDULER_INTERVAL, BATCH_SIZE, processes and
 SMTP_CONCURRENCY); the relay is the test suite's FakeRelay, --rtt away. One job of --recipients is
 POSTed; when the relay has --kill-at of it, the worker's process group gets SIGKILL and a new
 ``worker`` starts (as systemd or Docker would restart it). The recipients that were ``sending`` at the
@@ -44,7 +44,7 @@ def main() -> None:
     defaults = Settings()
     print(
         f"defaults: LEASE_SECONDS={defaults.lease_seconds}, SCHEDULER_INTERVAL={defaults.scheduler_interval:g}, "
-        f"REQUEUE_AFTER={defaults.requeue_after:g}, BATCH_SIZE={defaults.batch_size}, "
+        f"BATCH_SIZE={defaults.batch_size}, "
         f"WORKER_PROCESSES={defaults.worker_processes}, SMTP_CONCURRENCY={defaults.smtp_concurrency}"
     )
     relay = FakeRelay(Behaviour(rtt=args.rtt)).start()

@@ -126,8 +126,13 @@ class Settings(BaseSettings):
     )
 
     scheduler_interval: float = Field(5, gt=0, description="Seconds between two sweeps of the scheduler.")
-    requeue_after: float = Field(
-        900, gt=0, description="Seconds a queued batch may wait before the scheduler queues it again."
+    transactional_max_recipients: int = Field(
+        10,
+        ge=0,
+        description=(
+            "A job that names no lane, of an account with no default lane, is transactional when it has at "
+            "most this many recipients, bulk otherwise."
+        ),
     )
 
     log_path: Path | None = Field(None, description="Rotating log file; empty means stderr only.")

@@ -92,7 +92,6 @@ def feature_stack_on(
         "PUBLIC_URL": PUBLIC_URL,  # https, as one-click unsubscribe needs; the tests use the links' paths
         "BATCH_SIZE": "10",
         "SCHEDULER_INTERVAL": "0.3",
-        "REQUEUE_AFTER": "5",
         "RETRY_FIRST_DELAY": "0.5",
         "RETRY_MAX_DELAY": "1",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,

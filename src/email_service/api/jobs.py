@@ -25,7 +25,7 @@ from email_service.api.schemas import (
     RecipientView,
     SendEmailBody,
 )
-from email_service.services import Services, control, idempotency, intake, reports
+from email_service.services import Services, control, dispatch, idempotency, intake, reports
 from email_service.storage.models import Bounce, JobStatus, RecipientStatus
 
 log = logging.getLogger(__name__)
@@ -85,11 +85,7 @@ def send_email(body: SendEmailBody) -> Any:
         quotas.give_back(account, "recipients", counted)
         raise
     if accepted.status == JobStatus.QUEUED:
-        assert services.queue is not None
-        try:
-            services.queue.start_job(accepted.id)
-        except Exception:  # the job is stored; the scheduler starts it when the broker answers again
-            log.exception("job %s stored but could not be queued", accepted.id)
+        dispatch.wake_for_new_work(services)
     return _accepted(accepted.id, accepted.response(), {})
 
 

@@ -17,7 +17,7 @@ from email_service.delivery.retry import RetryPolicy
 from email_service.delivery.transport import Transport
 from email_service.message.dkim.signing import DkimSigner
 from email_service.message.rendering import TemplateRenderer
-from email_service.services.dispatch_gate import DispatchGate
+from email_service.services.claim_sizes import ClaimSizer
 from email_service.services.job_statuses import JobStatuses
 from email_service.services.leases import LeaseKeeper
 from email_service.storage.database import make_engine, make_reader_factory, make_session_factory
@@ -32,9 +32,11 @@ OUTCOME_WRITERS = 4
 class TaskQueue(Protocol):
     """How services ask for work to be done later; the Celery edge implements it."""
 
-    def start_job(self, job_id: str) -> None: ...
+    def wake(self) -> None:
+        """Publish a wake-up: a worker thread that takes it serves due work (services.dispatch)."""
 
-    def send_batch(self, job_id: str, first: int, last: int) -> None: ...
+    def waiting(self) -> int:
+        """How many tasks wait in the broker, not yet taken by a worker."""
 
     def deliver_events(self, job_id: str) -> None: ...
 
@@ -54,9 +56,9 @@ class Services:
     leases: LeaseKeeper
     outcomes: OutcomeWriters
     job_statuses: JobStatuses
+    claim_sizer: ClaimSizer
     dkim_signer: DkimSigner | None = None
     queue: TaskQueue | None = None
-    dispatch_gate: DispatchGate = field(default_factory=DispatchGate)
     # Set when the process is asked to stop: running batches give back what they have not sent.
     stopping: threading.Event = field(default_factory=threading.Event)
     rng: random.Random = field(default_factory=random.Random)
@@ -70,7 +72,7 @@ def build_services(
     dkim_signer: DkimSigner | None = None,
 ) -> Services:
     """The services of one process; ``bootstrap`` gives them their task queue and DKIM signer."""
-    # Batch threads hold a connection only briefly (claim, status, give back), outcome writers for
+    # Sending threads hold a connection only briefly (claim, status, give back), outcome writers for
     # good: the pool does not grow with SMTP_CONCURRENCY, so neither does PostgreSQL's connection count.
     engine = make_engine(settings.database_url, pool_size=OUTCOME_WRITERS + min(settings.smtp_concurrency, 8))
     sessions = make_session_factory(engine)
@@ -87,6 +89,7 @@ def build_services(
         leases=LeaseKeeper(sessions, settings.lease_seconds),
         outcomes=OutcomeWriters(engine, OUTCOME_WRITERS),
         job_statuses=JobStatuses(readers),
+        claim_sizer=ClaimSizer(settings.batch_size),
         dkim_signer=dkim_signer,
         queue=queue,
     )

@@ -17,7 +17,7 @@ from email_service.errors import Conflict, InvalidAddress, NotFound, ValidationF
 from email_service.message.mailboxes import parse_mailbox
 from email_service.services.job_options import Problems, check_callback_url
 from email_service.storage import accounts, api_keys, dashboard_sessions
-from email_service.storage.models import Account, utcnow
+from email_service.storage.models import Account, Lane, utcnow
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # 256 bits
@@ -175,6 +175,12 @@ def default_callback_url(session: Session, account_id: str | None, settings: Set
     if record is None or record.webhook_secret is None:
         return settings.webhook_url or None
     return None
+
+
+def default_lane(session: Session, account_id: str | None) -> Lane | None:
+    """The lane of the account's jobs that name none (None: chosen by each job's size)."""
+    record = session.get(Account, account_id) if account_id is not None else None
+    return Lane(record.lane) if record is not None and record.lane is not None else None
 
 
 def new_webhook_secret() -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from email_service import metrics
 from email_service.errors import Conflict
 from email_service.services import Services
 from email_service.services.completion import finish_if_done
-from email_service.services.dispatch import enqueue_batches
+from email_service.services.dispatch import wake_for_new_work
 from email_service.services.reports import find_job
 from email_service.storage import jobs
 from email_service.storage.models import JobStatus, RecipientStatus, utcnow
@@ -40,8 +39,7 @@ def pause(services: Services, job_id: str, account: str | None) -> None:
 
 def resume(services: Services, job_id: str, account: str | None) -> None:
     """Go on where a paused job stopped: a job that had not started goes back to waiting for its
-    send_at or to the queue; a started one has its batches queued again."""
-    assert services.queue is not None
+    send_at or to the queue; a started one is sending again, its recipients due where they were."""
     with services.sessions.begin() as session:
         job = find_job(session, job_id, account, for_update=True)
         if job.status != JobStatus.PAUSED:
@@ -51,13 +49,9 @@ def resume(services: Services, job_id: str, account: str | None) -> None:
             job.status = JobStatus.SCHEDULED if job.send_at is not None and job.send_at > now else JobStatus.QUEUED
         else:
             job.status = JobStatus.SENDING
-            deadline = now + timedelta(seconds=services.settings.requeue_after)
-            jobs.set_dispatch_deadline(session, job_id, deadline)
-        status, total = job.status, job.total
-    if status == JobStatus.QUEUED:
-        services.queue.start_job(job_id)
-    elif status == JobStatus.SENDING:
-        enqueue_batches(services, job_id, total)
+        status = job.status
+    if status != JobStatus.SCHEDULED:
+        wake_for_new_work(services)
     log.info("job %s resumed (%s)", job_id, status)
 
 
@@ -71,7 +65,6 @@ def retry_failed(services: Services, job_id: str, account: str | None) -> int:
         count = jobs.retry_failed(session, job_id, now)
         if not count:
             raise Conflict(f"job {job_id} is {status}: only a completed job with failed recipients can be retried")
-    assert services.queue is not None
-    services.queue.start_job(job_id)
+    wake_for_new_work(services)
     log.info("job %s: %d failed recipient(s) queued again", job_id, count)
     return count

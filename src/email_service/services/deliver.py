@@ -1,9 +1,9 @@
-"""Sending one batch: claim its recipients, compose and send each, record every outcome.
+"""Sending one claim: take due recipients of a job, compose and send each, record every outcome.
 
 Each outcome is committed as soon as it is known, so a crash re-sends at most the message in
-flight, and running the same batch twice sends nothing twice (the claim is atomic). The claim's
-lease is short and renewed while the batch runs (services.leases); a batch whose lease runs low
-(renewals failing) stops, as it does on a warm shutdown, and gives back what it did not send.
+flight, and two claims never take the same recipient (the claim is atomic). The claim's lease is
+short and renewed while it is sent (services.leases); a claim whose lease runs low (renewals
+failing) stops, as it does on a warm shutdown, and gives back what it did not send.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -25,7 +26,7 @@ from email_service.message.mime import AttachmentFile, Envelope, MessageBuilder
 from email_service.services import Services, templates
 from email_service.services.completion import finish_if_done
 from email_service.services.job_statuses import MAX_AGE_SECONDS
-from email_service.storage import jobs, suppressions
+from email_service.storage import jobs, scheduling, suppressions
 from email_service.storage.leases import Lease
 from email_service.storage.models import ClaimedRecipient, Job, JobStatus, RecipientStatus, SuppressionReason, utcnow
 
@@ -40,51 +41,49 @@ THROTTLED_TRIES_IN_BATCH = 5
 LONGEST_INLINE_WAIT = 5.0
 
 
-def send_batch(services: Services, job_id: str, first: int, last: int) -> None:
-    """Send to the recipients at positions [first, last) of a job that nobody else owns."""
-    settings = services.settings
-    services.dispatch_gate.wait()  # see services.dispatch_gate
-    with services.sessions.begin() as session:
-        now = utcnow()  # after BEGIN, which may have waited for SQLite's write lock
-        job = jobs.get_job(session, job_id)
-        if job is None:
-            log.warning("batch [%d, %d) of unknown job %s dropped", first, last, job_id)
-            return
-        claimed: list[ClaimedRecipient] = []
-        lease = Lease.starting(job_id, first, last, now, settings.lease_seconds)
-        ended: tuple[RecipientStatus, int] | None = None  # rows this task ended unsent, counted once committed
-        if job.expires_at is not None and job.expires_at <= now:
-            expired = jobs.end_leftovers(
-                session,
-                job_id,
-                RecipientStatus.EXPIRED,
-                now,
-                reason=jobs.expiry_reason(job.expires_at),
-                positions=(first, last),
-            )
-            ended = (RecipientStatus.EXPIRED, expired)
-        elif job.status == JobStatus.SENDING:
-            claimed = jobs.claim_batch(session, job_id, first, last, now=now, lease_until=lease.until)
-            claimed, suppressed = _without_suppressed(session, job.account_id, claimed, lease, now)
-            ended = (RecipientStatus.SUPPRESSED, suppressed)
-        elif job.status == JobStatus.CANCELLED:  # a late or repeated task
-            cancelled = jobs.end_leftovers(session, job_id, RecipientStatus.CANCELLED, now, positions=(first, last))
-            ended = (RecipientStatus.CANCELLED, cancelled)
-        # Otherwise (paused, finished) nothing is claimed: a paused job's rows wait for its resume.
-        attachments = jobs.job_attachments(session, job_id) if claimed else ()
-        accepted_at = job.started_at or job.created_at  # a retried job's lifetime starts again
-        has_webhook = job.callback_url is not None
-    if ended is not None:
-        metrics.recipients_ended(*ended)
+@dataclass
+class Claim:
+    """Recipients of one job claimed together, with what sending to them needs."""
+
+    job: Job
+    recipients: list[ClaimedRecipient]  # not suppressed: to send
+    lease: Lease
+    attachments: tuple[AttachmentFile, ...]
+    suppressed: int  # claimed rows that ended suppressed instead
+    limit: int  # how many the claim asked for
+    more_due: bool = False  # the job, or another, had more due when it was made (services.dispatch)
+
+
+def claim(session: Session, job_id: str, *, limit: int, now: datetime, lease_seconds: float) -> Claim | None:
+    """Claim up to ``limit`` due recipients of a sending job, in the caller's transaction; those whose
+    address was suppressed since the job was accepted end suppressed. None when none was due."""
+    job = jobs.get_job(session, job_id)
+    if job is None or job.status != JobStatus.SENDING:
+        return None
+    lease = Lease.starting(job_id, now, lease_seconds)
+    rows = scheduling.claim_due(session, job_id, limit=limit, now=now, lease_until=lease.until)
+    if not rows:
+        return None
+    lease.ids = tuple(r.id for r in rows)
+    recipients, suppressed = _without_suppressed(session, job.account_id, rows, lease, now)
+    attachments = jobs.job_attachments(session, job_id) if recipients else ()
+    return Claim(job, recipients, lease, attachments, suppressed, limit)
+
+
+def send_claim(services: Services, claim: Claim) -> None:
+    """Send to the claimed recipients and record every outcome; finish the job when nothing is left."""
+    job = claim.job
+    metrics.recipients_ended(RecipientStatus.SUPPRESSED, claim.suppressed)
     failures = 0
-    if claimed:
-        run = _BatchRun(services, job, attachments, accepted_at, claimed, lease)
-        with services.leases.keeping(lease):
+    if claim.recipients:
+        accepted_at = job.started_at or job.created_at  # a retried job's lifetime starts again
+        run = _BatchRun(services, job, claim.attachments, accepted_at, claim.recipients, claim.lease)
+        with services.leases.keeping(claim.lease):
             run.run()
         failures = run.failures
-    finish_if_done(services, job_id)
-    if failures and has_webhook and services.queue is not None:
-        services.queue.deliver_events(job_id)
+    finish_if_done(services, job.id)
+    if failures and job.callback_url is not None and services.queue is not None:
+        services.queue.deliver_events(job.id)
 
 
 def _without_suppressed(

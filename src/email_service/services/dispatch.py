@@ -1,44 +1,103 @@
-"""Starting a job: mark it sending and cut it into batches of BATCH_SIZE positions, one task each."""
+"""Workers take their work from the database; the broker only wakes them.
+
+A woken worker thread serves due work until none is left: it claims the recipients of the job whose
+turn it is (storage.scheduling: transactional before bulk, then accounts and their jobs in turn), sends
+them, and claims again. Which work goes next is thus decided at each claim, over the state every
+process shares, so precedence, pause and cancel act at the next claim, on any number of hosts.
+
+The broker carries only wake-ups, and never more than a worker process's threads of them waiting: a
+thread that claims work while more is due wakes another; the intake wakes one for a new job; the
+scheduler's sweep tops them up when work is due (deferred rows whose retry time came, rows given
+back, the rows of a dead worker) or the broker lost them (restarted empty).
+
+Claims are sized (services.claim_sizes) so that some thread of a process frees up every tenth of a
+second whatever the relay's pace: a transactional message waits no longer than that behind bulk work.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import time
 
-from email_service.services import Services
-from email_service.storage import jobs
-from email_service.storage.models import utcnow
+from email_service.services import Services, deliver
+from email_service.services.deliver import Claim
+from email_service.storage import scheduling
+from email_service.storage.models import JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 
+# A thread serves work at most this long, then hands over to a new wake-up: a task that runs for hours
+# would outlive the broker's visibility timeout and be delivered twice.
+LONGEST_SERVICE = 300.0
 
-def batch_ranges(total: int, batch_size: int) -> list[tuple[int, int]]:
-    """The [first, last) position ranges that cover a job of ``total`` recipients."""
-    return [(first, min(first + batch_size, total)) for first in range(0, total, batch_size)]
+
+def serve(services: Services) -> int:
+    """Serve due work until none is left, the process stops or LONGEST_SERVICE has passed: how many
+    claims were sent. What a wake-up task does."""
+    started, served = time.monotonic(), 0
+    with services.claim_sizer.serving():
+        while not services.stopping.is_set():
+            if time.monotonic() - started > LONGEST_SERVICE:
+                wake(services)  # the work goes on in a new task
+                break
+            claim = take_next(services)
+            if claim is None:
+                break
+            if claim.more_due:
+                wake(services)  # another thread serves the rest meanwhile
+            began = time.monotonic()
+            deliver.send_claim(services, claim)
+            services.claim_sizer.sent(len(claim.recipients), time.monotonic() - began)
+            served += 1
+    return served
 
 
-def start_job(services: Services, job_id: str) -> None:
-    """Enqueue every batch of a queued job; a job already started is left alone (idempotent)."""
-    assert services.queue is not None, "start_job runs where a task queue is configured"
+def take_next(services: Services) -> Claim | None:
+    """Claim the due recipients of the job whose turn it is; None when nothing is due. A queued job
+    whose turn comes starts here."""
+    settings = services.settings
     with services.sessions.begin() as session:
-        job = jobs.get_job(session, job_id)
-        if job is None:
-            log.warning("job %s to start does not exist", job_id)
-            return
-        now = utcnow()
-        deadline = now + timedelta(seconds=services.settings.requeue_after)
-        if not jobs.mark_job_sending(session, job_id, now, deadline):
-            log.info("job %s already %s; not started again", job_id, job.status)
-            return
-        total = job.total
-    log.info("job %s started: %d batches", job_id, enqueue_batches(services, job_id, total))
+        now = utcnow()  # after BEGIN, which may have waited for SQLite's write lock
+        order = scheduling.serving_order(scheduling.active_jobs(session, now))
+        for index, job in enumerate(order):
+            if job.status == JobStatus.QUEUED:
+                if not scheduling.start(session, job.id, now):
+                    continue
+                log.info("job %s started (%s lane)", job.id, job.lane)
+            claim = deliver.claim(
+                session,
+                job.id,
+                limit=services.claim_sizer.size(),
+                now=now,
+                lease_seconds=settings.lease_seconds,
+            )
+            if claim is not None:
+                claim.more_due = index + 1 < len(order) or len(claim.recipients) + claim.suppressed >= claim.limit
+                return claim
+    return None
 
 
-def enqueue_batches(services: Services, job_id: str, total: int) -> int:
-    """Queue a task for every batch of the job (a batch with nothing due claims nothing); how many."""
-    assert services.queue is not None
-    ranges = batch_ranges(total, services.settings.batch_size)
-    with services.dispatch_gate.publishing():
-        for first, last in ranges:
-            services.queue.send_batch(job_id, first, last)
-    return len(ranges)
+def wake(services: Services, *, top_up: bool = False) -> int:
+    """Publish a wake-up (with ``top_up``, as many as missing) while fewer than a worker process's threads
+    wait in the broker: how many were published. One question to the broker when enough wait."""
+    assert services.queue is not None, "work is woken where a task queue is configured"
+    missing = max(0, services.settings.smtp_concurrency - services.queue.waiting())
+    count = missing if top_up else min(missing, 1)
+    for _ in range(count):
+        services.queue.wake()
+    return count
+
+
+def wake_for_new_work(services: Services) -> None:
+    """Wake a worker for work just committed; when the broker does not answer, the scheduler's next
+    sweep does it (the work is in the database)."""
+    try:
+        wake(services)
+    except Exception:  # the broker is down: nothing is lost, the sweep wakes workers once it is back
+        log.warning("no wake-up published (broker unreachable): the next sweep wakes the workers", exc_info=True)
+
+
+def due_now(services: Services) -> bool:
+    """Whether any work is due: a sweep wakes workers only then."""
+    with services.readers() as session:
+        return scheduling.work_due(session, utcnow())

@@ -24,7 +24,7 @@ from email_service.services.idempotency import Claim
 from email_service.services.job_options import AttachmentIn, Problems
 from email_service.storage import jobs, suppressions
 from email_service.storage.jobs import NewRecipient
-from email_service.storage.models import Attachment, Job, JobStatus, RecipientStatus, utcnow
+from email_service.storage.models import Attachment, Job, JobStatus, Lane, RecipientStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class JobRequest:
     callback_url: str | None = None
     list_unsubscribe: bool = True
     sender: str | None = None  # From; MAIL_DEFAULT_SENDER when absent
+    lane: Lane | None = None  # the account's default, else by the job's size, when absent
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ def accept_job(
         raise ValidationFailed(f"{len(problems.items)} problem(s) in the request; nothing was queued", problems.items)
     job.total = len(rows)
     with services.readers() as session:
+        job.lane = request.lane or accounts.default_lane(session, account) or _lane_by_size(services, job.total)
         found = suppressions.suppressed(session, keys, account)
     # Never sent to: final from the start, saying which list and why.
     explanations = {row[1]: found[key].explanation() for row, key in zip(rows, keys, strict=True) if key in found}
@@ -157,6 +159,11 @@ def accept_job(
         job.status,
     )
     return accepted
+
+
+def _lane_by_size(services: Services, total: int) -> Lane:
+    """A few recipients are mail someone waits for (a reset, a receipt); more are a newsletter."""
+    return Lane.TRANSACTIONAL if total <= services.settings.transactional_max_recipients else Lane.BULK
 
 
 def _recipient_rows(

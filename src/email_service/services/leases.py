@@ -1,10 +1,10 @@
-"""The heartbeat of a worker process: it renews the lease of every batch the process is sending.
+"""The heartbeat of a worker process: it renews the lease of every claim the process is sending.
 
-One thread per process, started with the first batch: every quarter of LEASE_SECONDS it pushes each
-running batch's lease a whole LEASE_SECONDS ahead. A live worker thus keeps its rows however slow the
+One thread per process, started with the first claim: every quarter of LEASE_SECONDS it pushes each
+running claim's lease a whole LEASE_SECONDS ahead. A live worker thus keeps its rows however slow the
 relay, and a dead one (killed, out of memory, its machine gone) stops renewing: its rows are claimed
 again within LEASE_SECONDS and a sweep. A renewal that fails (database unreachable) is tried again at
-the next beat; a batch whose lease runs low meanwhile stops and gives its rows back (Lease.held).
+the next beat; a claim whose lease runs low meanwhile stops and gives its rows back (Lease.held).
 """
 
 from __future__ import annotations
@@ -70,12 +70,10 @@ class LeaseKeeper:
                 with self._sessions.begin() as session:
                     until = leases.renew(session, lease, utcnow())
             except SQLAlchemyError:
-                log.warning(
-                    "job %s batch [%d, %d): lease not renewed", lease.job_id, lease.first, lease.last, exc_info=True
-                )
+                log.warning("job %s claim of %d: lease not renewed", lease.job_id, len(lease.ids), exc_info=True)
                 return
             if until is None:
                 lease.lost = True  # every row ended, or the sweep gave them to another claim
-                log.info("job %s batch [%d, %d): no row left to renew", lease.job_id, lease.first, lease.last)
+                log.info("job %s claim of %d: no row left to renew", lease.job_id, len(lease.ids))
             else:
                 lease.renewed(until, started)

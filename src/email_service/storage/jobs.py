@@ -9,12 +9,11 @@ workers can never both own the same recipient.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, case, exists, func, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
@@ -243,68 +242,6 @@ def failure_reasons(session: Session, job_id: str, *, limit: int) -> list[tuple[
     return [(code, text, count) for code, text, count in rows]
 
 
-def mark_job_sending(session: Session, job_id: str, now: datetime, dispatch_deadline: datetime) -> bool:
-    """Move a queued job to sending and give its pending rows a dispatch deadline.
-
-    False when the job was not queued (already started, finished or cancelled). Past the
-    deadline, the scheduler queues the batches of rows still pending again (their task was lost).
-    """
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.SENDING, started_at=now, finished_at=None)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        return False
-    set_dispatch_deadline(session, job_id, dispatch_deadline)
-    return True
-
-
-def set_dispatch_deadline(session: Session, job_id: str, deadline: datetime) -> None:
-    """The job's pending rows are about to be queued: past ``deadline`` the sweep queues them again."""
-    session.execute(
-        update(Recipient)
-        .where(Recipient.job_id == job_id, Recipient.status == RecipientStatus.PENDING)
-        .values(lease_until=deadline)
-    )
-
-
-def claim_batch(
-    session: Session, job_id: str, first: int, last: int, *, now: datetime, lease_until: datetime
-) -> list[ClaimedRecipient]:
-    """Take the recipients at positions [first, last) that nobody owns and that are due:
-    pending, deferred whose retry time has come, or sending whose lease expired.
-
-    Concurrent claimers of the same range get disjoint rows: on PostgreSQL the rows are picked
-    ``FOR UPDATE SKIP LOCKED`` (a second claimer skips them instead of waiting), on SQLite the
-    transaction holds the database's write lock (BEGIN IMMEDIATE).
-    """
-    claimable = or_(
-        Recipient.status == RecipientStatus.PENDING,
-        and_(Recipient.status == RecipientStatus.DEFERRED, Recipient.next_attempt_at <= now),
-        and_(Recipient.status == RecipientStatus.SENDING, Recipient.lease_until < now),
-    )
-    picked = (
-        select(Recipient.id)
-        .where(Recipient.job_id == job_id, Recipient.position >= first, Recipient.position < last, claimable)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    table = cast(Table, Recipient.__table__)  # Core, not the ORM: the rows come back as ClaimedRecipient
-    result = session.execute(
-        update(table)
-        .where(table.c.id.in_(picked), claimable)
-        .values(
-            status=RecipientStatus.SENDING,
-            lease_until=lease_until,
-            attempts=table.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(*(table.c[field.name] for field in fields(ClaimedRecipient)))
-    )
-    return sorted((ClaimedRecipient(*row) for row in result), key=attrgetter("position"))
-
-
 def release(
     session: Session, claimed: Sequence[ClaimedRecipient], lease: Lease, *, wake_at: datetime, now: datetime
 ) -> None:
@@ -354,7 +291,6 @@ def end_leftovers(
     now: datetime,
     *,
     reason: str | None = None,
-    positions: tuple[int, int] | None = None,
 ) -> int:
     """For a cancelled or expired job: rows waiting (pending, deferred) or abandoned by a dead worker
     end in ``status`` (cancelled or expired); rows in flight finish first. How many ended."""
@@ -363,8 +299,6 @@ def end_leftovers(
         and_(Recipient.status == RecipientStatus.SENDING, Recipient.lease_until < now),
     )
     query = update(Recipient).where(Recipient.job_id == job_id, waiting)
-    if positions is not None:
-        query = query.where(Recipient.position >= positions[0], Recipient.position < positions[1])
     values: dict[str, Any] = {"status": status, "lease_until": None, "updated_at": now}
     if reason is not None:
         values["last_error"] = reason
@@ -470,17 +404,6 @@ def complete_job_if_done(session: Session, job_id: str, now: datetime) -> str | 
 # ---- the scheduler's sweep
 
 
-def stalled_queued_jobs(session: Session, queued_before: datetime) -> list[str]:
-    """Jobs still queued long after they were accepted (or their send_at came): their start task was lost."""
-    return list(
-        session.scalars(
-            select(Job.id).where(
-                Job.status == JobStatus.QUEUED, func.coalesce(Job.send_at, Job.created_at) < queued_before
-            )
-        )
-    )
-
-
 def queue_due_scheduled_jobs(session: Session, now: datetime) -> list[str]:
     """Scheduled jobs whose send_at has come become queued; the caller queues their start."""
     result = session.execute(
@@ -509,41 +432,3 @@ def jobs_to_finish(session: Session) -> list[tuple[str, str]]:
         )
     )
     return [(job_id, status) for job_id, status in rows]
-
-
-def take_due_batches(
-    session: Session, *, now: datetime, batch_size: int, dispatch_deadline: datetime, limit: int = 50_000
-) -> list[tuple[str, int, int]]:
-    """The batches with rows whose wake-up time has passed, each given a new dispatch deadline.
-
-    Such rows are deferred rows due for a retry, pending rows whose task was lost, and sending rows
-    whose worker died (they go back to pending). The caller queues one task per batch returned.
-    """
-    rows = session.execute(
-        select(Recipient.job_id, Recipient.position)
-        .where(
-            Recipient.status.in_([RecipientStatus.PENDING, RecipientStatus.DEFERRED, RecipientStatus.SENDING]),
-            Recipient.lease_until < now,
-            Recipient.job_id.in_(select(Job.id).where(Job.status == JobStatus.SENDING)),
-        )
-        .limit(limit)
-    ).all()
-    batches = sorted({(job_id, position // batch_size) for job_id, position in rows})
-    for job_id, index in batches:
-        first, last = index * batch_size, (index + 1) * batch_size
-        in_batch = and_(Recipient.job_id == job_id, Recipient.position >= first, Recipient.position < last)
-        session.execute(
-            update(Recipient)
-            .where(in_batch, Recipient.status == RecipientStatus.SENDING, Recipient.lease_until < now)
-            .values(status=RecipientStatus.PENDING, updated_at=now)
-        )
-        session.execute(
-            update(Recipient)
-            .where(
-                in_batch,
-                Recipient.status.in_([RecipientStatus.PENDING, RecipientStatus.DEFERRED]),
-                Recipient.lease_until < now,
-            )
-            .values(lease_until=dispatch_deadline)
-        )
-    return [(job_id, index * batch_size, (index + 1) * batch_size) for job_id, index in batches]

@@ -1,6 +1,6 @@
 """A claim's lease on its recipients: short, renewed while its worker lives, the guard of every write.
 
-A batch claims its rows with one lease time (recipients.lease_until). Its process renews that time
+A claim takes its rows with one lease time (recipients.lease_until). Its process renews that time
 while it sends; a worker that dies stops renewing, and the scheduler's sweep hands its rows to another
 worker once the time has passed. Every write a claim makes on its rows is guarded by the lease time
 they hold (storage.outcomes, jobs.release): a worker whose lease ran out cannot overwrite the
@@ -23,23 +23,22 @@ from email_service.storage.models import Recipient, RecipientStatus
 
 @dataclass(eq=False)
 class Lease:
-    """The lease of one claim: the rows at positions [first, last) of a job that hold ``until``."""
+    """The lease of one claim: the rows ``ids`` of a job that hold ``until``."""
 
     job_id: str
-    first: int
-    last: int
     until: datetime
     seconds: float
     # When ``until`` passes on this process's monotonic clock: taken before the claim or renewal was
     # written, so it never runs later than the database's copy.
     valid_until: float = field(default_factory=time.monotonic)
+    ids: tuple[int, ...] = ()  # the rows claimed, set once the claim is made
     lost: bool = False  # another claim owns the rows (this process was too slow to renew)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def starting(cls, job_id: str, first: int, last: int, now: datetime, seconds: float) -> Lease:
+    def starting(cls, job_id: str, now: datetime, seconds: float) -> Lease:
         """The lease a claim made at ``now`` (and at this moment of the monotonic clock) sets."""
-        return cls(job_id, first, last, now + timedelta(seconds=seconds), seconds, time.monotonic() + seconds)
+        return cls(job_id, now + timedelta(seconds=seconds), seconds, time.monotonic() + seconds)
 
     def remaining(self) -> float:
         """Seconds this claim still owns its rows, as far as this process knows."""
@@ -47,7 +46,7 @@ class Lease:
 
     def held(self) -> bool:
         """Safe to start another message: at least a third of the lease is left, which is the case
-        while renewals succeed (see services.leases); otherwise the batch gives its rows back."""
+        while renewals succeed (see services.leases); otherwise the claim gives its rows back."""
         return self.remaining() > self.seconds / 3
 
     def renewed(self, until: datetime, started: float) -> None:
@@ -64,9 +63,7 @@ def renew(session: Session, lease: Lease, now: datetime) -> datetime | None:
     result = session.execute(
         update(Recipient)
         .where(
-            Recipient.job_id == lease.job_id,
-            Recipient.position >= lease.first,
-            Recipient.position < lease.last,
+            Recipient.id.in_(lease.ids),
             Recipient.status == RecipientStatus.SENDING,
             Recipient.lease_until == lease.until,
         )

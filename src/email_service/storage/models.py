@@ -36,6 +36,13 @@ class JobStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class Lane(enum.StrEnum):
+    """Which work a job's messages wait with: transactional work is sent before any bulk work."""
+
+    TRANSACTIONAL = "transactional"  # one person waits for it: a password reset, a receipt
+    BULK = "bulk"  # newsletters, announcements: may wait behind transactional mail
+
+
 # A job in one of these may still send: it can be paused, cancelled, or expire.
 UNFINISHED_JOB_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.SENDING, JobStatus.PAUSED})
 
@@ -122,6 +129,7 @@ class Account(Base):
     previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # its keys are refused from then on
+    lane: Mapped[str | None] = mapped_column(String(16))  # of its jobs that name none (null: by their size)
 
 
 class KeyRole(enum.StrEnum):
@@ -188,6 +196,10 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lane: Mapped[str] = mapped_column(String(16), default=Lane.BULK)  # Lane
+    # When a worker last took recipients of the job: the least recently served job goes next (see
+    # storage.scheduling), so jobs and accounts take turns.
+    served_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class SuppressionReason(enum.StrEnum):
@@ -304,17 +316,18 @@ class Recipient(Base):
         Index("ix_recipients_job_position", "job_id", "position", unique=True),
         # Only rows still to be sent have a lease (see lease_until), so these partial indexes stay
         # as small as the work in progress and the intake's inserts never touch them.
-        # The scheduler's sweep: rows whose lease (or retry time, or dispatch deadline) has passed.
+        # The scheduler's sweep: is any work due anywhere (a row whose lease or retry time has passed)?
         Index(
             "ix_recipients_lease",
             "lease_until",
             postgresql_where=text("lease_until IS NOT NULL"),
             sqlite_where=text("lease_until IS NOT NULL"),
         ),
-        # Is anything of this job left to send? Asked after every batch.
+        # Is anything of this job left to send, and what of it is due, oldest first: asked at every claim.
         Index(
-            "ix_recipients_job_unfinished",
+            "ix_recipients_job_due",
             "job_id",
+            "lease_until",
             postgresql_where=text("lease_until IS NOT NULL"),
             sqlite_where=text("lease_until IS NOT NULL"),
         ),
@@ -335,9 +348,10 @@ class Recipient(Base):
     variables: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # When the scheduler must look at the row again: the claim's lease while sending, the retry time
-    # while deferred, the dispatch deadline while pending. Null before the job starts, and once the
-    # row is final: every row of a started job that is still to be sent has one.
+    # When the row is due to be claimed: once its claim's lease has run out while sending (its worker
+    # died), at the retry time while deferred, at once (the job's start) or at a wake-up time given
+    # back with it while pending. Null before the job starts, and once the row is final: every row of
+    # a started job that is still to be sent has one.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error_code: Mapped[int | None] = mapped_column(Integer)

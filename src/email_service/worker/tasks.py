@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
-from email_service.services import Services, deliver, dispatch, events
+from email_service.services import Services, dispatch, events
 
-START_JOB = "email_service.start_job"
-SEND_BATCH = "email_service.send_batch"
+log = logging.getLogger(__name__)
+
+WAKE = "email_service.wake"
 DELIVER_EVENTS = "email_service.deliver_events"
+# Tasks of the versions that queued every batch of a job: a worker still takes those left in the broker
+# at the upgrade, as wake-ups (what they pointed at is due in the database).
+FORMER_WAKE_UPS = ("email_service.start_job", "email_service.send_batch")
 
 
 def register_tasks(celery: Celery, services: Services) -> None:
     """Bind the service's tasks to ``celery``, each closing over the process's services."""
 
-    @celery.task(name=START_JOB, ignore_result=True)
-    def start_job(job_id: str) -> None:
-        dispatch.start_job(services, job_id)
+    @celery.task(name=WAKE, ignore_result=True)
+    def wake() -> None:
+        dispatch.serve(services)
 
-    @celery.task(name=SEND_BATCH, ignore_result=True)
-    def send_batch(job_id: str, first: int, last: int) -> None:
-        deliver.send_batch(services, job_id, first, last)
+    for name in FORMER_WAKE_UPS:
+
+        @celery.task(name=name, ignore_result=True)
+        def former_wake_up(*_: Any) -> None:
+            dispatch.serve(services)
 
     @celery.task(name=DELIVER_EVENTS, ignore_result=True)
     def deliver_events(job_id: str) -> None:
@@ -35,14 +43,16 @@ class CeleryTaskQueue:
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
 
-    def start_job(self, job_id: str) -> None:
-        self._publish(START_JOB, job_id)
+    def wake(self) -> None:
+        self._celery.send_task(WAKE)
 
-    def send_batch(self, job_id: str, first: int, last: int) -> None:
-        self._publish(SEND_BATCH, job_id, first, last)
+    def waiting(self) -> int:
+        queue = self._celery.conf.task_default_queue
+        with self._celery.pool.acquire(block=True) as connection, connection.channel() as channel:
+            try:
+                return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except ChannelError:  # no such queue yet (Redis drops an empty list): nothing waits
+                return 0
 
     def deliver_events(self, job_id: str) -> None:
-        self._publish(DELIVER_EVENTS, job_id)
-
-    def _publish(self, name: str, *args: Any) -> None:
-        self._celery.send_task(name, args=args)
+        self._celery.send_task(DELIVER_EVENTS, args=(job_id,))

@@ -13,8 +13,9 @@ import pytest
 
 from email_service.app import create_app
 from email_service.config import Settings
-from email_service.services import dispatch
+from email_service.storage import scheduling
 from email_service.storage.migrate import upgrade
+from email_service.storage.models import utcnow
 from tests.support.servers import RABBITMQ_URL, REDIS_URL
 from tests.support.smtp_sink import SMTPSink, free_port
 from tests.support.stack import metric_values
@@ -130,7 +131,9 @@ def test_metrics_report_the_work_waiting_from_the_database(tmp_path: Path):
     assert queued["email_service_jobs_accepted_total"] == before["email_service_jobs_accepted_total"] + 1
     assert queued["email_service_recipients_accepted_total"] == before["email_service_recipients_accepted_total"] + 3
 
-    dispatch.start_job(app.extensions["email_service"], posted.get_json()["id"])  # what a worker does first
+    services = app.extensions["email_service"]
+    with services.sessions.begin() as session:  # what a woken worker does first
+        scheduling.start(session, posted.get_json()["id"], utcnow())
     started = metric_values(client.get("/metrics").get_data(as_text=True))
     assert started['email_service_jobs_unfinished{status="queued"}'] == 0
     assert started['email_service_jobs_unfinished{status="sending"}'] == 1

@@ -18,6 +18,7 @@ from email_service.config import Settings
 from email_service.services import accounts, build_services
 from email_service.storage.migrate import upgrade
 from email_service.webhooks.signing import SIGNATURE_HEADER, verify
+from tests.support.queues import RecordingQueue
 from tests.support.servers import REDIS_URL, WEBHOOK_SECRET, FeatureStack, own_database
 from tests.support.smtp_sink import SMTPSink
 from tests.support.stack import ApiClient, ApiServer, SchedulerProcess, WorkerProcess, settings_from, wait_for
@@ -176,15 +177,10 @@ def local_client(tmp_path: Path) -> Callable[..., FlaskClient]:
         configured = Settings(data_dir=tmp_path, auth_disabled=True, **settings)
         upgrade(configured.database_url)
         services = build_services(configured)
-        services.queue = _NoQueue()
+        services.queue = RecordingQueue()
         return create_api(services).test_client()
 
     return make
-
-
-class _NoQueue:
-    def start_job(self, job_id: str) -> None:
-        pass
 
 
 def test_the_configured_webhook_url_is_the_default_callback(local_client: Callable[..., FlaskClient]):

@@ -28,7 +28,6 @@ FAST_RECOVERY = {
     "LEASE_SECONDS": "9",
     "BROKER_VISIBILITY_TIMEOUT": "10",
     "SCHEDULER_INTERVAL": "0.3",
-    "REQUEUE_AFTER": "3",
     "RETRY_FIRST_DELAY": "0.5",  # a message that timed out on this busy machine goes again at once
     "RETRY_MAX_DELAY": "1",
     "SMTP_CONCURRENCY": str(SMTP_CONCURRENCY),

@@ -24,7 +24,6 @@ FAST_RETRIES = {
     "MAIL_TIMEOUT": "1",
     "LEASE_SECONDS": "10",
     "SCHEDULER_INTERVAL": "0.3",
-    "REQUEUE_AFTER": "3",
     "RETRY_FIRST_DELAY": "0.5",
     "RETRY_MAX_DELAY": "1",
     "THROTTLE_DELAY": "0.2",

@@ -22,7 +22,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.services.leases import LeaseKeeper
-from email_service.storage import jobs, leases
+from email_service.storage import jobs, leases, scheduling
 from email_service.storage.database import make_engine, make_reader_factory, make_session_factory
 from email_service.storage.leases import Lease
 from email_service.storage.migrate import upgrade
@@ -74,17 +74,19 @@ def test_inserted_recipients_read_back(sessions: sessionmaker[Session]):
         assert jobs.count_by_status(session, [job_id])[job_id]["pending"] == 5
 
 
-def test_concurrent_claims_of_one_range_never_overlap(sessions: sessionmaker[Session]):
+def test_concurrent_claims_of_one_job_never_overlap(sessions: sessionmaker[Session]):
     job_id = _new_job(sessions, 200)
     now = utcnow()
+    with sessions.begin() as session:
+        assert scheduling.start(session, job_id, now)
 
     def claim(_: int) -> list[int]:
         with sessions.begin() as session:
-            claimed = jobs.claim_batch(session, job_id, 0, 200, now=now, lease_until=now + timedelta(minutes=5))
+            claimed = scheduling.claim_due(session, job_id, limit=30, now=now, lease_until=now + timedelta(minutes=5))
             return [r.position for r in claimed]
 
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(claim, range(8)))
+        results = list(pool.map(claim, range(10)))
     claimed = [p for result in results for p in result]
     assert sorted(claimed) == list(range(200))
 
@@ -93,28 +95,35 @@ def test_an_expired_lease_can_be_claimed_again_and_a_live_one_cannot(sessions: s
     job_id = _new_job(sessions, 3)
     now = utcnow()
     with sessions.begin() as session:
-        assert len(jobs.claim_batch(session, job_id, 0, 3, now=now, lease_until=now + timedelta(seconds=60))) == 3
+        assert scheduling.start(session, job_id, now)
+        assert (
+            len(scheduling.claim_due(session, job_id, limit=9, now=now, lease_until=now + timedelta(seconds=60))) == 3
+        )
     with sessions.begin() as session:
-        assert jobs.claim_batch(session, job_id, 0, 3, now=now, lease_until=now + timedelta(seconds=60)) == []
+        assert scheduling.claim_due(session, job_id, limit=9, now=now, lease_until=now + timedelta(seconds=60)) == []
     later = now + timedelta(seconds=61)
     with sessions.begin() as session:
-        again = jobs.claim_batch(session, job_id, 0, 3, now=later, lease_until=later + timedelta(seconds=60))
+        again = scheduling.claim_due(session, job_id, limit=9, now=later, lease_until=later + timedelta(seconds=60))
         assert [r.attempts for r in again] == [2, 2, 2]
 
 
 def _claim(
-    sessions: sessionmaker[Session], job_id: str, now, lease_seconds: float = 60, *, first: int = 0, last: int = 1000
+    sessions: sessionmaker[Session], job_id: str, now, lease_seconds: float = 60, *, limit: int = 1000
 ) -> tuple[list, Lease]:
-    lease = Lease.starting(job_id, first, last, now, lease_seconds)
+    """Claim up to ``limit`` due rows of the job (started first if it was queued)."""
+    lease = Lease.starting(job_id, now, lease_seconds)
     with sessions.begin() as session:
-        return jobs.claim_batch(session, job_id, first, last, now=now, lease_until=lease.until), lease
+        scheduling.start(session, job_id, now)
+        rows = scheduling.claim_due(session, job_id, limit=limit, now=now, lease_until=lease.until)
+    lease.ids = tuple(r.id for r in rows)
+    return rows, lease
 
 
 def test_terminal_status_never_changes_and_the_job_completes_once(sessions: sessionmaker[Session]):
     job_id = _new_job(sessions, 2)
     now = utcnow()
     with sessions.begin() as session:
-        assert jobs.mark_job_sending(session, job_id, now, dispatch_deadline=now)
+        assert scheduling.start(session, job_id, now)
     (first, second), lease = _claim(sessions, job_id, now)
     outcomes = OutcomeWriter(sessions.kw["bind"])
     assert _sent(outcomes, first, lease, now)
@@ -333,8 +342,8 @@ def _sent_behind_a_blocked_group(writers: OutcomeWriters, first: tuple, queued: 
 def test_sent_outcomes_arriving_during_a_commit_are_committed_together(sessions: sessionmaker[Session], monkeypatch):
     job_id = _new_job(sessions, 9)
     now = utcnow()
-    [first], first_lease = _claim(sessions, job_id, now, last=1)
-    others, other_lease = _claim(sessions, job_id, now, first=1)  # a second batch's rows
+    [first], first_lease = _claim(sessions, job_id, now, limit=1)
+    others, other_lease = _claim(sessions, job_id, now)  # a second claim's rows
     writers = OutcomeWriters(sessions.kw["bind"], 2)
     futures, groups = _sent_behind_a_blocked_group(
         writers, (first, first_lease, now), [(row, other_lease, now) for row in others], monkeypatch
@@ -385,8 +394,8 @@ def test_a_group_that_fails_half_way_writes_none_of_its_rows(sessions: sessionma
 def test_when_a_group_fails_every_one_of_its_senders_gets_the_error(sessions: sessionmaker[Session], monkeypatch):
     job_id = _new_job(sessions, 3)
     now = utcnow()
-    [first], first_lease = _claim(sessions, job_id, now, last=1)
-    others, other_lease = _claim(sessions, job_id, now, first=1)
+    [first], first_lease = _claim(sessions, job_id, now, limit=1)
+    others, other_lease = _claim(sessions, job_id, now)
     writers = OutcomeWriters(sessions.kw["bind"], 1)
     naive = now.replace(tzinfo=None)  # refused by the UTC columns before anything is sent
     futures, groups = _sent_behind_a_blocked_group(

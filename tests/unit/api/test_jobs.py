@@ -11,17 +11,7 @@ from email_service.app import create_api
 from email_service.config import Settings
 from email_service.services import build_services
 from email_service.storage.migrate import upgrade
-
-
-class RecordingQueue:
-    def __init__(self) -> None:
-        self.started: list[str] = []
-
-    def start_job(self, job_id: str) -> None:
-        self.started.append(job_id)
-
-    def send_batch(self, job_id: str, first: int, last: int) -> None:
-        raise AssertionError("the API never sends batches itself")
+from tests.support.queues import RecordingQueue
 
 
 @pytest.fixture
@@ -67,7 +57,7 @@ def test_jobs_are_listed_by_status_and_tag(client: FlaskClient):
 
 def test_accepted_job_is_queued_once_and_reports_counts(client: FlaskClient):
     job_id = _post(client, 3)
-    assert client.application.extensions["email_service"].queue.started == [job_id]
+    assert client.application.extensions["email_service"].queue.wake_ups == 1
     job = client.get(f"/api/email/{job_id}").get_json()
     assert (job["status"], job["total"], job["current"], job["progress"]) == ("queued", 3, 0, 0.0)
     assert sum(job["counts"].values()) == job["total"]

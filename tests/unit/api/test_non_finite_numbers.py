@@ -18,17 +18,10 @@ from email_service.config import Settings
 from email_service.errors import MalformedJSON
 from email_service.services import build_services
 from email_service.storage.migrate import upgrade
+from tests.support.queues import RecordingQueue
 
 LITERALS = ["NaN", "Infinity", "-Infinity", "1e999", "-1E400", "123456789e999"]
 MARK = "__non_finite__"
-
-
-class _Queue:
-    def start_job(self, job_id: str) -> None:
-        pass
-
-    def send_batch(self, job_id: str, first: int, last: int) -> None:
-        pass
 
 
 @pytest.fixture
@@ -36,7 +29,7 @@ def client(tmp_path: Path) -> FlaskClient:
     settings = Settings(data_dir=tmp_path, auth_disabled=True)
     upgrade(settings.database_url)
     services = build_services(settings)
-    services.queue = _Queue()
+    services.queue = RecordingQueue()
     return create_api(services).test_client()
 
 

@@ -20,11 +20,7 @@ from email_service.config import Settings
 from email_service.services import Services, auth, build_services, templates
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Job, StoredTemplate
-
-
-class RecordingQueue:
-    def start_job(self, job_id: str) -> None:
-        pass
+from tests.support.queues import RecordingQueue
 
 
 @dataclass

@@ -16,10 +16,10 @@ from email_service.config import Settings
 from email_service.delivery.smtp import SMTPTransport, greet_relay
 from email_service.errors import RelayUnavailable
 from email_service.message.mime import Envelope
-from email_service.services import Services, build_services, deliver, intake
+from email_service.services import Services, build_services, dispatch, intake
 from email_service.storage import jobs
 from email_service.storage.migrate import upgrade
-from email_service.storage.models import utcnow
+from tests.support.queues import RecordingQueue
 from tests.support.tls_relay import CA_NAME, LOGIN, PASSWORD, Certificates, TLSRelay, make_pki
 
 
@@ -224,12 +224,10 @@ def make_services(tmp_path: Path) -> Iterator[Callable[[Settings], Services]]:
 
 
 def _send_job(services: Services, addresses: list[str]) -> str:
-    """Accept a job and send its one batch inline, as a worker would."""
+    """Accept a job and serve it inline, as a woken worker thread would."""
     accepted = intake.accept_job(services, intake.JobRequest(recipients=addresses, subject="s", content="c"))
-    now = utcnow()
-    with services.sessions.begin() as session:
-        jobs.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
-    deliver.send_batch(services, accepted.id, 0, len(addresses))
+    services.queue = RecordingQueue()
+    dispatch.serve(services)
     return accepted.id
 
 

@@ -225,7 +225,7 @@ def test_a_worker_fails_the_recipient_whose_variables_are_a_bomb_and_sends_the_o
     )
     started = time.monotonic()
     assert services.queue is not None
-    services.queue.start_job(accepted.id)
+    services.queue.wake()
     assert time.monotonic() - started < MOST_SECONDS + 2
     assert counts(services, accepted.id) == {"sent": 2, "failed": 1}
     with services.sessions() as session:

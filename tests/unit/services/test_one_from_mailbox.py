@@ -21,14 +21,10 @@ from email_service.message.mailboxes import Mailbox, parse_mailbox
 from email_service.services import Services, build_services, templates
 from email_service.storage.migrate import upgrade
 from email_service.storage.models import Job
+from tests.support.queues import RecordingQueue
 
 ALLOWED = "Bob <news@bob.test>"
 OTHER = "ceo@victim.example"
-
-
-class NoQueue:
-    def start_job(self, job_id: str) -> None:
-        pass
 
 
 @pytest.fixture
@@ -36,7 +32,7 @@ def services(tmp_path: Path) -> Services:
     settings = Settings(data_dir=tmp_path, auth_disabled=True, mail_default_sender=ALLOWED)
     upgrade(settings.database_url)
     built = build_services(settings)
-    built.queue = NoQueue()
+    built.queue = RecordingQueue()
     return built
 
 

@@ -14,10 +14,9 @@ from sqlalchemy import event
 
 from email_service.config import Settings
 from email_service.logs import configure_logging
-from email_service.services import deliver, dispatch, intake
-from email_service.services.dispatch_gate import DispatchGate
+from email_service.services import dispatch, intake
 from email_service.services.job_statuses import JobStatuses
-from email_service.storage import jobs
+from email_service.storage import jobs, scheduling
 from email_service.storage.models import utcnow
 from tests.support.inline import Recipient
 from tests.support.inline import counts as _counts
@@ -26,52 +25,47 @@ from tests.support.inline import run as _run
 from tests.support.smtp_sink import SMTPSink
 
 
-def test_a_job_is_cut_into_batches_and_completes(tmp_path: Path, sink: SMTPSink):
+def test_a_job_is_sent_in_claims_of_at_most_a_batch_and_completes(tmp_path: Path, sink: SMTPSink):
     services = _services(tmp_path, mail_port=sink.port, batch_size=4)
     job_id = _run(services, [Recipient(f"r{i}@example.com") for i in range(10)])
-    assert services.queue.batches == [(0, 4), (4, 8), (8, 10)]
+    assert services.claim_sizer.size() <= 4
     assert _counts(services, job_id) == {"sent": 10}
     assert len(sink.handler.messages()) == 10
     with services.sessions() as session:
         assert jobs.get_job(session, job_id).status == "completed"
 
 
-def test_the_same_batch_run_twice_at_once_sends_each_message_once(tmp_path: Path, sink: SMTPSink):
-    """A redelivered task running beside the first: the claim gives each recipient to one of them."""
+def test_threads_serving_one_job_at_once_send_each_message_once(tmp_path: Path, sink: SMTPSink):
+    """Wake-ups taken by several threads at once (or redelivered): the claims give each recipient to one."""
     services = _services(tmp_path, mail_port=sink.port, batch_size=20)
     accepted = intake.accept_job(
-        services, intake.JobRequest(recipients=[Recipient(f"r{i}@example.com") for i in range(20)], subject="s")
+        services, intake.JobRequest(recipients=[Recipient(f"r{i}@example.com") for i in range(60)], subject="s")
     )
-    now = utcnow()
-    with services.sessions.begin() as session:
-        jobs.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
-    sink.handler.delay = 0.01  # both runs are sending at the same time
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda _: deliver.send_batch(services, accepted.id, 0, 20), range(2)))
-    assert sorted(m.recipients[0] for m in sink.handler.messages()) == sorted(f"r{i}@example.com" for i in range(20))
-    assert _counts(services, accepted.id) == {"sent": 20}
-    dispatch.start_job(services, accepted.id)  # a redelivered start task: the job is no longer queued
-    assert len(sink.handler.messages()) == 20
+    sink.handler.delay = 0.01  # the threads are sending at the same time
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda _: services.queue.wake(), range(3)))
+    assert sorted(m.recipients[0] for m in sink.handler.messages()) == sorted(f"r{i}@example.com" for i in range(60))
+    assert _counts(services, accepted.id) == {"sent": 60}
+    assert dispatch.serve(services) == 0  # a redelivered wake-up: nothing is due
+    assert len(sink.handler.messages()) == 60
 
 
-def test_a_batch_slower_than_its_lease_keeps_its_claim_by_renewing_it(tmp_path: Path, sink: SMTPSink):
-    """The lease is 2 s, the batch takes about 4 s: its rows never look abandoned to a sweep."""
+def test_a_claim_slower_than_its_lease_keeps_it_by_renewing_it(tmp_path: Path, sink: SMTPSink):
+    """The lease is 2 s, a claim takes about 2 s or more: its rows never look abandoned."""
     services = _services(tmp_path, mail_port=sink.port, batch_size=20, lease_seconds=2)
     accepted = intake.accept_job(
         services, intake.JobRequest(recipients=[Recipient(f"r{i}@example.com") for i in range(20)], subject="s")
     )
     now = utcnow()
-    with services.sessions.begin() as session:
-        jobs.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
     sink.handler.delay = 0.2
     with ThreadPoolExecutor(1) as pool:
-        batch = pool.submit(deliver.send_batch, services, accepted.id, 0, 20)
+        batch = pool.submit(services.queue.wake)
         latest_lease = now
         while not batch.done():
             checked_at = utcnow()
             with services.sessions() as session:
                 sending = jobs.list_recipients(session, accepted.id, status="sending", after=None, limit=20)
-            assert all(r.lease_until > checked_at for r in sending), "a running batch's lease expired"
+            assert all(r.lease_until > checked_at for r in sending), "a running claim's lease expired"
             latest_lease = max([latest_lease, *(r.lease_until for r in sending)])
             time.sleep(0.1)
         batch.result()
@@ -84,9 +78,8 @@ def test_the_batches_of_a_process_share_one_read_of_their_job_s_status(tmp_path:
     clock = [1000.0]  # stands still unless the test moves it: a busy machine changes nothing
     services = _services(tmp_path)
     accepted = intake.accept_job(services, intake.JobRequest(recipients=[Recipient("r@example.com")], subject="s"))
-    now = utcnow()
     with services.sessions.begin() as session:
-        jobs.mark_job_sending(session, accepted.id, now, dispatch_deadline=now)
+        scheduling.start(session, accepted.id, utcnow())
     statuses = JobStatuses(services.readers, max_age=0.3, clock=lambda: clock[0])
     reads: list[str] = []
     event.listen(services.engine, "before_cursor_execute", lambda *args: reads.append(args[2]))
@@ -105,23 +98,6 @@ def test_the_batches_of_a_process_share_one_read_of_their_job_s_status(tmp_path:
     assert statuses.current(accepted.id) == "paused"
     assert statuses.current("no-such-job") is None
     assert status_reads() == 3
-
-
-def test_a_batch_starting_while_its_process_publishes_waits_for_the_publisher():
-    gate = DispatchGate()
-    started: list[float] = []
-    with ThreadPoolExecutor(1) as pool:
-        with gate.publishing():
-            batch = pool.submit(lambda: (gate.wait(), started.append(time.monotonic())))
-            time.sleep(0.2)
-            assert not started  # held back while publishing
-            published_at = time.monotonic()
-        batch.result(timeout=5)
-    assert started[0] >= published_at
-    with gate.publishing():
-        before = time.monotonic()
-        gate.wait(timeout=0.1)  # a publisher that never ends holds nobody for long
-        assert 0.1 <= time.monotonic() - before < 1
 
 
 def test_suppress_send_logs_instead_of_sending(
@@ -149,7 +125,7 @@ def test_a_recipient_whose_variables_break_the_template_fails_alone(tmp_path: Pa
             template="greet",
         ),
     )
-    services.queue.start_job(accepted.id)
+    services.queue.wake()
     assert _counts(services, accepted.id) == {"sent": 1, "failed": 1}
     with services.sessions() as session:
         failed = jobs.list_recipients(session, accepted.id, status="failed", after=None, limit=10)

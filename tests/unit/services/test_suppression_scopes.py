@@ -156,8 +156,7 @@ def test_before_a_batch_the_worker_skips_what_was_suppressed_since_acceptance(
     }
     suppressions.add(services, ADDRESS, account=alpha)
     assert services.queue is not None
-    for job_id in accepted.values():
-        services.queue.start_job(job_id)
+    services.queue.wake()
     assert counts(services, accepted[alpha]) == {"suppressed": 1}
     assert counts(services, accepted[beta]) == {"sent": 1}
     with services.readers() as session:
