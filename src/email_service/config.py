@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     rate_limit_redis_url: str = Field(
         "", description="Redis holding the shared rate buckets; empty means the broker's if it is Redis."
     )
+    transactional_quota_reserve: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of HOURLY_QUOTA and DAILY_QUOTA kept for transactional mail: bulk mail stops short of "
+        "it (at least one message short); 0 = no reserve.",
+    )
 
     scheduler_interval: float = Field(5, gt=0, description="Seconds between two sweeps of the scheduler.")
     requeue_after: float = Field(

@@ -7,6 +7,7 @@ default) each process keeps its own.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -14,6 +15,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis
+
+
+def _rounded(value: float) -> float:
+    """``value`` without its floating-point noise (100 * 0.3 is 30.000000000000004), before a floor or a ceiling."""
+    return round(value, 9)
 
 
 @dataclass(frozen=True)
@@ -28,9 +34,18 @@ class Window:
     key: str
     limit: int
     seconds: int  # aligned on the clock: a minute, an hour, a UTC day
+    reserve: float = 0.0  # share of the limit only acquisitions that ``use_reserve`` may fill
 
     def index(self, now: float) -> int:
         return int(now // self.seconds)
+
+    def ceiling(self, use_reserve: bool) -> int:
+        """How far an acquisition may fill the window: the whole limit with ``use_reserve``; otherwise the
+        limit less its reserve, and at least one less than the limit when there is a reserve."""
+        if use_reserve or not self.reserve:
+            return self.limit
+        kept = max(1, math.ceil(_rounded(self.limit * self.reserve)))
+        return max(0, self.limit - kept)
 
 
 Limit = TokenBucket | Window
@@ -44,13 +59,17 @@ class Grant:
 
 
 class Limiter(Protocol):
-    def acquire(self, limits: Sequence[Limit], amount: float = 1, max_wait: float = 0.0) -> Grant:
+    def acquire(
+        self, limits: Sequence[Limit], amount: float = 1, max_wait: float = 0.0, *, use_reserve: bool = False
+    ) -> Grant:
         """Take ``amount`` from every one of ``limits`` at once, or from none of them.
 
         A bucket may go below zero: the caller is given a slot in the future (the grant's wait)
         instead of polling for the next token, so many waiting senders cost one call each. A window
-        over its limit makes the caller wait for the next window. When the longest wait is over
-        ``max_wait``, nothing is taken and the grant says how long it would have been.
+        over its limit makes the caller wait for the next window; one with a reserve counts as over
+        its limit at ``Window.ceiling(use_reserve)``, so that only callers that ``use_reserve`` fill
+        the reserve (buckets have none). When the longest wait is over ``max_wait``, nothing is taken
+        and the grant says how long it would have been.
         """
 
     def give_back(self, limits: Sequence[Limit], amount: float) -> None:
@@ -65,9 +84,9 @@ def make_limiter(redis_url: str | None, prefix: str) -> Limiter:
 
 # Every limit is checked and taken together, atomically, on Redis's clock. KEYS: one per limit;
 # ARGV: amount, max_wait, then per limit its kind ('b' bucket, 'w' window) and two numbers:
-# (rate, burst) or (limit, seconds). A negative amount gives back, never waits, and leaves buckets
-# at most full and windows at least empty. Returns {wait, taken (0/1), index of the limit that sets
-# the wait or 0}.
+# (rate, burst) or (the level this acquisition may fill the window up to, seconds). A negative amount
+# gives back, never waits, and leaves buckets at most full and windows at least empty. Returns {wait,
+# taken (0/1), index of the limit that sets the wait or 0}.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
@@ -110,7 +129,9 @@ class RedisLimiter:
         self._prefix = prefix
         self._script = client.register_script(_ACQUIRE)
 
-    def acquire(self, limits: Sequence[Limit], amount: float = 1, max_wait: float = 0.0) -> Grant:
+    def acquire(
+        self, limits: Sequence[Limit], amount: float = 1, max_wait: float = 0.0, *, use_reserve: bool = False
+    ) -> Grant:
         now = time.time()
         keys: list[str] = []
         args: list[str | float] = [amount, max_wait]
@@ -120,7 +141,7 @@ class RedisLimiter:
                 args += ["b", limit.rate, limit.burst]
             else:
                 keys.append(f"{self._prefix}window:{limit.key}:{limit.index(now)}")
-                args += ["w", limit.limit, limit.seconds]
+                args += ["w", limit.ceiling(use_reserve), limit.seconds]
         wait, taken, longest = self._script(keys=keys, args=args)
         return Grant(float(wait), bool(taken), limits[longest - 1] if longest else None)
 
@@ -136,13 +157,15 @@ class LocalLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}  # key: (tokens, when counted)
         self._windows: dict[str, tuple[int, float]] = {}  # key: (window index, used); older windows are dropped
 
-    def acquire(self, limits: Sequence[Limit], amount: float = 1, max_wait: float = 0.0) -> Grant:
+    def acquire(
+        self, limits: Sequence[Limit], amount: float = 1, max_wait: float = 0.0, *, use_reserve: bool = False
+    ) -> Grant:
         now = time.time()
         with self._lock:
             levels: list[float] = []
             wait, longest = 0.0, None
             for limit in limits:
-                level, needed = self._level(limit, amount, now)
+                level, needed = self._level(limit, amount, now, use_reserve)
                 levels.append(level)
                 if needed > wait:
                     wait, longest = needed, limit
@@ -158,7 +181,7 @@ class LocalLimiter:
     def give_back(self, limits: Sequence[Limit], amount: float) -> None:
         self.acquire(limits, -amount)
 
-    def _level(self, limit: Limit, amount: float, now: float) -> tuple[float, float]:
+    def _level(self, limit: Limit, amount: float, now: float, use_reserve: bool) -> tuple[float, float]:
         """The limit's level now and the seconds to wait before ``amount`` fits."""
         if isinstance(limit, TokenBucket):
             tokens, counted = self._buckets.get(limit.key, (limit.burst, now))
@@ -167,4 +190,5 @@ class LocalLimiter:
         index, used = self._windows.get(limit.key, (limit.index(now), 0.0))
         if index != limit.index(now):
             used = 0.0
-        return used, (limit.seconds - now % limit.seconds) if amount > 0 and used + amount > limit.limit else 0.0
+        full = amount > 0 and used + amount > limit.ceiling(use_reserve)
+        return used, (limit.seconds - now % limit.seconds) if full else 0.0

@@ -33,12 +33,18 @@ def test_each_domain_meets_the_global_bucket_its_own_rate_and_the_quotas():
     assert limits.for_domain("GMAIL.com") == [
         TokenBucket("global", 5, 5),
         TokenBucket("domain:gmail.com", 2.0, 2.0),
-        Window("quota:hour", 100, 3600),
-        Window("quota:day", 1000, 86400),
+        Window("quota:hour", 100, 3600, reserve=0.1),
+        Window("quota:day", 1000, 86400, reserve=0.1),
     ]
     assert limits.for_domain("example.com") == [
         TokenBucket("global", 5, 5),
-        Window("quota:hour", 100, 3600),
-        Window("quota:day", 1000, 86400),
+        Window("quota:hour", 100, 3600, reserve=0.1),
+        Window("quota:day", 1000, 86400, reserve=0.1),
     ]
     assert send_limits(Settings(send_rate=5, send_burst=50)).global_bucket == TokenBucket("global", 5, 50)
+
+
+def test_the_reserve_setting_applies_to_the_quotas_only():
+    limits = send_limits(Settings(send_rate=5, hourly_quota=20, transactional_quota_reserve=0.25))
+    assert limits.quotas == [Window("quota:hour", 20, 3600, reserve=0.25)]
+    assert limits.global_bucket == TokenBucket("global", 5, 5)
