@@ -2,19 +2,27 @@
 
 The one mechanism behind the workers' sending rates (``delivery.ratelimit``) and the API's per-key
 quotas (``api.quotas``). In Redis every process shares the counts; without a Redis (the embedded
-default) each process keeps its own.
+default) each process keeps its own, and while Redis is unreachable each process counts on its own on
+a share of every limit (``FallbackLimiter``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
 
 import redis
+
+log = logging.getLogger(__name__)
+
+REDIS_TIMEOUT = 1.0  # seconds to connect to Redis or to read its answer: a hung Redis stalls a sender no longer
+RETRY_INTERVAL = 1.0  # seconds between two tries of an unreachable Redis
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def _rounded(value: float) -> float:
@@ -76,9 +84,12 @@ class Limiter(Protocol):
         """Return what an ``acquire`` took and its caller did not use."""
 
 
-def make_limiter(redis_url: str | None, prefix: str) -> Limiter:
+def make_limiter(redis_url: str | None, prefix: str, outage_share: float) -> Limiter:
+    """The limiter in Redis, falling back on ``outage_share`` of each limit while Redis is unreachable;
+    without Redis, the limiter of this process. Timeouts in the URL (``?socket_timeout=``) win."""
     if redis_url:
-        return RedisLimiter(redis.Redis.from_url(redis_url), prefix)
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT)
+        return FallbackLimiter(RedisLimiter(client, prefix), outage_share)
     return LocalLimiter()
 
 
@@ -192,3 +203,89 @@ class LocalLimiter:
             used = 0.0
         full = amount > 0 and used + amount > limit.ceiling(use_reserve)
         return used, (limit.seconds - now % limit.seconds) if full else 0.0
+
+
+class FallbackLimiter:
+    """A shared limiter in Redis that, while Redis does not answer, counts in this process on a share of
+    each limit: sending goes on, more slowly, instead of failing, and the shared counts are back as soon
+    as Redis answers. What was taken during the outage is not in Redis's windows: each process may add
+    up to its share of a window's limit to that window's shared count."""
+
+    def __init__(self, shared: Limiter, outage_share: float, retry_interval: float = RETRY_INTERVAL) -> None:
+        self._shared = shared
+        self._local = LocalLimiter()
+        self._share = outage_share
+        self._retry_interval = retry_interval
+        self._lock = threading.Lock()
+        self._retry_at: float | None = None  # monotonic time Redis may be tried again; None while it answers
+
+    def acquire(
+        self, limits: Sequence[Limit], amount: float = 1, max_wait: float = 0.0, *, use_reserve: bool = False
+    ) -> Grant:
+        route = self._route()
+        if route != "local":
+            try:
+                grant = self._shared.acquire(limits, amount, max_wait, use_reserve=use_reserve)
+            except REDIS_DOWN as error:
+                self._failed(error)
+            else:
+                if route == "retry":
+                    self._recovered()
+                return grant
+        scaled = {self._scaled(limit): limit for limit in limits}
+        grant = self._local.acquire(list(scaled), amount, max_wait, use_reserve=use_reserve)
+        caller_limit = scaled[grant.limit] if grant.limit is not None else None
+        return replace(grant, limit=caller_limit)  # the limit the caller gave, not its share
+
+    def give_back(self, limits: Sequence[Limit], amount: float) -> None:
+        """Give back where the limits are counted now; what Redis does not receive is dropped (that
+        limit is only the stricter for it)."""
+        route = self._route()
+        if route == "local":
+            self._local.give_back([self._scaled(limit) for limit in limits], amount)
+            return
+        try:
+            self._shared.give_back(limits, amount)
+        except REDIS_DOWN as error:
+            self._failed(error)
+        else:
+            if route == "retry":
+                self._recovered()
+
+    def _route(self) -> Literal["redis", "retry", "local"]:
+        """Redis while it answers; during an outage, one caller per retry interval tries it again and
+        the others count here meanwhile, so that a dead Redis is not asked once a message."""
+        with self._lock:
+            if self._retry_at is None:
+                return "redis"
+            now = time.monotonic()
+            if now < self._retry_at:
+                return "local"
+            self._retry_at = now + self._retry_interval
+            return "retry"
+
+    def _failed(self, error: Exception) -> None:
+        with self._lock:
+            starts = self._retry_at is None
+            self._retry_at = time.monotonic() + self._retry_interval
+        if starts:
+            log.warning(
+                "rate limits: Redis unreachable (%s); each process counts on its own on %g of every limit "
+                "until Redis answers again",
+                error,
+                self._share,
+            )
+
+    def _recovered(self) -> None:
+        """Only a retry ends an outage: an answer to a call made before it began says nothing of Redis now."""
+        with self._lock:
+            ends = self._retry_at is not None  # two retries may overlap when Redis is slow
+            self._retry_at = None
+        if ends:
+            log.info("rate limits: Redis answers again; the shared limits are back")
+
+    def _scaled(self, limit: Limit) -> Limit:
+        """``limit`` cut to this process's share, still letting one message through at once."""
+        if isinstance(limit, TokenBucket):
+            return TokenBucket(limit.key, limit.rate * self._share, max(1.0, limit.burst * self._share))
+        return replace(limit, limit=max(1, math.floor(_rounded(limit.limit * self._share))))

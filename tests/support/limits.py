@@ -1,5 +1,5 @@
 """What every ``email_service.limiter.Limiter`` does, run against each one: subclasses give the
-``limiter`` fixture (a new limiter with nothing counted)."""
+``limiter`` fixture (a new limiter with nothing counted). And a Redis client that fails on cue."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import itertools
 import time
 
 import pytest
+import redis
 
 from email_service.delivery.ratelimit import RateLimiter, SendLimits
 from email_service.limiter import Limiter, TokenBucket, Window
@@ -15,6 +16,24 @@ from email_service.limiter import Limiter, TokenBucket, Window
 def _takes(limiter: RateLimiter, domain: str, count: int, transactional: bool = False) -> int:
     """How many of ``count`` immediate sends the limiter allows (reserving nothing ahead)."""
     return sum(limiter.acquire(domain, max_wait=0, transactional=transactional) == 0 for _ in range(count))
+
+
+class FlakyRedis:
+    """Stands for the ``redis.Redis`` of a ``RedisLimiter``: while ``down`` is an error class, its script
+    raises it as an unreachable Redis would; otherwise it grants at once. It counts the script's calls."""
+
+    def __init__(self) -> None:
+        self.down: type[redis.RedisError] | None = None
+        self.calls = 0
+
+    def register_script(self, script: str) -> FlakyRedis:
+        return self
+
+    def __call__(self, keys: list[str], args: list[str | float]) -> list[object]:
+        self.calls += 1
+        if self.down is not None:
+            raise self.down("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return ["0", 1, 0]
 
 
 class LimiterBehaviour:

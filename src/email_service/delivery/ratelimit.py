@@ -1,7 +1,8 @@
 """Sending rates shared by every worker: a global bucket, one per domain, hourly and daily quotas.
 
 Celery's own ``rate_limit`` is per worker process; these limits are global when RATE_LIMIT_REDIS_URL
-(or a Redis broker) gives them a Redis, and per worker process without one (the embedded default). The quotas keep
+(or a Redis broker) gives them a Redis, and per worker process without one (the embedded default) or
+while it is unreachable (then on RATE_LIMIT_OUTAGE_SHARE of each). The quotas keep
 TRANSACTIONAL_QUOTA_RESERVE of their limit for transactional mail.
 """
 
@@ -68,4 +69,4 @@ def make_rate_limiter(settings: Settings) -> RateLimiter | None:
     if not limits.any():
         return None
     prefix = f"{settings.celery_broker_key_prefix}ratelimit:"
-    return RateLimiter(make_limiter(settings.rate_limit_redis, prefix), limits)
+    return RateLimiter(make_limiter(settings.rate_limit_redis, prefix, settings.rate_limit_outage_share), limits)
