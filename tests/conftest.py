@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from email_service.config import Settings
 from email_service.storage.database import make_engine, make_session_factory
 from email_service.storage.migrate import upgrade
+from tests.support.private_redis import PrivateRedis
 from tests.support.servers import FeatureStack, feature_stack_on, own_database, own_redis_prefix
 from tests.support.smtp_sink import REFUSED, SinkHandler, SMTPSink
 
@@ -78,6 +79,14 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[session
 def redis_prefix() -> Iterator[str]:
     with own_redis_prefix() as prefix:
         yield prefix
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis server of the test's own, that it may kill, pause and restart (the shared one stays up)."""
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -124,6 +124,20 @@ class Settings(BaseSettings):
     rate_limit_redis_url: str = Field(
         "", description="Redis holding the shared rate buckets; empty means the broker's if it is Redis."
     )
+    rate_limit_outage_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Share of every rate limit and quota each process may use on its own while the Redis of the "
+        "limits is unreachable (it counts in memory then, and goes back to Redis when it answers).",
+    )
+    transactional_quota_reserve: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of HOURLY_QUOTA and DAILY_QUOTA kept for transactional mail: bulk mail stops short of "
+        "it (at least one message short); 0 = no reserve.",
+    )
 
     scheduler_interval: float = Field(5, gt=0, description="Seconds between two sweeps of the scheduler.")
     transactional_max_recipients: int = Field(

@@ -1,5 +1,5 @@
 """What every ``email_service.limiter.Limiter`` does, run against each one: subclasses give the
-``limiter`` fixture (a new limiter with nothing counted)."""
+``limiter`` fixture (a new limiter with nothing counted). And a Redis client that fails on cue."""
 
 from __future__ import annotations
 
@@ -7,14 +7,33 @@ import itertools
 import time
 
 import pytest
+import redis
 
 from email_service.delivery.ratelimit import RateLimiter, SendLimits
 from email_service.limiter import Limiter, TokenBucket, Window
 
 
-def _takes(limiter: RateLimiter, domain: str, count: int) -> int:
+def _takes(limiter: RateLimiter, domain: str, count: int, transactional: bool = False) -> int:
     """How many of ``count`` immediate sends the limiter allows (reserving nothing ahead)."""
-    return sum(limiter.acquire(domain, max_wait=0) == 0 for _ in range(count))
+    return sum(limiter.acquire(domain, max_wait=0, transactional=transactional) == 0 for _ in range(count))
+
+
+class FlakyRedis:
+    """Stands for the ``redis.Redis`` of a ``RedisLimiter``: while ``down`` is an error class, its script
+    raises it as an unreachable Redis would; otherwise it grants at once. It counts the script's calls."""
+
+    def __init__(self) -> None:
+        self.down: type[redis.RedisError] | None = None
+        self.calls = 0
+
+    def register_script(self, script: str) -> FlakyRedis:
+        return self
+
+    def __call__(self, keys: list[str], args: list[str | float]) -> list[object]:
+        self.calls += 1
+        if self.down is not None:
+            raise self.down("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return ["0", 1, 0]
 
 
 class LimiterBehaviour:
@@ -83,3 +102,18 @@ class LimiterBehaviour:
         ahead = limiter.acquire([bucket], 3, max_wait=1)
         assert ahead.taken and ahead.wait == pytest.approx(0.3, abs=0.05)
         assert not limiter.acquire([bucket], 5, max_wait=0.5).taken
+
+    def test_bulk_mail_leaves_a_quotas_reserve_to_transactional_mail(self, limiter: Limiter):
+        rates = RateLimiter(limiter, SendLimits(quotas=[Window("quota:hour", 10, 3600, reserve=0.2)]))
+        assert _takes(rates, "example.com", 10) == 8
+        assert _takes(rates, "example.com", 5, transactional=True) == 2
+        assert rates.acquire("example.com", max_wait=0, transactional=True) > 0
+
+    def test_transactional_mail_counts_in_the_same_window_as_bulk_mail(self, limiter: Limiter):
+        hour = Window("hour", 5, 3600, reserve=0.4)  # bulk mail up to 3
+        assert limiter.acquire([hour], 2, use_reserve=True).taken
+        refused = limiter.acquire([hour], 2)
+        assert not refused.taken and refused.limit == hour and refused.wait > 0
+        assert limiter.acquire([hour], 1).taken
+        assert limiter.acquire([hour], 2, use_reserve=True).taken
+        assert not limiter.acquire([hour], 1, use_reserve=True).taken

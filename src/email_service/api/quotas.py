@@ -2,7 +2,9 @@
 
 Clock-aligned windows of ``email_service.limiter``, shared by every API process through Redis or,
 without Redis, counted in this process. A request over a quota is refused before anything is
-stored, so nothing over it reaches the relay.
+stored, so nothing over it reaches the relay. While Redis is unreachable each process counts on its
+own on RATE_LIMIT_OUTAGE_SHARE of each quota: no request fails for the outage, and one over that
+share is refused with 429 and Retry-After like any request over its quota.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def make_key_quotas(settings: Settings) -> KeyQuotas | None:
     if not quotas:
         return None
     prefix = f"{settings.celery_broker_key_prefix}quota:"
-    return KeyQuotas(quotas, make_limiter(settings.rate_limit_redis, prefix))
+    return KeyQuotas(quotas, make_limiter(settings.rate_limit_redis, prefix, settings.rate_limit_outage_share))
 
 
 def take(account: str | None, kind: str, amount: int) -> None:

@@ -1,7 +1,9 @@
 """Sending rates shared by every worker: a global bucket, one per domain, hourly and daily quotas.
 
 Celery's own ``rate_limit`` is per worker process; these limits are global when RATE_LIMIT_REDIS_URL
-(or a Redis broker) gives them a Redis, and per worker process without one (the embedded default).
+(or a Redis broker) gives them a Redis, and per worker process without one (the embedded default) or
+while it is unreachable (then on RATE_LIMIT_OUTAGE_SHARE of each). The quotas keep
+TRANSACTIONAL_QUOTA_RESERVE of their limit for transactional mail.
 """
 
 from __future__ import annotations
@@ -36,18 +38,23 @@ class RateLimiter:
         self._limiter = limiter
         self._limits = limits
 
-    def acquire(self, domain: str, max_wait: float) -> float:
+    def acquire(self, domain: str, max_wait: float, *, transactional: bool = False) -> float:
         """Reserve the right to send one message to ``domain``: the seconds to wait before sending
         it (0.0: now). When the wait would exceed ``max_wait``, nothing is reserved and the wait is
-        returned all the same, for the caller to give the message back until then."""
-        return self._limiter.acquire(self._limits.for_domain(domain), 1, max_wait).wait
+        returned all the same, for the caller to give the message back until then.
+
+        Transactional mail may fill the quotas' reserve; bulk mail stops short of it. The buckets have
+        no lanes: each sending thread holds at most one reserved slot, so a transactional message
+        waits behind no more than one bulk message per thread (threads / rate seconds)."""
+        limits = self._limits.for_domain(domain)
+        return self._limiter.acquire(limits, 1, max_wait, use_reserve=transactional).wait
 
 
 def send_limits(settings: Settings) -> SendLimits:
-    rate = settings.send_rate
+    rate, reserve = settings.send_rate, settings.transactional_quota_reserve
     quotas = [
-        Window("quota:hour", settings.hourly_quota, 3600) if settings.hourly_quota else None,
-        Window("quota:day", settings.daily_quota, 86400) if settings.daily_quota else None,
+        Window("quota:hour", settings.hourly_quota, 3600, reserve) if settings.hourly_quota else None,
+        Window("quota:day", settings.daily_quota, 86400, reserve) if settings.daily_quota else None,
     ]
     return SendLimits(
         global_bucket=TokenBucket("global", rate, settings.send_burst or max(1.0, rate)) if rate else None,
@@ -62,4 +69,4 @@ def make_rate_limiter(settings: Settings) -> RateLimiter | None:
     if not limits.any():
         return None
     prefix = f"{settings.celery_broker_key_prefix}ratelimit:"
-    return RateLimiter(make_limiter(settings.rate_limit_redis, prefix), limits)
+    return RateLimiter(make_limiter(settings.rate_limit_redis, prefix, settings.rate_limit_outage_share), limits)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,8 @@ import pytest
 import redis
 
 from tests.support.fake_relay import Behaviour, FakeRelay
+from tests.support.private_redis import PrivateRedis
 from tests.support.servers import REDIS_URL, own_database
-from tests.support.smtp_sink import free_port
 from tests.support.stack import ApiServer, SchedulerProcess, WorkerProcess, relay_env, settings_from
 
 SMTP_CONCURRENCY = 4
@@ -181,50 +180,10 @@ def test_sigterm_finishes_the_message_in_flight_and_gives_back_the_rest(
         stack.stop()
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[str, callable]]:
-    """A Redis server of our own that a test may kill and restart empty (the shared one stays up)."""
-    port = free_port()
-    command = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(tmp_path),
-    ]
-    server = {"process": subprocess.Popen(command, stdout=subprocess.DEVNULL)}
-    url = f"redis://127.0.0.1:{port}/0"
-
-    def wait_up() -> None:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-
-    def kill_and_restart_empty() -> None:
-        server["process"].kill()
-        server["process"].wait()
-        server["process"] = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        wait_up()
-
-    wait_up()
-    yield url, kill_and_restart_empty
-    server["process"].kill()
-    server["process"].wait()
-
-
-def test_broker_restarted_empty_loses_nobody(postgres_url: str, private_redis, relay: FakeRelay, tmp_path: Path):
-    url, kill_and_restart_empty = private_redis
+def test_broker_restarted_empty_loses_nobody(
+    postgres_url: str, private_redis: PrivateRedis, relay: FakeRelay, tmp_path: Path
+):
+    url = private_redis.url
     relay.behaviour.rtt = 0.02
     env = _env(postgres_url, url, relay, "", SMTP_CONCURRENCY="1", BATCH_SIZE="10")
     stack = Stack(env, tmp_path)
@@ -234,7 +193,7 @@ def test_broker_restarted_empty_loses_nobody(postgres_url: str, private_redis, r
         broker = redis.Redis.from_url(url)
         assert broker.llen(env["CELERY_QUEUE"]) > 0, "batches were waiting in the broker"
         broker.set("restart-marker", 1)
-        kill_and_restart_empty()
+        private_redis.restart_empty()
         # Emptied: the scheduler may have queued batches again since, but what was there is gone.
         assert redis.Redis.from_url(url).get("restart-marker") is None
         job = stack.api.wait_until_completed(job_id, timeout=120)
@@ -245,14 +204,14 @@ def test_broker_restarted_empty_loses_nobody(postgres_url: str, private_redis, r
 
 
 def test_a_job_whose_start_was_lost_is_started_by_the_scheduler(
-    postgres_url: str, private_redis, relay: FakeRelay, tmp_path: Path
+    postgres_url: str, private_redis: PrivateRedis, relay: FakeRelay, tmp_path: Path
 ):
-    url, kill_and_restart_empty = private_redis
+    url = private_redis.url
     env = _env(postgres_url, url, relay, "")
     api = ApiServer(settings_from(env)).start()  # no worker yet: the start task waits in Redis
     try:
         answer = api.post_job({"recipients": ["a@example.com", "b@example.com"], "subject": "s", "content": "c"})
-        kill_and_restart_empty()
+        private_redis.restart_empty()
         stack = Stack(env, tmp_path)
         try:  # followed with the key that sent it: another key's job is not found
             job = api.wait_until_completed(answer.json()["id"], timeout=60)
