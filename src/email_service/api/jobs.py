@@ -20,13 +20,15 @@ from email_service.api.schemas import (
     JobListQuery,
     JobPath,
     JobView,
+    LaneBody,
+    QueueView,
     RecipientList,
     RecipientQuery,
     RecipientView,
     SendEmailBody,
 )
 from email_service.services import Services, control, dispatch, idempotency, intake, reports
-from email_service.storage.models import Bounce, JobStatus, RecipientStatus
+from email_service.storage.models import Bounce, JobStatus, Lane, RecipientStatus
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ def _job_request(body: SendEmailBody) -> intake.JobRequest:
         callback_url=body.callback_url,
         list_unsubscribe=body.list_unsubscribe,
         sender=body.sender,
+        lane=body.lane,
     )
 
 
@@ -118,7 +121,8 @@ def _job_request(body: SendEmailBody) -> intake.JobRequest:
     "/",
     strict_slashes=False,
     summary="List recent jobs",
-    description="Newest first, optionally of one `status` or `tag`, paginated with `before`.",
+    description="Newest first, optionally of one `status` or `tag`, paginated with `before` (without `queue`: "
+    "follow one job for it).",
     responses={200: JobList, 404: ErrorBody, **COMMON_ERRORS},
 )
 def list_jobs(query: JobListQuery) -> Any:
@@ -132,7 +136,8 @@ def list_jobs(query: JobListQuery) -> Any:
 @blueprint.get(
     "/<id>",
     summary="Follow a job",
-    description="Status, counts per recipient status, `current` (final outcomes so far) and `progress`.",
+    description="Status, counts per recipient status, `current` (final outcomes so far), `progress`, its `lane` "
+    "and, while it waits or sends, where it stands in the `queue`.",
     responses={200: JobView, 404: ErrorBody, **COMMON_ERRORS},
 )
 def get_job(path: JobPath) -> Any:
@@ -206,6 +211,21 @@ def resume_job(path: JobPath) -> Any:
 
 
 @blueprint.post(
+    "/<id>/lane",
+    summary="Move a job to another lane",
+    description=(
+        "An unfinished job's next recipients are claimed in the lane given (within 2 seconds: claims in "
+        "progress finish). 409 for a finished job."
+    ),
+    responses={200: JobView, 404: ErrorBody, 409: ErrorBody, **BODY_ERRORS},
+)
+def change_lane(path: JobPath, body: LaneBody) -> Any:
+    services = _services()
+    control.set_lane(services, path.id, current_account(), body.lane)
+    return _current_view(services, path.id)
+
+
+@blueprint.post(
     "/<id>/retry",
     summary="Send again to the failed recipients",
     description=(
@@ -221,14 +241,21 @@ def retry_job(path: JobPath) -> Any:
 
 
 def _current_view(services: Services, job_id: str) -> dict[str, Any]:
-    return _job_view(reports.job_report(services, job_id, current_account())).model_dump(mode="json")
+    report = reports.job_report(services, job_id, current_account())
+    return _job_view(report, reports.queue_estimate(services, report)).model_dump(mode="json")
 
 
-def _job_view(report: reports.JobReport) -> JobView:
+def _job_view(report: reports.JobReport, queue: reports.QueueEstimate | None = None) -> JobView:
     job = report.job
     return JobView(
         id=job.id,
         status=job.status,
+        lane=Lane(job.lane),
+        queue=QueueView(
+            waiting=queue.waiting, share=queue.share, ahead=queue.ahead, estimated_seconds=queue.estimated_seconds
+        )
+        if queue is not None
+        else None,
         template=job.template,
         template_version=job.template_version,
         subject=job.subject,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstrai
 from pydantic.config import JsonDict
 
 from email_service.message.addresses import QUOTED_MAX
-from email_service.storage.models import JobStatus, RecipientStatus
+from email_service.storage.models import JobStatus, Lane, RecipientStatus
 
 TUTORIAL_EXAMPLE: JsonDict = {
     "recipients": ["will@example.com", {"email": "eleven@example.com", "name": "Eleven", "variables": {"code": "011"}}],
@@ -176,6 +176,13 @@ class SendEmailBody(BaseModel):
         description="Give each message a one-click `List-Unsubscribe` link (RFC 8058) to PUBLIC_URL/unsubscribe/...; "
         "an address that uses it is suppressed for this account's jobs. Turn off for transactional mail only.",
     )
+    lane: Lane | None = Field(
+        None,
+        description="`transactional` (mail someone waits for: a password reset, a receipt) or `bulk` (newsletters). "
+        "Transactional jobs are sent before any bulk work, at every shared limit; within a lane, accounts take "
+        "turns, then each account's jobs. When absent: the account's default lane, else `transactional` for a "
+        "job of at most TRANSACTIONAL_MAX_RECIPIENTS recipients and `bulk` above.",
+    )
     callback_url: str | None = Field(
         None,
         description="Where webhook events of this job are POSTed (job.completed, job.cancelled, recipient.failed), "
@@ -205,9 +212,26 @@ class JobAccepted(BaseModel):
     total: int = Field(description="Recipients to send to, after merging duplicates.")
 
 
+class QueueView(BaseModel):
+    waiting: int = Field(description="Its recipients still to send (pending, deferred, being sent).")
+    share: float = Field(
+        description="Share of the sending rate its turns get now, from 0 to 1: accounts with work due in its lane "
+        "share it equally, then each account's jobs. 0 while transactional work due comes first."
+    )
+    ahead: int = Field(description="Recipients of transactional jobs due now, sent before this bulk job.")
+    estimated_seconds: float | None = Field(
+        description="Seconds to send what waits at its share of SEND_RATE, if the work due stays as it is; "
+        "null without a SEND_RATE."
+    )
+
+
 class JobView(BaseModel):
     id: str
     status: str = Field(description="scheduled, queued, sending, paused, completed or cancelled.")
+    lane: Lane = Field(description="`transactional` or `bulk`: see the `lane` of the job's POST.")
+    queue: QueueView | None = Field(
+        None, description="Where a queued or sending job stands among the work waiting; null otherwise."
+    )
     template: str
     template_version: int | None = Field(description="Version of the stored template used; null for a file.")
     subject: str
@@ -226,6 +250,11 @@ class JobView(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class LaneBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lane: Lane = Field(description="The job's new lane; its next recipients are claimed in it.")
 
 
 class JobList(BaseModel):

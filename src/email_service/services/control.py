@@ -11,7 +11,7 @@ from email_service.services.completion import finish_if_done
 from email_service.services.dispatch import wake_for_new_work
 from email_service.services.reports import find_job
 from email_service.storage import jobs
-from email_service.storage.models import JobStatus, RecipientStatus, utcnow
+from email_service.storage.models import UNFINISHED_JOB_STATUSES, JobStatus, Lane, RecipientStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,16 @@ def resume(services: Services, job_id: str, account: str | None) -> None:
     if status != JobStatus.SCHEDULED:
         wake_for_new_work(services)
     log.info("job %s resumed (%s)", job_id, status)
+
+
+def set_lane(services: Services, job_id: str, account: str | None, lane: Lane) -> None:
+    """Move an unfinished job to another lane: its next claims are made in that lane."""
+    with services.sessions.begin() as session:
+        job = find_job(session, job_id, account, for_update=True)
+        if job.status not in UNFINISHED_JOB_STATUSES:
+            raise Conflict(f"job {job_id} is {job.status}: a finished job has no lane to change")
+        job.lane = lane
+    log.info("job %s moved to the %s lane", job_id, lane)
 
 
 def retry_failed(services: Services, job_id: str, account: str | None) -> int:

@@ -28,7 +28,15 @@ from email_service.services.completion import finish_if_done
 from email_service.services.job_statuses import MAX_AGE_SECONDS
 from email_service.storage import jobs, scheduling, suppressions
 from email_service.storage.leases import Lease
-from email_service.storage.models import ClaimedRecipient, Job, JobStatus, RecipientStatus, SuppressionReason, utcnow
+from email_service.storage.models import (
+    ClaimedRecipient,
+    Job,
+    JobStatus,
+    Lane,
+    RecipientStatus,
+    SuppressionReason,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +129,7 @@ class _BatchRun:
     ) -> None:
         self.services = services
         self.job_id = job.id
+        self.transactional = job.lane == Lane.TRANSACTIONAL  # may use the quotas' reserve
         self.expires_at = job.expires_at
         self.content: JobContent | None = None
         try:
@@ -237,7 +246,8 @@ class _BatchRun:
         limiter = self.services.rate_limiter
         if limiter is None:
             return True
-        wait = limiter.acquire(recipient.address.rpartition("@")[2], LONGEST_INLINE_WAIT)
+        domain = recipient.address.rpartition("@")[2]
+        wait = limiter.acquire(domain, LONGEST_INLINE_WAIT, transactional=self.transactional)
         if wait > LONGEST_INLINE_WAIT or self.services.stopping.is_set():
             now = utcnow()
             self._give_back([recipient], wake_at=now + timedelta(seconds=wait), now=now)

@@ -9,8 +9,16 @@ from sqlalchemy.orm import Session
 from email_service.errors import NotFound
 from email_service.message.mime import message_id_for
 from email_service.services import Services
-from email_service.storage import bounces, jobs
-from email_service.storage.models import TERMINAL_RECIPIENT_STATUSES, Bounce, Job, Recipient, utcnow
+from email_service.storage import bounces, jobs, scheduling
+from email_service.storage.models import (
+    TERMINAL_RECIPIENT_STATUSES,
+    Bounce,
+    Job,
+    JobStatus,
+    Recipient,
+    RecipientStatus,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,37 @@ def job_report(services: Services, job_id: str, account: str | None) -> JobRepor
     with services.readers() as session:
         job = find_job(session, job_id, account)
         return JobReport(job, jobs.count_by_status(session, [job.id])[job.id])
+
+
+@dataclass(frozen=True)
+class QueueEstimate:
+    """A job still to send, among the work waiting."""
+
+    lane: str
+    waiting: int  # its recipients still to send
+    share: float  # of the sending rate its turns get now (0: it waits for transactional work)
+    ahead: int  # transactional recipients due before it
+    estimated_seconds: float | None  # to send what waits, at its share of SEND_RATE; null without one
+
+
+def queue_estimate(services: Services, report: JobReport) -> QueueEstimate | None:
+    """Where a queued or sending job stands; None for a job that waits for nothing (finished, paused,
+    scheduled)."""
+    job = report.job
+    if job.status not in (JobStatus.QUEUED, JobStatus.SENDING):
+        return None
+    counts = report.counts
+    waiting = sum(counts[status] for status in (RecipientStatus.PENDING, RecipientStatus.DEFERRED))
+    waiting += counts[RecipientStatus.SENDING]
+    with services.readers() as session:
+        turn = scheduling.turn_of(session, job, utcnow())
+    rate = services.settings.send_rate
+    estimate = None
+    if rate and turn.share:
+        estimate = round(waiting / (turn.share * rate), 1)
+    elif rate:
+        estimate = round((turn.ahead + waiting) / rate, 1)  # the lane before it drains, then it alone
+    return QueueEstimate(job.lane, waiting, round(turn.share, 4), turn.ahead, estimate)
 
 
 def recent_jobs(

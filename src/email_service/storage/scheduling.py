@@ -130,6 +130,29 @@ def claim_due(
     return claimed
 
 
+@dataclass(frozen=True)
+class Turn:
+    """Where a job with work to send stands among the work due now."""
+
+    share: float  # of the sending rate its turns get while the work due now stays as it is (0: it waits)
+    ahead: int  # recipients of transactional jobs due now, before it (a bulk job waits for them)
+
+
+def turn_of(session: Session, job: Job, now: datetime) -> Turn:
+    """The job's share of the sending rate and the transactional work before it. Accounts with work due in
+    its lane share the rate equally, and its account's share is split among its jobs with work due."""
+    due = [active for active in active_jobs(session, now) if active.due]
+    ahead = 0
+    if job.lane != Lane.TRANSACTIONAL and any(active.lane == Lane.TRANSACTIONAL for active in due):
+        ahead = due_by_lane(session, now)[Lane.TRANSACTIONAL]
+    if ahead or not any(active.id == job.id for active in due):
+        return Turn(0.0, ahead)
+    in_lane = [active for active in due if active.lane == job.lane]
+    accounts = {active.account_id for active in in_lane}
+    siblings = sum(active.account_id == job.account_id for active in in_lane)
+    return Turn(1 / len(accounts) / siblings, 0)
+
+
 def work_due(session: Session, now: datetime) -> bool:
     """Whether any job has recipients due, or is queued and due to start: workers should be awake."""
     return any(job.due for job in active_jobs(session, now))
