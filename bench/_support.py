@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -201,10 +201,12 @@ class Deployment:
         self._stack = stack
         self.base_url = ""
 
-    def run_cli(self, *args: str) -> None:
+    def run_cli(self, *args: str) -> str:
+        """Run ``email-service <args>`` to its end; what it printed on stdout."""
         result = subprocess.run([PYTHON, "-m", "email_service", *args], env=self.env, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"email-service {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
 
     def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> Child:
         """Start ``email-service <args>``; ``extra_env`` adds settings for this process only."""
@@ -321,13 +323,19 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def deployment(config: str, kind: str, extra_env: dict[str, str] | None = None) -> Iterator[Deployment]:
-    """A fresh, migrated deployment of ``config`` ("embedded" or "postgres-redis"); removed on exit."""
+def deployment(
+    config: str, kind: str, extra_env: dict[str, str] | None = None, code: Path | None = None
+) -> Iterator[Deployment]:
+    """A fresh, migrated deployment of ``config`` ("embedded" or "postgres-redis"); removed on exit.
+    ``code``: a checkout of the project whose ``src`` the children run instead of this process's code."""
     with contextlib.ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix=f"bench_{kind}_"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         # Without API keys: one indexed read per request, left out of the figures.
         env = {**base_environment(), "DATA_DIR": str(workdir / "data"), "AUTH_DISABLED": "true", **(extra_env or {})}
+        if code is not None:
+            # First on the path, before this process's entries and the virtualenv's editable install.
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code.resolve() / "src"), env.get("PYTHONPATH")]))
         token = unique_token(kind)
         if config == "embedded":
             env["CELERY_BROKER_URL"] = "filesystem://"
@@ -380,7 +388,13 @@ def post_job(client: httpx.Client, base_url: str, body: bytes, expected_total: i
     return str(response.json()["id"])
 
 
-def job_body(addresses: Sequence[str], subject: str = "Benchmark", content: str = "Hello from the benchmark.") -> bytes:
+def job_body(
+    addresses: Sequence[str],
+    subject: str = "Benchmark",
+    content: str = "Hello from the benchmark.",
+    fields: Mapping[str, Any] | None = None,
+) -> bytes:
+    """A job's JSON body; ``fields`` adds more of the API's fields (e.g. ``lane``)."""
     return json.dumps(
-        {"recipients": list(addresses), "subject": subject, "content": content, "template": "default"}
+        {"recipients": list(addresses), "subject": subject, "content": content, "template": "default", **(fields or {})}
     ).encode()

@@ -91,6 +91,12 @@ class FakeRelay:
         with self._lock:
             return [item.at for item in self.accepted]
 
+    def recipient_arrivals(self, start: int = 0) -> list[tuple[str, float]]:
+        """(recipient, time.monotonic() of acceptance) for each recipient of the messages accepted
+        from the ``start``-th on, in order of acceptance."""
+        with self._lock:
+            return [(recipient, item.at) for item in self.accepted[start:] for recipient in item.recipients]
+
     def count(self) -> int:
         with self._lock:
             return len(self.accepted)
