@@ -44,6 +44,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -132,6 +133,15 @@ class Service:
         client = self.clients[account]
         job_id = post_job(client, self.deployed.base_url, body, len(addresses))
         return Posted(job_id, account, addresses, time.monotonic())
+
+    def ledger_times(self, job: Posted) -> tuple[datetime, datetime, datetime]:
+        """The job's acceptance and start, and its first recipient's send, as the service recorded them."""
+        client, base = self.clients[job.account], self.deployed.base_url
+        view = client.get(f"{base}/api/email/{job.job_id}").json()
+        [recipient] = client.get(f"{base}/api/email/{job.job_id}/recipients?limit=1").json()["items"]
+        return tuple(
+            datetime.fromisoformat(when) for when in (view["created_at"], view["started_at"], recipient["sent_at"])
+        )  # type: ignore[return-value]
 
     def check_alive(self) -> None:
         for child in self.children:
@@ -267,6 +277,10 @@ class TransactionalRun:
     bulk_count: int
     bulk_seconds: float  # bulk job's 202 to its last message at the relay
     queue: QueueSampler | None
+    # Where each transactional job's time went, from the ledger: acceptance to the claim that started it,
+    # and that claim to the relay's answer (seconds).
+    to_claim: list[float] = field(default_factory=list)
+    claim_to_sent: list[float] = field(default_factory=list)
 
 
 def transactional_during_bulk(
@@ -300,9 +314,12 @@ def transactional_during_bulk(
     arrivals = service.first_arrivals(start)
     waits = [arrivals[job.addresses[0]] - job.accepted_at for job in transactional if job.addresses[0] in arrivals]
     last_bulk = max(arrivals[address] for address in bulk if address in arrivals)
-    return TransactionalRun(
-        waits, len(transactional) - len(waits), len(bulk), last_bulk - bulk_job.accepted_at, sampler
-    )
+    run = TransactionalRun(waits, len(transactional) - len(waits), len(bulk), last_bulk - bulk_job.accepted_at, sampler)
+    for job in transactional:
+        created, started, sent = service.ledger_times(job)
+        run.to_claim.append((started - created).total_seconds())
+        run.claim_to_sent.append((sent - started).total_seconds())
+    return run
 
 
 def print_transactional(title: str, run: TransactionalRun, args: argparse.Namespace) -> None:
@@ -323,6 +340,12 @@ def print_transactional(title: str, run: TransactionalRun, args: argparse.Namesp
     )
     if run.missing:
         print(f"   {run.missing} transactional message(s) never reached the relay (!)")
+    if run.to_claim:
+        print(
+            f"   from the ledger: acceptance to the claim p50 {percentile(run.to_claim, 0.5):.2f} s, "
+            f"p99 {percentile(run.to_claim, 0.99):.2f} s; claim to the relay's answer p50 "
+            f"{percentile(run.claim_to_sent, 0.5):.2f} s, p99 {percentile(run.claim_to_sent, 0.99):.2f} s"
+        )
     print(
         f"   the bulk job: {run.bulk_count:,} messages in {run.bulk_seconds:.1f} s after its 202 "
         f"({run.bulk_count / run.bulk_seconds:,.0f} msg/s; SEND_RATE={args.send_rate:g})"

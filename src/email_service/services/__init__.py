@@ -89,7 +89,7 @@ def build_services(
         leases=LeaseKeeper(sessions, settings.lease_seconds),
         outcomes=OutcomeWriters(engine, OUTCOME_WRITERS),
         job_statuses=JobStatuses(readers),
-        claim_sizer=ClaimSizer(settings.batch_size),
+        claim_sizer=ClaimSizer(settings.batch_size, random.Random()),
         dkim_signer=dkim_signer,
         queue=queue,
     )

@@ -47,6 +47,10 @@ MAX_ATTEMPTS = 100
 THROTTLED_TRIES_IN_BATCH = 5
 # A rate-limit wait longer than this gives the recipient back to the scheduler instead of sleeping.
 LONGEST_INLINE_WAIT = 5.0
+# How far ahead a bulk message may reserve its slot under a rate (a transactional one reserves at once):
+# bulk threads waiting further ahead hold no slot, so a transactional message finds at most this much
+# of reserved sending before its own.
+BULK_RESERVATION_SECONDS = 0.05
 
 
 @dataclass
@@ -247,16 +251,24 @@ class _BatchRun:
         if limiter is None:
             return True
         domain = recipient.address.rpartition("@")[2]
-        wait = limiter.acquire(domain, LONGEST_INLINE_WAIT, transactional=self.transactional)
+        horizon = LONGEST_INLINE_WAIT if self.transactional else BULK_RESERVATION_SECONDS
+        started = time.monotonic()
+        wait = limiter.acquire(domain, horizon, transactional=self.transactional)
+        while horizon < wait <= LONGEST_INLINE_WAIT and not self.services.stopping.is_set():
+            # Nothing reserved yet: come back when the slot is near (transactional mail may take it first),
+            # at a moment of its own among the bulk threads waiting too.
+            self.services.stopping.wait(wait - horizon + self.services.rng.uniform(0, horizon))
+            wait = limiter.acquire(domain, horizon, transactional=self.transactional)
         if wait > LONGEST_INLINE_WAIT or self.services.stopping.is_set():
             now = utcnow()
             self._give_back([recipient], wake_at=now + timedelta(seconds=wait), now=now)
             metrics.rate_limit_released()
             return False
         if wait > 0:
-            started = time.monotonic()
             self.services.stopping.wait(wait)
-            metrics.rate_limit_waited(time.monotonic() - started)
+        waited = time.monotonic() - started
+        if waited > horizon or wait > 0:  # it slept: for its slot, or for one to come near
+            metrics.rate_limit_waited(waited)
         return True
 
     def _record_failure(self, recipient: ClaimedRecipient, error: DeliveryError) -> None:

@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from celery import Celery
-from kombu.exceptions import ChannelError
 
 from email_service.services import Services, dispatch, events
 
@@ -47,12 +46,10 @@ class CeleryTaskQueue:
         self._celery.send_task(WAKE)
 
     def waiting(self) -> int:
-        queue = self._celery.conf.task_default_queue
+        # Declared as the workers declare it (a passive declare misses a Redis queue under a key prefix).
+        queue = self._celery.amqp.queues[self._celery.conf.task_default_queue]
         with self._celery.pool.acquire(block=True) as connection, connection.channel() as channel:
-            try:
-                return int(channel.queue_declare(queue=queue, passive=True).message_count)
-            except ChannelError:  # no such queue yet (Redis drops an empty list): nothing waits
-                return 0
+            return int(queue.bind(channel).queue_declare()[1])
 
     def deliver_events(self, job_id: str) -> None:
         self._celery.send_task(DELIVER_EVENTS, args=(job_id,))
