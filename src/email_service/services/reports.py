@@ -162,8 +162,18 @@ def failure_reasons(services: Services, job_id: str, account: str | None, *, lim
         return [FailureReason(*row) for row in jobs.failure_reasons(session, job.id, limit=limit)]
 
 
-def waiting_work(services: Services) -> tuple[dict[str, int], dict[str, int]]:
-    """What waits, over every job: recipients of started jobs still to be sent by status (pending,
-    deferred, sending), and unfinished jobs by status. Cheap enough for every metrics scrape."""
+@dataclass(frozen=True)
+class WaitingWork:
+    """What waits, over every job."""
+
+    recipients: dict[str, int]  # of started jobs still to send, by status (pending, deferred, sending)
+    jobs: dict[str, int]  # unfinished, by status
+    lanes: dict[str, dict[str, int]]  # still to send, by lane then stage (storage.jobs.waiting_by_lane)
+
+
+def waiting_work(services: Services) -> WaitingWork:
+    """Cheap enough for every metrics scrape: each count reads what waits, not the tables."""
     with services.readers() as session:
-        return jobs.waiting_recipients(session), jobs.unfinished_jobs(session)
+        return WaitingWork(
+            jobs.waiting_recipients(session), jobs.unfinished_jobs(session), jobs.waiting_by_lane(session)
+        )
