@@ -12,7 +12,7 @@ import time
 from prometheus_client import Counter, Gauge, Histogram
 
 from email_service.errors import DeliveryError
-from email_service.storage.models import TERMINAL_RECIPIENT_STATUSES
+from email_service.storage.models import TERMINAL_RECIPIENT_STATUSES, Lane
 
 SMTP_ERROR_CLASSES = ("4xx", "5xx", "connection", "tls")
 
@@ -30,6 +30,14 @@ SEND_SECONDS = Histogram(
     "Time to hand one message to the relay, for the messages it accepted (the first of a connection "
     "includes opening the session).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ACCEPT_TO_RELAY_SECONDS = Histogram(
+    "email_service_accept_to_relay_seconds",
+    "How long the caller waited for a message the relay accepted, by the job's lane: from the job's acceptance "
+    "(its send_at, if scheduled) to the relay's 250; retries, pauses and waits behind other work included.",
+    ["lane"],
+    # A transactional message within a second or so; a bulk one behind a large send, up to hours.
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600),
 )
 SENDS_IN_PROGRESS = Gauge(
     "email_service_sends_in_progress",
@@ -75,6 +83,8 @@ for _action in ("waited", "released"):
     RATE_LIMITED.labels(_action)
 for _reason in UNMATCHED_REASONS:
     FEEDBACK_UNMATCHED.labels(_reason)
+for _lane in Lane:
+    ACCEPT_TO_RELAY_SECONDS.labels(_lane)
 
 
 def job_accepted(recipients: int, suppressed: int) -> None:
@@ -112,6 +122,11 @@ def send_answered(started: float, error: DeliveryError | None) -> None:
         SEND_SECONDS.observe(time.perf_counter() - started)
     else:
         SMTP_ERRORS.labels(smtp_error_class(error)).inc()
+
+
+def message_relayed(lane: str, waited_seconds: float) -> None:
+    """The relay accepted a message of a job of ``lane`` that could be sent ``waited_seconds`` ago."""
+    ACCEPT_TO_RELAY_SECONDS.labels(lane).observe(max(waited_seconds, 0.0))  # hosts' clocks may differ a little
 
 
 def smtp_error_class(error: DeliveryError) -> str:

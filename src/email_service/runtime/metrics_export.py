@@ -13,13 +13,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:  # importing the services would create the metrics, and their files
+    from email_service.services.reports import WaitingWork
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +31,15 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class QueueFigures:
-    """Gauges read from the database at each scrape: recipients waiting and unfinished jobs.
+    """Gauges read from the database at each scrape: recipients waiting, by status and by lane, and
+    unfinished jobs. When the database does not answer, they are left out and the rest is served."""
 
-    ``read`` answers (recipients of started jobs still to send by status, unfinished jobs by status).
-    When the database does not answer, the gauges are left out and the rest is served.
-    """
-
-    def __init__(self, read: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]]) -> None:
+    def __init__(self, read: Callable[[], WaitingWork]) -> None:
         self._read = read
 
     def collect(self) -> Iterable[Metric]:
         try:
-            waiting, jobs = self._read()
+            waiting = self._read()
         except Exception:  # the database is down: /readyz says so; the other figures are still served
             log.warning("queue figures not read", exc_info=True)
             return []
@@ -47,16 +48,25 @@ class QueueFigures:
             "Recipients of started jobs still to be sent (paused jobs' included): pending, deferred, sending.",
             labels=["status"],
         )
-        for status, count in sorted(waiting.items()):
+        for status, count in sorted(waiting.recipients.items()):
             recipients.add_metric([status], count)
+        lanes = GaugeMetricFamily(
+            "email_service_lane_recipients",
+            "Recipients still to be sent in each lane: of started jobs (their rows still to send, paused jobs' "
+            "included) and of queued jobs not started yet (their total).",
+            labels=["lane", "stage"],
+        )
+        for lane, stages in sorted(waiting.lanes.items()):
+            for stage, count in sorted(stages.items()):
+                lanes.add_metric([lane, stage], count)
         unfinished = GaugeMetricFamily(
             "email_service_jobs_unfinished",
             "Jobs not finished: scheduled, queued, sending, paused.",
             labels=["status"],
         )
-        for status, count in sorted(jobs.items()):
+        for status, count in sorted(waiting.jobs.items()):
             unfinished.add_metric([status], count)
-        return [recipients, unfinished]
+        return [recipients, lanes, unfinished]
 
 
 class _AllProcesses:

@@ -133,7 +133,10 @@ class _BatchRun:
     ) -> None:
         self.services = services
         self.job_id = job.id
+        self.lane = job.lane
         self.transactional = job.lane == Lane.TRANSACTIONAL  # may use the quotas' reserve
+        # The caller waits for its messages from when the job could first be sent (metrics.message_relayed).
+        self.sendable_since = max(job.created_at, job.send_at or job.created_at)
         self.expires_at = job.expires_at
         self.content: JobContent | None = None
         try:
@@ -227,7 +230,9 @@ class _BatchRun:
         _, started = self.in_flight.pop(recipient.id)
         metrics.send_answered(started, error)
         if error is None:
-            written = self.services.outcomes.sent(recipient, self.lease, utcnow())  # committed with others
+            now = utcnow()
+            metrics.message_relayed(self.lane, (now - self.sendable_since).total_seconds())
+            written = self.services.outcomes.sent(recipient, self.lease, now)  # committed with others
             if self._written(written, recipient):
                 metrics.recipients_ended(RecipientStatus.SENT)
             return

@@ -15,6 +15,7 @@ from email_service.storage.models import (
     Bounce,
     Job,
     JobStatus,
+    Lane,
     Recipient,
     RecipientStatus,
     utcnow,
@@ -96,6 +97,58 @@ def queue_estimate(services: Services, report: JobReport) -> QueueEstimate | Non
     return QueueEstimate(job.lane, waiting, round(turn.share, 4), turn.ahead, estimate)
 
 
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job with work due, in its lane's serving order."""
+
+    job: Job
+    share: float  # of the sending rate its turns get now (0: it waits for transactional work)
+    waiting: int  # its recipients still to send (storage.jobs.waiting_of)
+
+
+@dataclass(frozen=True)
+class LaneQueue:
+    """One lane's work: its totals over every account, and the jobs with work due a viewer may see."""
+
+    lane: str
+    due: int  # recipients of sending jobs due now
+    waiting: int  # recipients still to send: of started jobs, and of queued jobs not started yet
+    jobs: list[QueuedJob]  # with work due, the next served first; at most the limit asked
+    more: int  # jobs with work due beyond those listed
+    not_due: int  # unfinished jobs with nothing due now: being sent, or deferred until a retry
+
+
+def queue_overview(services: Services, account: str | None, *, limit: int) -> list[LaneQueue]:
+    """Each lane, transactional first: its totals, and the jobs ``account`` may see (None: every
+    account's) with work due, in the order workers serve them."""
+    with services.readers() as session:
+        now = utcnow()
+        active = scheduling.active_jobs(session, now)
+        due_now = scheduling.due_by_lane(session, now)
+        waiting = jobs.waiting_by_lane(session)
+        order = scheduling.serving_order(active)
+        shares = scheduling.shares(order, due_now[Lane.TRANSACTIONAL])
+        visible = [job for job in active if account is None or job.account_id == account]
+        visible_ids = {job.id for job in visible}
+        shown = {
+            lane: [job for job in order if job.lane == lane and job.id in visible_ids] for lane in scheduling.LANE_ORDER
+        }
+        listed = [job.id for lane_jobs in shown.values() for job in lane_jobs[:limit]]
+        found = jobs.jobs_by_id(session, listed)
+        counts = jobs.waiting_of(session, listed)
+    return [
+        LaneQueue(
+            lane=lane,
+            due=due_now[lane],
+            waiting=sum(waiting[lane].values()),
+            jobs=[QueuedJob(found[job.id], round(shares[job.id], 4), counts[job.id]) for job in shown[lane][:limit]],
+            more=max(len(shown[lane]) - limit, 0),
+            not_due=sum(job.lane == lane and not job.due for job in visible),
+        )
+        for lane in scheduling.LANE_ORDER
+    ]
+
+
 def recent_jobs(
     services: Services,
     account: str | None,
@@ -162,8 +215,18 @@ def failure_reasons(services: Services, job_id: str, account: str | None, *, lim
         return [FailureReason(*row) for row in jobs.failure_reasons(session, job.id, limit=limit)]
 
 
-def waiting_work(services: Services) -> tuple[dict[str, int], dict[str, int]]:
-    """What waits, over every job: recipients of started jobs still to be sent by status (pending,
-    deferred, sending), and unfinished jobs by status. Cheap enough for every metrics scrape."""
+@dataclass(frozen=True)
+class WaitingWork:
+    """What waits, over every job."""
+
+    recipients: dict[str, int]  # of started jobs still to send, by status (pending, deferred, sending)
+    jobs: dict[str, int]  # unfinished, by status
+    lanes: dict[str, dict[str, int]]  # still to send, by lane then stage (storage.jobs.waiting_by_lane)
+
+
+def waiting_work(services: Services) -> WaitingWork:
+    """Cheap enough for every metrics scrape: each count reads what waits, not the tables."""
     with services.readers() as session:
-        return jobs.waiting_recipients(session), jobs.unfinished_jobs(session)
+        return WaitingWork(
+            jobs.waiting_recipients(session), jobs.unfinished_jobs(session), jobs.waiting_by_lane(session)
+        )

@@ -26,6 +26,7 @@ from email_service.storage.models import (
     ClaimedRecipient,
     Job,
     JobStatus,
+    Lane,
     Recipient,
     RecipientStatus,
 )
@@ -73,6 +74,10 @@ def explain_suppressed(session: Session, job_id: str, explanations: Mapping[int,
 
 def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
+
+
+def jobs_by_id(session: Session, job_ids: Iterable[str]) -> dict[str, Job]:
+    return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(list(job_ids))))}
 
 
 def account_of(session: Session, job_id: str) -> str | None:
@@ -151,6 +156,52 @@ def waiting_recipients(session: Session) -> dict[str, int]:
         select(Recipient.status, func.count()).where(Recipient.lease_until.is_not(None)).group_by(Recipient.status)
     )
     counts.update({status: count for status, count in rows})
+    return counts
+
+
+# A queued job whose rows have no lease yet: it starts at its turn (a job queued again by a retry has
+# started before, and its rows count from its restart).
+_NOT_STARTED = and_(Job.status == JobStatus.QUEUED, Job.started_at.is_(None))
+
+
+def waiting_by_lane(session: Session) -> dict[str, dict[str, int]]:
+    """Recipients still to send in each lane (every lane present, zeros included), in two stages:
+    ``started``, the rows with a lease (as waiting_recipients counts them), and ``queued``, those of
+    the jobs queued that have not started yet (their total, suppressed addresses included: no row is
+    read). Each read costs what waits: the partial index of leased rows, counted per job before the
+    jobs are looked up by id, and the jobs of status queued."""
+    counts = {lane.value: {"started": 0, "queued": 0} for lane in Lane}
+    per_job = (
+        select(Recipient.job_id, func.count().label("rows"))
+        .where(Recipient.lease_until.is_not(None))
+        .group_by(Recipient.job_id)
+        .subquery()
+    )
+    started = session.execute(
+        select(Job.lane, func.sum(per_job.c.rows)).join(per_job, Job.id == per_job.c.job_id).group_by(Job.lane)
+    )
+    queued = session.execute(select(Job.lane, func.sum(Job.total)).where(_NOT_STARTED).group_by(Job.lane))
+    for stage, rows in (("started", started), ("queued", queued)):
+        for lane, count in rows:
+            counts.setdefault(lane, {"started": 0, "queued": 0})[stage] = int(count)
+    return counts
+
+
+def waiting_of(session: Session, job_ids: Iterable[str]) -> dict[str, int]:
+    """For each job, its recipients still to send as waiting_by_lane counts them: its rows with a lease,
+    or the total of a queued job that has not started."""
+    ids = list(job_ids)
+    counts = dict.fromkeys(ids, 0)
+    if not ids:
+        return counts
+    leased = session.execute(
+        select(Recipient.job_id, func.count())
+        .where(Recipient.job_id.in_(ids), Recipient.lease_until.is_not(None))
+        .group_by(Recipient.job_id)
+    )
+    counts.update({job_id: count for job_id, count in leased})
+    queued = session.execute(select(Job.id, Job.total).where(Job.id.in_(ids), _NOT_STARTED))
+    counts.update({job_id: total for job_id, total in queued})
     return counts
 
 

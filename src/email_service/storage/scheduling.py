@@ -10,6 +10,7 @@ account gains no share by splitting a send into many jobs, since its turn is one
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -151,6 +152,25 @@ def turn_of(session: Session, job: Job, now: datetime) -> Turn:
     accounts = {active.account_id for active in in_lane}
     siblings = sum(active.account_id == job.account_id for active in in_lane)
     return Turn(1 / len(accounts) / siblings, 0)
+
+
+def shares(due: Sequence[ActiveJob], transactional_due: int) -> dict[str, float]:
+    """The share of the sending rate of each job of ``due`` (jobs with work due), as turn_of answers for
+    one job, for all of them at once: accounts with work due in a lane share it equally, and each
+    account's share is split among its jobs; a bulk job gets none while ``transactional_due``
+    recipients of transactional jobs are due."""
+    accounts: dict[str, set[str | None]] = {}
+    siblings: Counter[tuple[str, str | None]] = Counter()
+    for job in due:
+        accounts.setdefault(job.lane, set()).add(job.account_id)
+        siblings[(job.lane, job.account_id)] += 1
+    bulk_waits = bool(transactional_due) and Lane.TRANSACTIONAL in accounts
+    return {
+        job.id: 0.0
+        if bulk_waits and job.lane != Lane.TRANSACTIONAL
+        else 1 / len(accounts[job.lane]) / siblings[(job.lane, job.account_id)]
+        for job in due
+    }
 
 
 def work_due(session: Session, now: datetime) -> bool:

@@ -128,6 +128,10 @@ def test_metrics_report_the_work_waiting_from_the_database(tmp_path: Path):
     queued = metric_values(client.get("/metrics").get_data(as_text=True))
     assert queued['email_service_jobs_unfinished{status="queued"}'] == 1
     assert queued['email_service_queue_recipients{status="pending"}'] == 0  # not started: no recipient is due
+    # Three recipients: a transactional job (TRANSACTIONAL_MAX_RECIPIENTS), queued with its total.
+    assert queued['email_service_lane_recipients{lane="transactional",stage="queued"}'] == 3
+    assert queued['email_service_lane_recipients{lane="transactional",stage="started"}'] == 0
+    assert queued['email_service_lane_recipients{lane="bulk",stage="queued"}'] == 0
     assert queued["email_service_jobs_accepted_total"] == before["email_service_jobs_accepted_total"] + 1
     assert queued["email_service_recipients_accepted_total"] == before["email_service_recipients_accepted_total"] + 3
 
@@ -139,3 +143,5 @@ def test_metrics_report_the_work_waiting_from_the_database(tmp_path: Path):
     assert started['email_service_jobs_unfinished{status="sending"}'] == 1
     assert started['email_service_queue_recipients{status="pending"}'] == 3
     assert started['email_service_queue_recipients{status="deferred"}'] == 0
+    assert started['email_service_lane_recipients{lane="transactional",stage="started"}'] == 3
+    assert started['email_service_lane_recipients{lane="transactional",stage="queued"}'] == 0

@@ -109,6 +109,7 @@ def test_a_job_is_followed_to_100_percent_and_paused_and_resumed_on_the_way(
     page.goto(f"{dev.base}/dashboard/jobs/{job_id}")
     page.evaluate("window.loadedOnce = true")  # gone if the page reloads: progress must come without one
     expect(page.locator("#job-live .badge").first).to_have_text("sending", timeout=20_000)
+    expect(page.locator("#job-live [data-lane]")).to_have_text("bulk")  # 240 recipients: bulk by its size
 
     page.get_by_role("link", name="Pause").click()
     expect(page.get_by_role("heading", name="Pause this job?")).to_be_visible()

@@ -1,21 +1,29 @@
 """Metrics across processes: the API's /metrics under gunicorn with several workers, the endpoint of
-`email-service worker` serving what its Celery worker processes counted, and the scheduler's."""
+`email-service worker` serving what its Celery worker processes counted, and the scheduler's; what a
+send observes."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import update
 
 from email_service import metrics
 from email_service.app import create_app
 from email_service.config import Settings
 from email_service.errors import PermanentDeliveryError, RecipientRefused, RelayUnavailable, TemporaryDeliveryError
+from email_service.services import intake
 from email_service.storage.migrate import upgrade
+from email_service.storage.models import Job, Lane, utcnow
+from tests.support.inline import InlineQueue, inline_services
+from tests.support.queues import RecordingQueue
 from tests.support.servers import REDIS_URL, own_database
 from tests.support.smtp_sink import SinkHandler, SMTPSink, free_port
 from tests.support.stack import GunicornApi, SchedulerProcess, api_and_worker, metric_values, relay_env, wait_for
@@ -123,6 +131,9 @@ def test_worker_endpoint_serves_what_its_processes_sent_and_failed(
     assert figures['email_service_smtp_errors_total{class="4xx"}'] == 0
     assert figures["email_service_send_seconds_count"] == 3
     assert figures["email_service_send_seconds_sum"] > 0
+    assert figures['email_service_accept_to_relay_seconds_count{lane="transactional"}'] == 3  # 4 recipients
+    assert figures['email_service_accept_to_relay_seconds_sum{lane="transactional"}'] > 0
+    assert figures['email_service_accept_to_relay_seconds_count{lane="bulk"}'] == 0
     assert figures["email_service_sends_in_progress"] == 0
     assert ACCEPTED in figures and figures[ACCEPTED] == 0  # the API process counts those, not the workers
     assert not folders[0].exists()  # the supervisor removed its directory when it stopped
@@ -155,3 +166,29 @@ def test_smtp_errors_are_classed_by_reply_connection_or_tls():
     assert metrics.smtp_error_class(RelayUnavailable(0, "cannot open a session: timed out")) == "connection"
     assert metrics.smtp_error_class(RelayUnavailable(0, "TLS: certificate verify failed")) == "tls"
     assert metrics.smtp_error_class(RelayUnavailable(454, "TLS: the relay refused STARTTLS: busy")) == "tls"
+
+
+def test_accept_to_relay_time_counts_from_when_the_job_could_be_sent(tmp_path: Path, sink: SMTPSink):
+    """A scheduled job's messages are timed from its send_at, not its creation, to the relay's 250."""
+    services = inline_services(tmp_path, mail_port=sink.port)
+    services.queue = RecordingQueue()  # the job waits until the test wakes a worker
+    request = intake.JobRequest(recipients=["will@example.com"], subject="Late", lane=Lane.BULK)
+    job_id = intake.accept_job(services, request, account=None).id
+    now = utcnow()
+    with services.sessions.begin() as session:  # accepted 8000 s ago, to be sent from 4000 s ago
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(created_at=now - timedelta(seconds=8000), send_at=now - timedelta(seconds=4000))
+        )
+
+    def observed(upper_bound: str) -> float:
+        labels = {"lane": "bulk", "le": upper_bound}
+        return REGISTRY.get_sample_value("email_service_accept_to_relay_seconds_bucket", labels) or 0.0
+
+    before = {bound: observed(bound) for bound in ("3600.0", "7200.0")}
+    services.queue = InlineQueue(services)
+    services.queue.wake()
+    assert [m.recipients for m in sink.handler.messages()] == [["will@example.com"]]
+    assert observed("3600.0") == before["3600.0"]
+    assert observed("7200.0") == before["7200.0"] + 1

@@ -1,17 +1,19 @@
 """The queries the dashboard and the API's filters read, on SQLite and PostgreSQL alike: jobs by status
-and exact tag, recipients and suppressions by part of an address, a job's sends per interval, and its
-failures grouped by reply."""
+and exact tag, recipients and suppressions by part of an address, a job's sends per interval, its
+failures grouped by reply, and the work waiting in each lane."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from email_service.storage import jobs, suppressions
-from email_service.storage.models import Job, JobStatus, Recipient, RecipientStatus, utcnow
+from email_service.storage import jobs, scheduling, suppressions
+from email_service.storage.models import Job, JobStatus, Lane, Recipient, RecipientStatus, utcnow
 
 
 def _job(sessions: sessionmaker[Session], owner: str, addresses: list[str], **fields: object) -> str:
@@ -119,3 +121,65 @@ def test_failures_are_grouped_by_smtp_code_and_text_most_frequent_first(sessions
         reasons = jobs.failure_reasons(session, job_id, limit=10)
     assert reasons[0] == (550, "5.1.1 unknown", 2)
     assert sorted(reasons[1:], key=str) == sorted([(554, "5.7.1 policy", 1), (None, "TLS: refused", 1)], key=str)
+
+
+@contextlib.contextmanager
+def waiting_jobs(sessions: sessionmaker[Session], *plans: tuple[Lane, int, str, str]) -> Iterator[list[str]]:
+    """Jobs of (lane, recipients, owner, state): ``started`` as a worker's first claim starts one, ``queued``,
+    or ``retried`` (queued again after it had started). Deleted afterwards, for no worker of a later test
+    on the shared PostgreSQL database to find them due."""
+    ids = []
+    for lane, addresses, owner, state in plans:
+        recipients = [f"r{i}@example.com" for i in range(addresses)]
+        started_at = utcnow() if state == "retried" else None
+        ids.append(_job(sessions, owner, recipients, status=JobStatus.QUEUED, lane=lane, started_at=started_at))
+        if state == "started":
+            with sessions.begin() as session:
+                assert scheduling.start(session, ids[-1], utcnow())
+    try:
+        yield ids
+    finally:
+        with sessions.begin() as session:
+            session.execute(delete(Recipient).where(Recipient.job_id.in_(ids)))
+            session.execute(delete(Job).where(Job.id.in_(ids)))
+
+
+def test_each_lane_counts_what_waits_and_the_queue_shares_the_rate_as_each_job_is_told(
+    sessions: sessionmaker[Session],
+):
+    owner, other = str(uuid.uuid4()), str(uuid.uuid4())  # the PostgreSQL database is shared: deltas only
+    with sessions() as session:
+        before = jobs.waiting_by_lane(session)
+    plans = [
+        (Lane.TRANSACTIONAL, 2, owner, "started"),
+        (Lane.BULK, 3, owner, "started"),
+        (Lane.BULK, 1, other, "started"),
+        (Lane.BULK, 4, owner, "queued"),  # not started: its total waits
+        (Lane.BULK, 5, owner, "retried"),  # its rows count from its restart
+    ]
+    with waiting_jobs(sessions, *plans) as (urgent, news, theirs, fresh, retried):
+        with sessions() as session:
+            after = jobs.waiting_by_lane(session)
+            counted = jobs.waiting_of(session, [urgent, news, fresh, retried])
+        assert counted == {urgent: 2, news: 3, fresh: 4, retried: 0}
+        grown = {lane: {stage: after[lane][stage] - before[lane][stage] for stage in after[lane]} for lane in after}
+        assert grown == {"transactional": {"started": 2, "queued": 0}, "bulk": {"started": 4, "queued": 4}}
+
+        def shares_agree_with_turn_of() -> dict[str, float]:
+            now = utcnow()
+            with sessions() as session:
+                order = scheduling.serving_order(scheduling.active_jobs(session, now))
+                shares = scheduling.shares(order, scheduling.due_by_lane(session, now)[Lane.TRANSACTIONAL])
+                for job_id in (urgent, news, theirs, fresh, retried):
+                    job = session.get(Job, job_id)
+                    assert job is not None
+                    assert shares.get(job_id, 0.0) == scheduling.turn_of(session, job, now).share, job_id
+            return shares
+
+        shares = shares_agree_with_turn_of()
+        assert shares[urgent] > 0 and shares[news] == shares[fresh] == 0.0  # bulk waits for the transactional rows
+        with sessions.begin() as session:  # the transactional rows are in flight: nothing of them is due
+            in_flight = utcnow() + timedelta(hours=1)
+            session.execute(update(Recipient).where(Recipient.job_id == urgent).values(lease_until=in_flight))
+        shares = shares_agree_with_turn_of()
+        assert urgent not in shares and shares[news] == shares[fresh] == shares[retried] > 0

@@ -9,15 +9,17 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from email_service.api.dashboard.access import SESSION_COOKIE
 from email_service.app import create_api
 from email_service.config import Settings
-from email_service.services import Services, auth, suppressions, templates
+from email_service.services import Services, auth, intake, suppressions, templates
 from email_service.services.templates import TemplateFields
-from email_service.storage.models import Job, KeyRole, Suppression, utcnow
+from email_service.storage import scheduling
+from email_service.storage.models import Job, KeyRole, Lane, Suppression, utcnow
 from tests.support.inline import Recipient, counts, inline_services, run
+from tests.support.queues import RecordingQueue
 from tests.support.smtp_sink import REFUSED, SMTPSink
 
 SECRET = "a-dashboard-secret-of-32-characters-or-more"
@@ -64,6 +66,30 @@ def job_of(
     services: Services, account: str | None, recipients: list[Recipient] | None = None, **options: object
 ) -> str:
     return run(services, recipients or [Recipient("will@example.com")], account=account, **options)
+
+
+def waiting_job(
+    services: Services, account: str, recipients: int, lane: Lane, *, started: bool, served_ago: float | None = None
+) -> str:
+    """A job that waits in ``lane`` (the services' queue must run nothing): queued, or ``started`` as a worker's
+    first claim starts it, last served ``served_ago`` seconds ago."""
+    addresses = [f"r{index}@example.com" for index in range(recipients)]
+    job_id = intake.accept_job(
+        services, intake.JobRequest(recipients=addresses, subject=f"{lane} job", lane=lane), account=account
+    ).id
+    now = utcnow()
+    with services.sessions.begin() as session:
+        if started:
+            assert scheduling.start(session, job_id, now)
+        if served_ago is not None:
+            session.execute(update(Job).where(Job.id == job_id).values(served_at=now - timedelta(seconds=served_ago)))
+    return job_id
+
+
+def rows_of(page: str, lane: str) -> list[str]:
+    """The job ids of a lane's table on the queue page, in their order."""
+    table = re.search(rf'<table data-lane-jobs="{lane}">(.*?)</table>', page, re.S)
+    return re.findall(r'<tr data-job="([^"]+)"', table.group(1)) if table else []
 
 
 # Signing in
@@ -192,6 +218,7 @@ def test_every_form_is_refused_without_the_sessions_token(client: FlaskClient, s
     posts = {
         f"/dashboard/jobs/{job_id}/pause": {},
         f"/dashboard/jobs/{job_id}/cancel": {},
+        f"/dashboard/jobs/{job_id}/lane": {"lane": "bulk"},
         "/dashboard/suppressions": {"email": "max@example.com"},
         "/dashboard/suppressions/remove": {"email": "max@example.com"},
         "/dashboard/templates/default": {"subject": "s"},
@@ -206,7 +233,8 @@ def test_every_form_is_refused_without_the_sessions_token(client: FlaskClient, s
             assert "not from this session" in answer.text
     assert counts(services, job_id) == {"pending": 1}
     with services.readers() as session:
-        assert session.get(Job, job_id).status == "scheduled"  # type: ignore[union-attr]
+        job = session.get(Job, job_id)
+        assert job is not None and job.status == "scheduled" and job.lane == "transactional"
         assert session.scalars(select(Suppression)).all() == []
     assert "Account <strong>alpha</strong>" in client.get("/dashboard/jobs").text  # still signed in as alpha
 
@@ -438,3 +466,76 @@ def test_a_nul_character_in_a_form_is_refused(client: FlaskClient, keys):
     token = csrf(client, "/dashboard/suppressions")
     answer = client.post("/dashboard/suppressions", data={"csrf_token": token, "email": "a\x00@example.com"})
     assert answer.status_code == 422 and "NUL" in answer.text
+
+
+# Lanes and the queue
+
+
+def test_a_job_shows_its_lane_and_where_it_stands_and_moves_to_the_other_lane(
+    client: FlaskClient, services: Services, keys
+):
+    alpha = keys["alpha"][0]
+    finished = job_of(services, alpha)
+    services.queue = RecordingQueue()  # no worker from now on: the jobs wait
+    urgent = waiting_job(services, alpha, 2, Lane.TRANSACTIONAL, started=True)
+    news = waiting_job(services, alpha, 3, Lane.BULK, started=True)
+    sign_in(client, keys["alpha"][1])
+    listing = client.get("/dashboard/jobs").text
+    assert re.search(rf'data-job="{news}">.*?data-lane="bulk">bulk<', listing, re.S)
+    page = client.get(f"/dashboard/jobs/{news}").text
+    assert 'data-lane="bulk">bulk<' in page
+    assert "data-waiting>3<" in page and "data-ahead>2<" in page  # behind the transactional job's 2 due
+    assert "no estimate without <code>SEND_RATE</code>" in page
+    assert "data-share>100 %<" in client.get(f"/dashboard/jobs/{urgent}/summary").text
+
+    token = csrf(client, f"/dashboard/jobs/{news}")
+    assert 'name="lane" value="transactional"' in client.get(f"/dashboard/jobs/{news}").text
+    moved = client.post(f"/dashboard/jobs/{news}/lane", data={"csrf_token": token, "lane": "transactional"})
+    assert moved.status_code == 303 and moved.headers["Location"] == f"/dashboard/jobs/{news}"
+    page = client.get(f"/dashboard/jobs/{news}").text
+    assert "Moved to the transactional lane" in page and 'data-lane="transactional"' in page
+    assert "data-share>50 %<" in page  # its account's two transactional jobs share the lane
+    assert client.post(f"/dashboard/jobs/{news}/lane", data={"csrf_token": token, "lane": "fast"}).status_code == 422
+
+    refused = client.post(f"/dashboard/jobs/{finished}/lane", data={"csrf_token": token, "lane": "bulk"})
+    assert "a finished job has no lane to change" in client.get(refused.headers["Location"]).text
+    theirs = waiting_job(services, keys["beta"][0], 1, Lane.BULK, started=False)
+    hidden = client.post(f"/dashboard/jobs/{theirs}/lane", data={"csrf_token": token, "lane": "transactional"})
+    assert hidden.status_code == 404  # another account's job, as for the other controls
+    with services.readers() as session:
+        assert session.get(Job, theirs).lane == "bulk"  # type: ignore[union-attr]
+        assert session.get(Job, finished).lane == "transactional"  # type: ignore[union-attr]
+
+
+def test_the_queue_lists_the_jobs_in_serving_order_and_an_account_sees_only_its_own(
+    client: FlaskClient, services: Services, keys
+):
+    services.queue = RecordingQueue()  # no worker: the jobs wait
+    alpha, beta = keys["alpha"][0], keys["beta"][0]
+    urgent = waiting_job(services, alpha, 2, Lane.TRANSACTIONAL, started=True)
+    alpha_news = waiting_job(services, alpha, 3, Lane.BULK, started=True, served_ago=10)
+    beta_news = waiting_job(services, beta, 3, Lane.BULK, started=True, served_ago=60)
+    alpha_new = waiting_job(services, alpha, 4, Lane.BULK, started=False)  # queued: starts at its turn
+    _, admin_key, _ = auth.create_key(services.sessions, services.settings, "ops", account="alpha", role="admin")
+    sign_in(client, admin_key)
+    page = client.get("/dashboard/queue").text
+    assert 'aria-current="page">Queue<' in page
+    assert rows_of(page, "transactional") == [urgent]
+    # Beta was served longest ago, then alpha's turn: its job never served first.
+    assert rows_of(page, "bulk") == [beta_news, alpha_new, alpha_news]
+    assert 'data-due="transactional">2<' in page and 'data-due="bulk">6<' in page  # a queued job has none due
+    assert 'data-to-send="bulk">10<' in page  # the queued job's 4 included
+    assert "<td>beta</td>" in page and "<td>alpha</td>" in page
+    assert re.search(rf'data-job="{urgent}">.*?100 %</td>', page, re.S)
+    assert re.search(rf'data-job="{beta_news}">.*?>waits</td>\s*<td class="num">3</td>', page, re.S)
+
+    pages = {}
+    for name in ("alpha", "beta"):  # account keys: their own jobs only
+        account_client = create_api(services).test_client()
+        sign_in(account_client, keys[name][1])
+        pages[name] = account_client.get("/dashboard/queue").text
+    assert rows_of(pages["alpha"], "bulk") == [alpha_new, alpha_news] and beta_news not in pages["alpha"]
+    assert 'data-to-send="bulk">10<' in pages["alpha"]  # the lane's totals count every account's work
+    assert "<td>alpha</td>" not in pages["alpha"]
+    assert rows_of(pages["beta"], "transactional") == [] and rows_of(pages["beta"], "bulk") == [beta_news]
+    assert "No job of yours has work due in this lane." in pages["beta"]

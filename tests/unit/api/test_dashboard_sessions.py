@@ -67,7 +67,9 @@ def _every_page_kind(job_id: str, token: str) -> list[tuple[str, str, dict[str, 
         ("GET", f"/dashboard/jobs/{job_id}/summary", {}),
         ("GET", f"/dashboard/jobs/{job_id}/recipients", {}),
         ("GET", f"/dashboard/jobs/{job_id}/cancel", {}),
+        ("GET", "/dashboard/queue", {}),
         ("POST", f"/dashboard/jobs/{job_id}/cancel", form),
+        ("POST", f"/dashboard/jobs/{job_id}/lane", {**form, "lane": "bulk"}),
         ("GET", "/dashboard/suppressions", {}),
         ("POST", "/dashboard/suppressions", {**form, "email": "max@example.com"}),
         ("GET", "/dashboard/templates", {}),
@@ -110,7 +112,7 @@ def test_a_copy_of_the_cookie_opens_nothing_once_the_session_ended(
     token = csrf(client, "/dashboard/jobs")
     copy = _copy(client)
     pages = _every_page_kind(job_id, token)
-    for method, url, data in pages[:6]:  # the pages that change nothing open with the copy while the session lasts
+    for method, url, data in pages[:7]:  # the pages that change nothing open with the copy while the session lasts
         answer = copy.open(url, method=method, data=data)
         assert answer.status_code in (200, 302) and "login" not in answer.headers.get("Location", ""), url
     ENDINGS[ending](client, services, token)
@@ -119,7 +121,8 @@ def test_a_copy_of_the_cookie_opens_nothing_once_the_session_ended(
         assert answer.status_code == 302, (method, url, answer.status_code)
         assert answer.headers["Location"].startswith("/dashboard/login"), (method, url)
     with services.readers() as session:
-        assert session.get(Job, job_id).status == "scheduled"  # type: ignore[union-attr]
+        job = session.get(Job, job_id)
+        assert job is not None and (job.status, job.lane) == ("scheduled", "transactional")
         ended = session.scalars(select(DashboardSession.ended_at)).all()
     assert len(ended) == 1 and (ended[0] is None) == (ending == "expired")  # ended on the server, not only forgotten
 

@@ -8,7 +8,13 @@ from datetime import datetime
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from email_service.api.dashboard import job_pages, statuses, suppression_pages, template_pages  # noqa: F401 (routes)
+from email_service.api.dashboard import (  # noqa: F401 (routes)
+    job_pages,
+    queue_page,
+    statuses,
+    suppression_pages,
+    template_pages,
+)
 from email_service.api.dashboard.access import configure_sessions
 from email_service.api.dashboard.blueprint import blueprint, render
 from email_service.errors import RequestError
@@ -31,6 +37,15 @@ def _when(moment: datetime | None) -> str:
 @blueprint.app_template_filter("percent")
 def _percent(fraction: float) -> str:
     return f"{math.floor(fraction * 100 + 1e-9)} %"  # rounded down: 100 % only when every outcome is in
+
+
+@blueprint.app_template_filter("duration")
+def _duration(seconds: float) -> str:
+    """About how long, rounded up: "40 s", "12 min", "3 h 5 min"."""
+    if seconds < 60:
+        return f"{math.ceil(seconds)} s"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 @blueprint.errorhandler(RequestError)

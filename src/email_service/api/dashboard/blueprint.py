@@ -32,6 +32,11 @@ class Viewer:
         """The account whose jobs the pages show; None for every account's."""
         return None if self.caller.admin else self.caller.account
 
+    @property
+    def sees_other_accounts(self) -> bool:
+        """An operator's key: the pages say whose each job is (with authentication off, nobody's)."""
+        return self.jobs_of is None and self.caller.account is not None
+
 
 def services() -> Services:
     found: Services = current_app.extensions["email_service"]

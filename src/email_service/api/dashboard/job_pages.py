@@ -1,5 +1,5 @@
-"""The jobs pages: the list, one job with its live progress, and the controls (pause, resume, cancel,
-retry the failed), each through the services the API calls."""
+"""The jobs pages: the list, one job with its live progress and place in its lane, and the controls (pause,
+resume, cancel, retry the failed, change lane), each through the services the API calls."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from email_service.api.dashboard.chart import sends_chart
 from email_service.api.dashboard.statuses import RECIPIENT_STATUS_ORDER
 from email_service.errors import Conflict, ValidationFailed
 from email_service.services import Services, accounts, control, reports
-from email_service.storage.models import UNFINISHED_JOB_STATUSES, Job, JobStatus, RecipientStatus
+from email_service.storage.models import UNFINISHED_JOB_STATUSES, Job, JobStatus, Lane, RecipientStatus
 
 JOBS_PER_PAGE = 25
 RECIPIENTS_PER_PAGE = 50
@@ -88,12 +88,10 @@ def jobs() -> Any:
         tag=tag,
     )
     older = found[-1].job.id if len(found) == JOBS_PER_PAGE else None
-    # Every account's jobs are listed to an operator: each says whose it is.
-    shared_view = viewer().jobs_of is None and viewer().caller.account is not None
     return render(
         "jobs.html",
         jobs=found,
-        account_names=accounts.names(services().readers) if shared_view else {},
+        account_names=accounts.names(services().readers) if viewer().sees_other_accounts else {},
         status=status,
         tag=tag,
         older=older,
@@ -131,6 +129,8 @@ def _summary(report: reports.JobReport) -> dict[str, Any]:
         "failures": reports.failure_reasons(services(), job_id, account, limit=FAILURE_REASONS_SHOWN) if failed else [],
         "count_order": RECIPIENT_STATUS_ORDER,
         "controls": _controls_for(report),
+        "queue": reports.queue_estimate(services(), report),
+        "other_lane": next(lane for lane in Lane if lane != report.job.lane),
         "live": report.job.status in UNFINISHED_JOB_STATUSES,
     }
 
@@ -178,6 +178,22 @@ def act(job_id: str, action: str) -> Any:
         flash(exc.message, "error")
     else:
         flash(f"{chosen.label}: done.")
+    return redirect(url_for("dashboard.job", job_id=job_id), code=303)
+
+
+@blueprint.post("/jobs/<job_id>/lane")
+def move_to_lane(job_id: str) -> Any:
+    """Move the job to the lane of the form (no confirmation: moving it back undoes it)."""
+    lanes = [lane.value for lane in Lane]
+    lane = request.form.get("lane", "")
+    if lane not in lanes:
+        raise ValidationFailed("invalid lane", [{"field": "lane", "reason": f"one of {', '.join(lanes)}"}])
+    try:
+        control.set_lane(services(), job_id, viewer().jobs_of, Lane(lane))
+    except Conflict as exc:  # finished since the page was drawn
+        flash(exc.message, "error")
+    else:
+        flash(f"Moved to the {lane} lane: its next recipients are sent in it.")
     return redirect(url_for("dashboard.job", job_id=job_id), code=303)
 
 
