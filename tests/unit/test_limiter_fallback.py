@@ -58,8 +58,13 @@ def test_the_reserve_holds_on_the_outage_share(limiter: FallbackLimiter, flaky: 
 
 
 def test_a_down_redis_is_tried_once_a_second_then_used_again_with_one_log_line_each_way(
-    limiter: FallbackLimiter, flaky: FlakyRedis, clock: list[float], caplog: pytest.LogCaptureFixture
+    limiter: FallbackLimiter,
+    flaky: FlakyRedis,
+    clock: list[float],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ):
+    monkeypatch.setattr(logging.getLogger("email_service"), "propagate", True)  # configure_logging may have cut it
     caplog.set_level(logging.INFO, logger="email_service.limiter")
     window = Window("w", 1000, 3600)
     flaky.down = redis.exceptions.ConnectionError

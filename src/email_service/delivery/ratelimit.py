@@ -24,8 +24,8 @@ class SendLimits:
     def any(self) -> bool:
         return bool(self.global_bucket or self.domain_rates or self.quotas)
 
-    def for_domain(self, domain: str) -> list[Limit]:
-        limits: list[Limit] = [self.global_bucket] if self.global_bucket else []
+    def for_domain(self, domain: str, *, with_global: bool = True) -> list[Limit]:
+        limits: list[Limit] = [self.global_bucket] if self.global_bucket and with_global else []
         rate = self.domain_rates.get(domain.lower())
         if rate:
             limits.append(TokenBucket(f"domain:{domain.lower()}", rate, max(1.0, rate)))
@@ -38,16 +38,36 @@ class RateLimiter:
         self._limiter = limiter
         self._limits = limits
 
-    def acquire(self, domain: str, max_wait: float, *, transactional: bool = False) -> float:
+    @property
+    def global_burst(self) -> int | None:
+        """The most slots of the global rate one reservation may take (None: there is no global rate)."""
+        bucket = self._limits.global_bucket
+        return max(1, int(bucket.burst)) if bucket is not None else None
+
+    def acquire(self, domain: str, max_wait: float, *, transactional: bool = False, prepaid: bool = False) -> float:
         """Reserve the right to send one message to ``domain``: the seconds to wait before sending
         it (0.0: now). When the wait would exceed ``max_wait``, nothing is reserved and the wait is
-        returned all the same, for the caller to give the message back until then.
+        returned all the same, for the caller to give the message back until then. A ``prepaid``
+        message holds its slot of the global rate already (``reserve_global``).
 
-        Transactional mail may fill the quotas' reserve; bulk mail stops short of it. The buckets have
-        no lanes: each sending thread holds at most one reserved slot, so a transactional message
-        waits behind no more than one bulk message per thread (threads / rate seconds)."""
-        limits = self._limits.for_domain(domain)
+        Transactional mail may fill the quotas' reserve; bulk mail stops short of it. Bulk mail takes
+        its global slots ahead of its claims, a little at a time (services.pacing): a transactional
+        message reserves at once, behind no more than that."""
+        limits = self._limits.for_domain(domain, with_global=not prepaid)
+        if not limits:
+            return 0.0
         return self._limiter.acquire(limits, 1, max_wait, use_reserve=transactional).wait
+
+    def reserve_global(self, count: int, max_wait: float) -> float:
+        """Reserve ``count`` slots of the global rate together: the seconds before they may be used.
+        Nothing is reserved when that is over ``max_wait``."""
+        assert self._limits.global_bucket is not None
+        return self._limiter.acquire([self._limits.global_bucket], count, max_wait).wait
+
+    def give_back_global(self, count: int) -> None:
+        """Return reserved global slots that no message used."""
+        if self._limits.global_bucket is not None and count > 0:
+            self._limiter.give_back([self._limits.global_bucket], count)
 
 
 def send_limits(settings: Settings) -> SendLimits:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,7 +21,10 @@ from email_service.message.rendering import TemplateRenderer
 from email_service.services.claim_sizes import ClaimSizer
 from email_service.services.job_statuses import JobStatuses
 from email_service.services.leases import LeaseKeeper
+from email_service.services.pacing import SlotPacer
+from email_service.storage import scheduling
 from email_service.storage.database import make_engine, make_reader_factory, make_session_factory
+from email_service.storage.models import Lane, utcnow
 from email_service.storage.outcomes import OutcomeWriters
 
 # Database connections a worker process writes its outcomes on, whatever its SMTP_CONCURRENCY: each
@@ -57,6 +61,7 @@ class Services:
     outcomes: OutcomeWriters
     job_statuses: JobStatuses
     claim_sizer: ClaimSizer
+    pacer: SlotPacer | None  # with a global rate: bulk slots reserved before their claims
     dkim_signer: DkimSigner | None = None
     queue: TaskQueue | None = None
     # Set when the process is asked to stop: running batches give back what they have not sent.
@@ -77,6 +82,12 @@ def build_services(
     engine = make_engine(settings.database_url, pool_size=OUTCOME_WRITERS + min(settings.smtp_concurrency, 8))
     sessions = make_session_factory(engine)
     readers = make_reader_factory(engine)
+    rate_limiter = make_rate_limiter(settings)
+    stopping = threading.Event()
+    rng = random.Random()
+    pacer = None
+    if rate_limiter is not None and rate_limiter.global_burst is not None:
+        pacer = SlotPacer(rate_limiter, _transactional_due(readers), stopping, rng)
     return Services(
         settings=settings,
         engine=engine,
@@ -85,11 +96,22 @@ def build_services(
         renderer=TemplateRenderer(settings.templates_dir),
         transport=transport or make_transport(settings),
         retry_policy=RetryPolicy.from_settings(settings),
-        rate_limiter=make_rate_limiter(settings),
+        rate_limiter=rate_limiter,
         leases=LeaseKeeper(sessions, settings.lease_seconds),
         outcomes=OutcomeWriters(engine, OUTCOME_WRITERS),
         job_statuses=JobStatuses(readers),
-        claim_sizer=ClaimSizer(settings.batch_size, random.Random()),
+        claim_sizer=ClaimSizer(settings.batch_size),
+        pacer=pacer,
+        stopping=stopping,
+        rng=rng,
         dkim_signer=dkim_signer,
         queue=queue,
     )
+
+
+def _transactional_due(readers: sessionmaker[Session]) -> Callable[[], bool]:
+    def due() -> bool:
+        with readers() as session:
+            return scheduling.lane_due(session, utcnow(), Lane.TRANSACTIONAL)
+
+    return due

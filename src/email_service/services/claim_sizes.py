@@ -30,6 +30,7 @@ class ClaimSizer:
         self._lock = threading.Lock()
 
     def size(self) -> int:
+        """The next claim's size; claims of one size make taking turns share the rate equally."""
         return self._size
 
     @contextlib.contextmanager

@@ -64,6 +64,7 @@ class Claim:
     suppressed: int  # claimed rows that ended suppressed instead
     limit: int  # how many the claim asked for
     more_due: bool = False  # the job, or another, had more due when it was made (services.dispatch)
+    prepaid: int = 0  # slots of the global rate reserved for it before it was made (services.pacing)
 
 
 def claim(session: Session, job_id: str, *, limit: int, now: datetime, lease_seconds: float) -> Claim | None:
@@ -90,9 +91,13 @@ def send_claim(services: Services, claim: Claim) -> None:
     if claim.recipients:
         accepted_at = job.started_at or job.created_at  # a retried job's lifetime starts again
         run = _BatchRun(services, job, claim.attachments, accepted_at, claim.recipients, claim.lease)
+        run.prepaid = claim.prepaid
         with services.leases.keeping(claim.lease):
             run.run()
         failures = run.failures
+        claim.prepaid = run.prepaid
+    if claim.prepaid and services.rate_limiter is not None:  # slots no message used
+        services.rate_limiter.give_back_global(claim.prepaid)
     finish_if_done(services, job.id)
     if failures and job.callback_url is not None and services.queue is not None:
         services.queue.deliver_events(job.id)
@@ -154,6 +159,7 @@ class _BatchRun:
         # First asked a status age after the claim: see services.job_statuses.
         self.next_status_check = time.monotonic() + MAX_AGE_SECONDS
         self.builder = MessageBuilder()
+        self.prepaid = 0  # global rate slots reserved before the claim, not used yet (services.pacing)
 
     def run(self) -> None:
         connection = self.services.transport.connect()
@@ -256,14 +262,24 @@ class _BatchRun:
         if limiter is None:
             return True
         domain = recipient.address.rpartition("@")[2]
-        horizon = LONGEST_INLINE_WAIT if self.transactional else BULK_RESERVATION_SECONDS
         started = time.monotonic()
+        if self.prepaid:  # its global slot is reserved (services.pacing): the domain's rate and quotas are left
+            wait = limiter.acquire(domain, LONGEST_INLINE_WAIT, transactional=self.transactional, prepaid=True)
+            if wait <= LONGEST_INLINE_WAIT:
+                self.prepaid -= 1
+            return self._sleep_until_slot(recipient, wait, started)
+        horizon = LONGEST_INLINE_WAIT if self.transactional else BULK_RESERVATION_SECONDS
         wait = limiter.acquire(domain, horizon, transactional=self.transactional)
         while horizon < wait <= LONGEST_INLINE_WAIT and not self.services.stopping.is_set():
             # Nothing reserved yet: come back when the slot is near (transactional mail may take it first),
             # at a moment of its own among the bulk threads waiting too.
             self.services.stopping.wait(wait - horizon + self.services.rng.uniform(0, horizon))
             wait = limiter.acquire(domain, horizon, transactional=self.transactional)
+        return self._sleep_until_slot(recipient, wait, started)
+
+    def _sleep_until_slot(self, recipient: ClaimedRecipient, wait: float, started: float) -> bool:
+        """Sleep ``wait`` seconds for the slot reserved; when it is too far off (nothing reserved) or the
+        process stops, give the recipient back until then instead: False."""
         if wait > LONGEST_INLINE_WAIT or self.services.stopping.is_set():
             now = utcnow()
             self._give_back([recipient], wake_at=now + timedelta(seconds=wait), now=now)
@@ -272,7 +288,7 @@ class _BatchRun:
         if wait > 0:
             self.services.stopping.wait(wait)
         waited = time.monotonic() - started
-        if waited > horizon or wait > 0:  # it slept: for its slot, or for one to come near
+        if wait > 0 or waited > BULK_RESERVATION_SECONDS:  # it slept: for its slot, or for one to come near
             metrics.rate_limit_waited(waited)
         return True
 

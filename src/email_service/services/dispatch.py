@@ -21,8 +21,9 @@ import time
 
 from email_service.services import Services, deliver
 from email_service.services.deliver import Claim
+from email_service.services.pacing import SlotPacer
 from email_service.storage import scheduling
-from email_service.storage.models import JobStatus, utcnow
+from email_service.storage.models import JobStatus, Lane, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,13 @@ def serve(services: Services) -> int:
     """Serve due work until none is left, the process stops or LONGEST_SERVICE has passed: how many
     claims were sent. What a wake-up task does."""
     started, served = time.monotonic(), 0
+    pacer = services.pacer
     with services.claim_sizer.serving():
         while not services.stopping.is_set():
             if time.monotonic() - started > LONGEST_SERVICE:
                 wake(services)  # the work goes on in a new task
                 break
-            claim = take_next(services)
+            claim = _next_claim(services, pacer)
             if claim is None:
                 break
             if claim.more_due:
@@ -52,29 +54,47 @@ def serve(services: Services) -> int:
     return served
 
 
-def take_next(services: Services) -> Claim | None:
-    """Claim the due recipients of the job whose turn it is; None when nothing is due. A queued job
+def _next_claim(services: Services, pacer: SlotPacer | None) -> Claim | None:
+    """The next claim to send; with a global rate, bulk work's slots are reserved before its claim
+    (services.pacing), transactional work is claimed at once."""
+    while not services.stopping.is_set():
+        size = services.claim_sizer.size()
+        claim, bulk_due = take_next(services, size, bulk=pacer is None)
+        if claim is not None or not bulk_due:
+            return claim
+        assert pacer is not None
+        slots = pacer.reserve(size)
+        if slots is None:  # transactional work came first (or the process stops): claim it instead
+            continue
+        claim, _ = take_next(services, slots, bulk=True)
+        if claim is None:
+            pacer.give_back(slots)
+        else:
+            claim.prepaid = slots
+        return claim
+    return None
+
+
+def take_next(services: Services, limit: int, *, bulk: bool = True) -> tuple[Claim | None, bool]:
+    """Claim up to ``limit`` due recipients of the job whose turn it is (only of a transactional job
+    unless ``bulk``): the claim, None when nothing is due, and whether bulk work is due. A queued job
     whose turn comes starts here."""
     settings = services.settings
     with services.sessions.begin() as session:
         now = utcnow()  # after BEGIN, which may have waited for SQLite's write lock
         order = scheduling.serving_order(scheduling.active_jobs(session, now))
         for index, job in enumerate(order):
+            if job.lane != Lane.TRANSACTIONAL and not bulk:
+                return None, True
             if job.status == JobStatus.QUEUED:
                 if not scheduling.start(session, job.id, now):
                     continue
                 log.info("job %s started (%s lane)", job.id, job.lane)
-            claim = deliver.claim(
-                session,
-                job.id,
-                limit=services.claim_sizer.size(),
-                now=now,
-                lease_seconds=settings.lease_seconds,
-            )
+            claim = deliver.claim(session, job.id, limit=limit, now=now, lease_seconds=settings.lease_seconds)
             if claim is not None:
                 claim.more_due = index + 1 < len(order) or len(claim.recipients) + claim.suppressed >= claim.limit
-                return claim
-    return None
+                return claim, False
+    return None, False
 
 
 def wake(services: Services, *, top_up: bool = False) -> int:

@@ -173,6 +173,11 @@ def shares(due: Sequence[ActiveJob], transactional_due: int) -> dict[str, float]
     }
 
 
+def lane_due(session: Session, now: datetime, lane: Lane) -> bool:
+    """Whether a job of ``lane`` has recipients due, or is queued and due to start."""
+    return any(job.due and job.lane == lane for job in active_jobs(session, now))
+
+
 def work_due(session: Session, now: datetime) -> bool:
     """Whether any job has recipients due, or is queued and due to start: workers should be awake."""
     return any(job.due for job in active_jobs(session, now))
