@@ -17,7 +17,7 @@ every Message-ID it accepted. Three senders, each on the same workloads:
 a single connection manages about a dozen messages a second, so they send --slow-count messages
 there instead of all of them. For (c) the script also reports CPU per message (utime + stime from
 /proc of the worker processes, and of the other processes involved), the workers' RSS sampled every
-0.5 s over a --big job at 0 ms, and a cProfile of the service's send_batch run in-process.
+0.5 s over a --big job at 0 ms, and a cProfile of the service's claims served in-process.
 
     .venv/bin/python bench/engine.py
     .venv/bin/python bench/engine.py --recipients 1000 --slow-count 50 --big 5000 --profile 500
@@ -71,7 +71,7 @@ from _support import (
 )
 from email_service.config import Settings
 from email_service.message.mime import message_id_for
-from email_service.services import build_services, deliver, dispatch
+from email_service.services import build_services, dispatch, intake
 
 # isort: split
 # _support has put the repository root on sys.path.
@@ -471,32 +471,32 @@ class ServiceBench:
         )
 
     def _profile(self, count: int) -> dict[str, Any]:
-        """The service's send_batch in a process of ours at 0 ms: one thread, under cProfile, many threads."""
-        print(f"== (c) profile: send_batch in-process, {count:,} recipients at 0 ms", flush=True)
+        """The service's claims served in a process of ours at 0 ms: one thread, under cProfile, many threads."""
+        print(f"== (c) profile: claims served in-process, {count:,} recipients at 0 ms", flush=True)
         self._stop_engine()  # nobody else may take the jobs
         self.relay.behaviour.rtt, self.relay.behaviour.rate = 0.0, None
-        body = job_body(make_addresses(count), SUBJECT, self.content)
-        job_ids = [post_job(self.client, self.deployed.base_url, body, count) for _ in PROFILE_MODES]
-        return in_child_process(profile_send_batch, self.deployed.env, job_ids, count)
+        return in_child_process(profile_serving, self.deployed.env, count, self.content)
 
 
-class _CollectingQueue:
-    """A TaskQueue that keeps the batches instead of publishing them."""
+class _SilentQueue:
+    """A TaskQueue for one process serving alone: wake-ups are not needed, the serving threads are there."""
 
-    def __init__(self) -> None:
-        self.batches: list[tuple[str, int, int]] = []
+    def wake(self) -> None:
+        pass
 
-    def start_job(self, job_id: str) -> None:
-        raise AssertionError("not used")
+    def waiting(self) -> int:
+        return 1_000_000
 
-    def send_batch(self, job_id: str, first: int, last: int) -> None:
-        self.batches.append((job_id, first, last))
+    def deliver_events(self, job_id: str) -> None:
+        pass
 
 
 # Service functions whose cumulative time is shown, when the code measured has them.
 PROFILED = [
-    ("services/deliver.py", "send_batch"),
-    ("storage/jobs.py", "claim_batch"),
+    ("services/dispatch.py", "take_next"),
+    ("services/deliver.py", "send_claim"),
+    ("storage/scheduling.py", "active_jobs"),
+    ("storage/scheduling.py", "claim_due"),
     ("message/composing.py", "compose"),
     ("message/rendering.py", "render"),
     ("message/mime.py", "build"),
@@ -525,29 +525,28 @@ AREAS: list[tuple[str, Callable[[str, str], bool]]] = [
 PROFILE_MODES = ("plain", "profiled", "threads")
 
 
-def profile_send_batch(env: dict[str, str], job_ids: list[str], count: int) -> dict[str, Any]:
-    """In a child process, with the service's own objects: the batches of one queued job sent one
-    after another in one thread (wall and CPU); the same for a second job under cProfile; a third
-    job's batches sent by SMTP_CONCURRENCY threads at once, as in a worker process."""
+def profile_serving(env: dict[str, str], count: int, content: str) -> dict[str, Any]:
+    """In a child process, with the service's own objects: a job of ``count`` accepted then served by one
+    thread (wall and CPU); a second one the same under cProfile; a third served by SMTP_CONCURRENCY
+    threads at once, as in a worker process."""
     for name in Settings.model_fields:  # the deployment's settings only, as its worker processes see them
         os.environ.pop(name.upper(), None)
     os.environ.update(env)
     services = build_services(Settings())
-    queue = _CollectingQueue()
-    services.queue = queue
+    services.queue = _SilentQueue()
+    request = intake.JobRequest(recipients=make_addresses(count), subject=SUBJECT, content=content)
     result: dict[str, Any] = {"count": count}
     profiler = cProfile.Profile()
-    for job_id, mode in zip(job_ids, PROFILE_MODES, strict=True):
-        queue.batches.clear()
-        dispatch.start_job(services, job_id)
+    for mode in PROFILE_MODES:
+        intake.accept_job(services, request)
         wall, cpu = time.perf_counter(), time.process_time()
         if mode == "threads":
-            with concurrent.futures.ThreadPoolExecutor(services.settings.smtp_concurrency) as pool:
-                list(pool.map(lambda batch: deliver.send_batch(services, *batch), queue.batches))
+            threads = services.settings.smtp_concurrency
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda _: dispatch.serve(services), range(threads)))
         else:
             with profiler if mode == "profiled" else contextlib.nullcontext():
-                for batch in queue.batches:
-                    deliver.send_batch(services, *batch)
+                dispatch.serve(services)
         result[mode] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
     result["threads"]["count"] = services.settings.smtp_concurrency
     services.engine.dispose()
@@ -743,7 +742,7 @@ def _yes(value: bool) -> str:
 def print_profile(profile: dict[str, Any]) -> None:
     count = profile["count"]
     plain, profiled, threads = profile["plain"], profile["profiled"], profile["threads"]
-    print(f"\nWhere a worker's time goes: the service's send_batch in-process, {count:,} recipients at 0 ms")
+    print(f"\nWhere a worker's time goes: the service's claims served in-process, {count:,} recipients at 0 ms")
     rows = [
         [
             f"{label}",
@@ -757,7 +756,7 @@ def print_profile(profile: dict[str, Any]) -> None:
             ("one thread under cProfile", profiled),
         )
     ]
-    print_table(["send_batch over all batches", "wall ms per message", "CPU ms per message", "msg/s"], rows)
+    print_table(["claims served, whole job", "wall ms per message", "CPU ms per message", "msg/s"], rows)
     print()
     whole = profiled["wall"]
     rows = [[label, f"{own / count * 1000:.3f}", f"{own / whole:.0%}"] for label, own in profile["areas"]]

@@ -16,11 +16,13 @@ import argparse
 import time
 import uuid
 
+from sqlalchemy import update
+
 from _support import cpu_seconds, print_machine, print_table
-from email_service.storage import jobs
+from email_service.storage import jobs, scheduling
 from email_service.storage.database import make_engine, make_session_factory
 from email_service.storage.leases import Lease
-from email_service.storage.models import Job, JobStatus, RecipientStatus, utcnow
+from email_service.storage.models import Job, JobStatus, Recipient, RecipientStatus, utcnow
 from email_service.storage.outcomes import OutcomeWriter, SentOutcome
 
 # isort: split
@@ -46,11 +48,13 @@ def write_in_groups(url: str, outcomes: int, size: int) -> tuple[float, float]:
         sender="news@example.org", total=outcomes, created_at=now, started_at=now,
     )  # fmt: skip
     rows = [(job_id, i, f"r{i}@example.com", None, None, RecipientStatus.PENDING, 0) for i in range(outcomes)]
-    lease = Lease.starting(job_id, 0, outcomes, now, 600)
+    lease = Lease.starting(job_id, now, 600)
     with sessions.begin() as session:
         jobs.insert_job(session, job, rows)
+        session.execute(update(Recipient).where(Recipient.job_id == job_id).values(lease_until=now))  # due now
     with sessions.begin() as session:
-        claimed = jobs.claim_batch(session, job_id, 0, outcomes, now=now, lease_until=lease.until)
+        claimed = scheduling.claim_due(session, job_id, limit=outcomes, now=now, lease_until=lease.until)
+    lease.ids = tuple(r.id for r in claimed)
     writer = OutcomeWriter(engine)  # the pool's only connection: the one whose backend is read
     pid = writer._driver.info.backend_pid
     cpu, started = backend_cpu(pid), time.perf_counter()
