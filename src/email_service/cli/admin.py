@@ -11,6 +11,7 @@ import click
 from email_service.cli.startup import database_ready, database_sessions, refusals
 from email_service.config import Settings
 from email_service.logs import configure_logging
+from email_service.storage.models import Lane
 
 
 @click.group()
@@ -25,6 +26,10 @@ def db_upgrade() -> None:
     click.echo("database is up to date")
 
 
+LANES = [lane.value for lane in Lane]
+BY_SIZE = "size"
+
+
 @click.group()
 def accounts() -> None:
     """Accounts: the calling services, each owning its keys, jobs, templates, suppressions and webhook secret."""
@@ -34,14 +39,17 @@ def accounts() -> None:
 @click.argument("name")
 @click.option("--sender", "senders", multiple=True, help="A From address its keys may use besides MAIL_DEFAULT_SENDER.")
 @click.option("--callback-url", help="Where the events of its jobs that name no callback_url go.")
-def accounts_create(name: str, senders: tuple[str, ...], callback_url: str | None) -> None:
+@click.option("--lane", type=click.Choice(LANES), help="Lane of its jobs that name none (default: by their size).")
+def accounts_create(name: str, senders: tuple[str, ...], callback_url: str | None, lane: str | None) -> None:
     """Create the account NAME and print its webhook signing secret: shown this once."""
     from email_service.services import accounts as service
 
     settings = Settings()
     database_ready(settings, migrate=True)
     with refusals(), database_sessions(settings) as sessions:
-        info, secret = service.create(sessions, settings, name, senders=senders, callback_url=callback_url)
+        info, secret = service.create(
+            sessions, settings, name, senders=senders, callback_url=callback_url, lane=Lane(lane) if lane else None
+        )
     click.echo(secret)
     click.echo(
         f"account {info.id} ({info.name}) created; the line above is its webhook signing secret, "
@@ -67,6 +75,7 @@ def accounts_list() -> None:
             details.append(f"senders {','.join(info.senders)}")
         if info.callback_url:
             details.append(f"callback {info.callback_url}")
+        details.append(f"lane {info.lane or 'by size'}")
         click.echo(f"{info.id}  {info.name}  {state}  {'  '.join(details)}")
 
 
@@ -75,14 +84,24 @@ def accounts_list() -> None:
 @click.option("--sender", "senders", multiple=True, help="A From address its keys may use (replaces the list).")
 @click.option("--no-senders", is_flag=True, help="Only MAIL_DEFAULT_SENDER from now on.")
 @click.option("--callback-url", help="Default callback URL of its jobs; '' removes it.")
-def accounts_configure(account: str, senders: tuple[str, ...], no_senders: bool, callback_url: str | None) -> None:
-    """Change the allowed senders or the default callback URL of ACCOUNT (id or name)."""
+@click.option(
+    "--lane", type=click.Choice([*LANES, BY_SIZE]), help=f"Lane of its jobs that name none; {BY_SIZE}: by their size."
+)
+def accounts_configure(
+    account: str, senders: tuple[str, ...], no_senders: bool, callback_url: str | None, lane: str | None
+) -> None:
+    """Change the allowed senders, the default callback URL or the default lane of ACCOUNT (id or name)."""
     from email_service.services import accounts as service
 
     settings = Settings()
     with refusals(), database_sessions(settings) as sessions:
         service.configure(
-            sessions, settings, account, senders=senders or ([] if no_senders else None), callback_url=callback_url
+            sessions,
+            settings,
+            account,
+            senders=senders or ([] if no_senders else None),
+            callback_url=callback_url,
+            lane=service.UNCHANGED if lane is None else (None if lane == BY_SIZE else Lane(lane)),
         )
     click.echo(f"account {account} changed", err=True)
 

@@ -3,6 +3,7 @@ suppressions, allowed senders, default callback URL and webhook signing secret; 
 
 from __future__ import annotations
 
+import enum
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -23,6 +24,15 @@ WEBHOOK_SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # 256 bits
 
 
+class Unchanged(enum.Enum):
+    """A setting left as it is (None being a value of its own)."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
+
+
 @dataclass(frozen=True)
 class AccountInfo:
     """An account as it can be shown: never its webhook secret."""
@@ -37,6 +47,7 @@ class AccountInfo:
     created_at: datetime
     disabled_at: datetime | None
     active_keys: int
+    lane: str | None  # of its jobs that name none; None: by each job's size
 
 
 def create(
@@ -46,10 +57,12 @@ def create(
     *,
     senders: Sequence[str] = (),
     callback_url: str | None = None,
+    lane: Lane | None = None,
 ) -> tuple[AccountInfo, str]:
     """A new account and its webhook signing secret, returned here and never shown again."""
     with sessions.begin() as session:
         record, secret = add(session, settings, name, senders=senders, callback_url=callback_url)
+        record.lane = lane
     return _info(record, 0), secret
 
 
@@ -105,10 +118,14 @@ def configure(
     *,
     senders: Sequence[str] | None = None,
     callback_url: str | None = None,
+    lane: Lane | Unchanged | None = UNCHANGED,
 ) -> AccountInfo:
-    """Change an account's allowed senders (all of them, when given) and default callback URL ('' removes it)."""
+    """Change an account's allowed senders (all of them, when given), default callback URL ('' removes it) and
+    default lane (None: each job's by its size)."""
     with sessions.begin() as session:
         record = _find(session, id_or_name)
+        if not isinstance(lane, Unchanged):
+            record.lane = lane
         if senders is not None:
             record.senders = sender_addresses(senders) or None
         if callback_url is not None:
@@ -242,4 +259,5 @@ def _info(record: Account, active_keys: int) -> AccountInfo:
         created_at=record.created_at,
         disabled_at=record.disabled_at,
         active_keys=active_keys,
+        lane=record.lane,
     )

@@ -50,6 +50,19 @@ def test_an_account_is_made_given_keys_configured_rotated_and_disabled(env: dict
     assert "shop  active" in _run(env, "accounts", "list").stdout
 
 
+def test_an_account_s_default_lane_is_set_changed_and_left_to_each_job_s_size(env: dict[str, str]):
+    assert _run(env, "accounts", "create", "shop", "--lane", "transactional").exit_code == 0
+    assert "lane transactional" in _run(env, "accounts", "list").stdout
+    assert _run(env, "accounts", "configure", "shop", "--lane", "bulk").exit_code == 0
+    assert "lane bulk" in _run(env, "accounts", "list").stdout
+    assert _run(env, "accounts", "configure", "shop", "--callback-url", "https://hooks.shop.example/in").exit_code == 0
+    assert "lane bulk" in _run(env, "accounts", "list").stdout, "left as it was"
+    assert _run(env, "accounts", "configure", "shop", "--lane", "size").exit_code == 0
+    assert "lane by size" in _run(env, "accounts", "list").stdout
+    refused = _run(env, "accounts", "configure", "shop", "--lane", "urgent")
+    assert refused.exit_code != 0 and "'urgent' is not one of" in refused.output
+
+
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
