@@ -74,6 +74,15 @@ class Job(TypedDict):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    lane: str  # transactional or bulk
+    queue: QueuePosition | None  # while it is queued or sending: where it stands among the work waiting
+
+
+class QueuePosition(TypedDict):
+    waiting: int  # its recipients still to send
+    share: float  # of the sending rate its turns get now (0: transactional work due goes first)
+    ahead: int  # transactional recipients due before it
+    estimated_seconds: float | None  # at its share of SEND_RATE; None without one
 
 
 class Suppression(TypedDict):
@@ -324,11 +333,13 @@ class EmailServiceClient:
         expires_at: datetime | timedelta | str | None = None,
         callback_url: str | None = None,
         list_unsubscribe: bool | None = None,
+        lane: str | None = None,
     ) -> JobAccepted:
         """Queue one message per recipient (POST /api/email/); the job's id, status and total.
 
         With ``idempotency_key``, sending the same request again answers the first job
-        (``replayed`` is then true) instead of queuing a second one.
+        (``replayed`` is then true) instead of queuing a second one. ``lane`` is ``transactional`` (sent
+        before any bulk work) or ``bulk``; when absent, the account's default, else by the job's size.
         """
         body = _compact(
             {
@@ -347,6 +358,7 @@ class EmailServiceClient:
                 "expires_at": when(expires_at) if expires_at is not None else None,
                 "callback_url": callback_url,
                 "list_unsubscribe": list_unsubscribe,
+                "lane": lane,
             }
         )
         extra = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -408,6 +420,10 @@ class EmailServiceClient:
 
     def resume(self, job_id: str) -> Job:
         return self._control(job_id, "resume")
+
+    def set_lane(self, job_id: str, lane: str) -> Job:
+        """Move an unfinished job to the ``transactional`` or ``bulk`` lane: its next claims are made in it."""
+        return cast(Job, self._json("POST", f"/api/email/{_segment(job_id)}/lane", json={"lane": lane}))
 
     def retry(self, job_id: str) -> Job:
         """Send again to the failed recipients of a completed job (409 when there is none)."""

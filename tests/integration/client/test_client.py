@@ -280,15 +280,18 @@ def test_account_names_the_keys_account_for_each_of_its_keys(client: EmailServic
 # ---- endpoints and fields the server adds (pause/resume, idempotency, templates, new POST fields)
 
 
-def test_pause_holds_a_job_until_resume(client: EmailServiceClient, slow_relay: SMTPSink):
-    job_id = client.send(addresses(120), "paused")["id"]
+def test_pause_holds_a_job_until_resume_and_a_job_changes_lane(client: EmailServiceClient, slow_relay: SMTPSink):
+    job_id = client.send(addresses(120), "paused", lane="bulk")["id"]
     wait_for(client, job_id, lambda job: job["counts"]["sent"] > 0)
     try:
+        sending = client.set_lane(job_id, "transactional")
+        assert sending["lane"] == "transactional" and sending["queue"]["waiting"] > 0
         assert client.pause(job_id)["status"] == "paused"
         held = wait_for(client, job_id, lambda job: job["counts"]["sending"] == 0)  # in-flight messages finish
         time.sleep(1.0)
         still = client.get_job(job_id)
         assert still["status"] == "paused" and still["counts"]["sent"] == held["counts"]["sent"] < 120
+        assert still["queue"] is None, "a paused job waits for nothing"
         assert client.resume(job_id)["status"] in ("queued", "sending")
         job = client.wait(job_id, poll_interval=0.1, timeout=15)
     finally:
