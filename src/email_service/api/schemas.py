@@ -216,7 +216,8 @@ class QueueView(BaseModel):
     waiting: int = Field(description="Its recipients still to send (pending, deferred, being sent).")
     share: float = Field(
         description="Share of the sending rate its turns get now, from 0 to 1: accounts with work due in its lane "
-        "share it equally, then each account's jobs. 0 while transactional work due comes first."
+        "share it equally, then each account's jobs. 0 while transactional work due comes first, and while "
+        "none of its recipients is due (all being sent, or deferred until a retry)."
     )
     ahead: int = Field(description="Recipients of transactional jobs due now, sent before this bulk job.")
     estimated_seconds: float | None = Field(
