@@ -282,11 +282,11 @@ class Settings(BaseSettings):
     scheduler_metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of the metrics endpoint of `email-service scheduler`; 0 = none."
     )
-    batch_size: int = Field(100, ge=1, le=10_000, description="Recipients sent by one worker task.")
+    batch_size: int = Field(100, ge=1, le=10_000, description="Most recipients one claim of a worker thread takes.")
     lease_seconds: int = Field(
         30,
         ge=2,
-        description="How long a claimed batch stays its worker's without a renewal; the worker renews it "
+        description="How long claimed recipients stay their worker's without a renewal; the worker renews them "
         "every quarter of this while it sends, so a dead worker's recipients go to another within it.",
     )
 

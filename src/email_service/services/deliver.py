@@ -263,18 +263,16 @@ class _BatchRun:
             return True
         domain = recipient.address.rpartition("@")[2]
         started = time.monotonic()
-        if self.prepaid:  # its global slot is reserved (services.pacing): the domain's rate and quotas are left
-            wait = limiter.acquire(domain, LONGEST_INLINE_WAIT, transactional=self.transactional, prepaid=True)
-            if wait <= LONGEST_INLINE_WAIT:
-                self.prepaid -= 1
-            return self._sleep_until_slot(recipient, wait, started)
+        prepaid = self.prepaid > 0  # its global slot is reserved (services.pacing): the domain's rate and quotas left
         horizon = LONGEST_INLINE_WAIT if self.transactional else BULK_RESERVATION_SECONDS
-        wait = limiter.acquire(domain, horizon, transactional=self.transactional)
+        wait = limiter.acquire(domain, horizon, transactional=self.transactional, prepaid=prepaid)
         while horizon < wait <= LONGEST_INLINE_WAIT and not self.services.stopping.is_set():
             # Nothing reserved yet: come back when the slot is near (transactional mail may take it first),
             # at a moment of its own among the bulk threads waiting too.
             self.services.stopping.wait(wait - horizon + self.services.rng.uniform(0, horizon))
-            wait = limiter.acquire(domain, horizon, transactional=self.transactional)
+            wait = limiter.acquire(domain, horizon, transactional=self.transactional, prepaid=prepaid)
+        if prepaid and wait <= horizon:
+            self.prepaid -= 1  # used: what is left of them goes back after the claim
         return self._sleep_until_slot(recipient, wait, started)
 
     def _sleep_until_slot(self, recipient: ClaimedRecipient, wait: float, started: float) -> bool:

@@ -143,11 +143,10 @@ def turn_of(session: Session, job: Job, now: datetime) -> Turn:
     """The job's share of the sending rate and the transactional work before it. Accounts with work due in
     its lane share the rate equally, and its account's share is split among its jobs with work due."""
     due = [active for active in active_jobs(session, now) if active.due]
-    ahead = 0
     if job.lane != Lane.TRANSACTIONAL and any(active.lane == Lane.TRANSACTIONAL for active in due):
-        ahead = due_by_lane(session, now)[Lane.TRANSACTIONAL]
-    if ahead or not any(active.id == job.id for active in due):
-        return Turn(0.0, ahead)
+        return Turn(0.0, due_by_lane(session, now)[Lane.TRANSACTIONAL])  # (a queued one's not counted yet)
+    if not any(active.id == job.id for active in due):
+        return Turn(0.0, 0)
     in_lane = [active for active in due if active.lane == job.lane]
     accounts = {active.account_id for active in in_lane}
     siblings = sum(active.account_id == job.account_id for active in in_lane)
