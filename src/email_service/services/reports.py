@@ -15,7 +15,6 @@ from email_service.storage.models import (
     Bounce,
     Job,
     JobStatus,
-    Lane,
     Recipient,
     RecipientStatus,
     utcnow,
@@ -127,7 +126,7 @@ def queue_overview(services: Services, account: str | None, *, limit: int) -> li
         due_now = scheduling.due_by_lane(session, now)
         waiting = jobs.waiting_by_lane(session)
         order = scheduling.serving_order(active)
-        shares = scheduling.shares(order, due_now[Lane.TRANSACTIONAL])
+        shares = scheduling.shares(order)
         visible = [job for job in active if account is None or job.account_id == account]
         visible_ids = {job.id for job in visible}
         shown = {

@@ -143,27 +143,22 @@ def turn_of(session: Session, job: Job, now: datetime) -> Turn:
     """The job's share of the sending rate and the transactional work before it. Accounts with work due in
     its lane share the rate equally, and its account's share is split among its jobs with work due."""
     due = [active for active in active_jobs(session, now) if active.due]
-    if job.lane != Lane.TRANSACTIONAL and any(active.lane == Lane.TRANSACTIONAL for active in due):
-        return Turn(0.0, due_by_lane(session, now)[Lane.TRANSACTIONAL])  # (a queued one's not counted yet)
-    if not any(active.id == job.id for active in due):
-        return Turn(0.0, 0)
-    in_lane = [active for active in due if active.lane == job.lane]
-    accounts = {active.account_id for active in in_lane}
-    siblings = sum(active.account_id == job.account_id for active in in_lane)
-    return Turn(1 / len(accounts) / siblings, 0)
+    share = shares(due).get(job.id, 0.0)
+    transactional_first = job.lane != Lane.TRANSACTIONAL and any(active.lane == Lane.TRANSACTIONAL for active in due)
+    # (The recipients of a transactional job not started yet are not counted before its first claim.)
+    return Turn(share, due_by_lane(session, now)[Lane.TRANSACTIONAL] if transactional_first else 0)
 
 
-def shares(due: Sequence[ActiveJob], transactional_due: int) -> dict[str, float]:
-    """The share of the sending rate of each job of ``due`` (jobs with work due), as turn_of answers for
-    one job, for all of them at once: accounts with work due in a lane share it equally, and each
-    account's share is split among its jobs; a bulk job gets none while ``transactional_due``
-    recipients of transactional jobs are due."""
+def shares(due: Sequence[ActiveJob]) -> dict[str, float]:
+    """The share of the sending rate of each job of ``due`` (jobs with work due): accounts with work due
+    in a lane share it equally, and each account's share is split among its jobs; a bulk job gets none
+    while a transactional job has work due."""
     accounts: dict[str, set[str | None]] = {}
     siblings: Counter[tuple[str, str | None]] = Counter()
     for job in due:
         accounts.setdefault(job.lane, set()).add(job.account_id)
         siblings[(job.lane, job.account_id)] += 1
-    bulk_waits = bool(transactional_due) and Lane.TRANSACTIONAL in accounts
+    bulk_waits = Lane.TRANSACTIONAL in accounts
     return {
         job.id: 0.0
         if bulk_waits and job.lane != Lane.TRANSACTIONAL

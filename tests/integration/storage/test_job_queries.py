@@ -169,7 +169,7 @@ def test_each_lane_counts_what_waits_and_the_queue_shares_the_rate_as_each_job_i
             now = utcnow()
             with sessions() as session:
                 order = scheduling.serving_order(scheduling.active_jobs(session, now))
-                shares = scheduling.shares(order, scheduling.due_by_lane(session, now)[Lane.TRANSACTIONAL])
+                shares = scheduling.shares(order)
                 for job_id in (urgent, news, theirs, fresh, retried):
                     job = session.get(Job, job_id)
                     assert job is not None
