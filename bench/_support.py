@@ -324,10 +324,16 @@ def _answers(url: str) -> bool:
 
 @contextlib.contextmanager
 def deployment(
-    config: str, kind: str, extra_env: dict[str, str] | None = None, code: Path | None = None
+    config: str,
+    kind: str,
+    extra_env: dict[str, str] | None = None,
+    code: Path | None = None,
+    redis_url: str | None = None,
 ) -> Iterator[Deployment]:
     """A fresh, migrated deployment of ``config`` ("embedded" or "postgres-redis"); removed on exit.
-    ``code``: a checkout of the project whose ``src`` the children run instead of this process's code."""
+    ``code``: a checkout of the project whose ``src`` the children run instead of this process's code.
+    ``redis_url``: a Redis server of the caller's own for "postgres-redis" (one it may stop), instead of
+    the machine's; its keys are left to it (they go with the server)."""
     with contextlib.ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix=f"bench_{kind}_"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
@@ -341,10 +347,11 @@ def deployment(
             env["CELERY_BROKER_URL"] = "filesystem://"
         elif config == "postgres-redis":
             stack.enter_context(_postgres_database(token))
-            stack.enter_context(_redis_namespace(f"{token}:"))
+            if redis_url is None:
+                stack.enter_context(_redis_namespace(f"{token}:"))
             env.update(
                 DATABASE_URL=PG_URL_TEMPLATE.format(name=token),
-                CELERY_BROKER_URL=REDIS_URL,
+                CELERY_BROKER_URL=redis_url or REDIS_URL,
                 CELERY_BROKER_KEY_PREFIX=f"{token}:",
                 CELERY_QUEUE=token,
             )

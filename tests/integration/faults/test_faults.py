@@ -5,6 +5,7 @@ that misbehaves on cue. Lost and duplicated recipients are counted from what the
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import redis
 from tests.support.fake_relay import Behaviour, FakeRelay
 from tests.support.private_redis import PrivateRedis
 from tests.support.servers import REDIS_URL, own_database
-from tests.support.stack import ApiServer, SchedulerProcess, WorkerProcess, relay_env, settings_from
+from tests.support.stack import ApiServer, SchedulerProcess, WorkerProcess, relay_env, settings_from, wait_for
 
 SMTP_CONCURRENCY = 4
 FAST_RETRIES = {
@@ -191,31 +192,72 @@ def test_broker_restarted_empty_loses_nobody(
         job_id = stack.post(200)
         _wait_for_relay(relay, 30)
         broker = redis.Redis.from_url(url)
-        assert broker.llen(env["CELERY_QUEUE"]) > 0, "batches were waiting in the broker"
+        # The one thread serves the job and has woken another, which waits for a free thread.
+        assert broker.llen(env["CELERY_QUEUE"]) == 1, "a wake-up waited in the broker"
         broker.set("restart-marker", 1)
         private_redis.restart_empty()
-        # Emptied: the scheduler may have queued batches again since, but what was there is gone.
+        at_restart = relay.count()
+        # Emptied: the wake-up that waited is gone with the marker.
         assert redis.Redis.from_url(url).get("restart-marker") is None
-        job = stack.api.wait_until_completed(job_id, timeout=120)
+        _wait_for_relay(relay, at_restart + 20, timeout=10)  # sending resumes within seconds
+        job = stack.api.wait_until_completed(job_id, timeout=60)
         assert job["counts"]["sent"] == 200
         _check_nothing_lost(relay, stack.message_ids(job_id), 1)
     finally:
         stack.stop()
 
 
-def test_a_job_whose_start_was_lost_is_started_by_the_scheduler(
+def test_a_redis_outage_mid_job_slows_sending_and_loses_nobody(
+    postgres_url: str, private_redis: PrivateRedis, relay: FakeRelay, tmp_path: Path
+):
+    """Redis is the broker and holds the shared rate (SEND_RATE). While it is down the running claims go on
+    under the process's share of the rate, and new ones are made; a job is accepted; once Redis is back,
+    empty, both jobs are done within seconds, and so is a job posted after. The lease is the default: a
+    claim the outage broke would hold its recipients for 30 s."""
+    relay.behaviour.rtt = 0.01
+    env = _env(postgres_url, private_redis.url, relay, "", SEND_RATE="40", LEASE_SECONDS="30")
+    stack = Stack(env, tmp_path)
+    try:
+        first = stack.post(200)
+        _wait_for_relay(relay, 40)
+        private_redis.stop()
+        stopped = time.monotonic()
+        second = stack.post(20, prefix="during")  # accepted (202) while the broker is down
+        time.sleep(max(0.0, stopped + 2.0 - time.monotonic()))
+        private_redis.start()
+        back = time.monotonic()
+        late_in_the_outage = [at for at in relay.arrival_times() if stopped + 1.0 <= at < back]
+        assert late_in_the_outage, "nothing sent in the outage's last second"
+        for job_id, count in ((first, 200), (second, 20)):
+            job = stack.api.wait_until_completed(job_id, timeout=max(0.0, back + 10 - time.monotonic()))
+            assert job["counts"]["sent"] == count
+        # Once the wake-ups left from the outage are taken, only the API and the scheduler, which both met
+        # the outage, can wake a worker for a new job.
+        broker = redis.Redis.from_url(private_redis.url)
+        wait_for(lambda: broker.llen(env["CELERY_QUEUE"]) == 0, timeout=10)
+        later = stack.post(5, prefix="later")
+        assert stack.api.wait_until_completed(later, timeout=10)["counts"]["sent"] == 5
+        expected = stack.message_ids(first) | stack.message_ids(second) | stack.message_ids(later)
+        _check_nothing_lost(relay, expected, SMTP_CONCURRENCY)  # one message in flight per connection
+    finally:
+        stack.stop()
+
+
+def test_a_job_whose_wake_up_the_broker_lost_is_served_after_the_next_sweep(
     postgres_url: str, private_redis: PrivateRedis, relay: FakeRelay, tmp_path: Path
 ):
     url = private_redis.url
     env = _env(postgres_url, url, relay, "")
-    api = ApiServer(settings_from(env)).start()  # no worker yet: the start task waits in Redis
+    api = ApiServer(settings_from(env)).start()  # no worker yet: the job's wake-up waits in Redis
     try:
         answer = api.post_job({"recipients": ["a@example.com", "b@example.com"], "subject": "s", "content": "c"})
+        assert redis.Redis.from_url(url).llen(env["CELERY_QUEUE"]) == 1
         private_redis.restart_empty()
         stack = Stack(env, tmp_path)
         try:  # followed with the key that sent it: another key's job is not found
             job = api.wait_until_completed(answer.json()["id"], timeout=60)
             assert job["counts"]["sent"] == 2
+            assert re.search(r"[1-9]\d* wake-up\(s\) published", stack.scheduler.log()), "the sweep woke a worker"
         finally:
             stack.stop()
     finally:
