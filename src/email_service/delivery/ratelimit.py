@@ -34,15 +34,17 @@ class SendLimits:
 
 
 class RateLimiter:
-    def __init__(self, limiter: Limiter, limits: SendLimits) -> None:
+    def __init__(self, limiter: Limiter, limits: SendLimits, outage_share: float = 1.0) -> None:
         self._limiter = limiter
         self._limits = limits
+        self._outage_share = outage_share  # of each limit a process counts on while Redis is unreachable
 
     @property
     def global_burst(self) -> int | None:
-        """The most slots of the global rate one reservation may take (None: there is no global rate)."""
+        """The most slots of the global rate one reservation may take (None: there is no global rate): what
+        the bucket holds, also the share of it a process counts on while Redis is unreachable."""
         bucket = self._limits.global_bucket
-        return max(1, int(bucket.burst)) if bucket is not None else None
+        return max(1, int(bucket.burst * self._outage_share)) if bucket is not None else None
 
     def acquire(self, domain: str, max_wait: float, *, transactional: bool = False, prepaid: bool = False) -> float:
         """Reserve the right to send one message to ``domain``: the seconds to wait before sending
@@ -89,4 +91,5 @@ def make_rate_limiter(settings: Settings) -> RateLimiter | None:
     if not limits.any():
         return None
     prefix = f"{settings.celery_broker_key_prefix}ratelimit:"
-    return RateLimiter(make_limiter(settings.rate_limit_redis, prefix, settings.rate_limit_outage_share), limits)
+    share = settings.rate_limit_outage_share if settings.rate_limit_redis else 1.0
+    return RateLimiter(make_limiter(settings.rate_limit_redis, prefix, settings.rate_limit_outage_share), limits, share)

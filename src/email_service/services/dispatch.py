@@ -40,13 +40,13 @@ def serve(services: Services) -> int:
     with services.claim_sizer.serving():
         while not services.stopping.is_set():
             if time.monotonic() - started > LONGEST_SERVICE:
-                wake(services)  # the work goes on in a new task
+                wake_for_new_work(services)  # the work goes on in a new task
                 break
             claim = _next_claim(services, pacer)
             if claim is None:
                 break
             if claim.more_due:
-                wake(services)  # another thread serves the rest meanwhile
+                wake_for_new_work(services)  # another thread serves the rest meanwhile (it is claimed: send it)
             began = time.monotonic()
             deliver.send_claim(services, claim)
             services.claim_sizer.sent(len(claim.recipients), time.monotonic() - began)
@@ -109,8 +109,8 @@ def wake(services: Services, *, top_up: bool = False) -> int:
 
 
 def wake_for_new_work(services: Services) -> None:
-    """Wake a worker for work just committed; when the broker does not answer, the scheduler's next
-    sweep does it (the work is in the database)."""
+    """Wake a worker for work just committed or still due; when the broker does not answer, the scheduler's
+    next sweep does it (the work is in the database)."""
     try:
         wake(services)
     except Exception:  # the broker is down: nothing is lost, the sweep wakes workers once it is back
