@@ -56,8 +56,10 @@ def sqlite_settings(tmp_path: Path) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
+    """A database per test module: the workers of a module's stacks serve every job due in their database
+    (the database schedules), so jobs another module left unfinished must not be in it."""
     with own_database() as url:
         yield url
 

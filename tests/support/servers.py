@@ -4,6 +4,7 @@ that the unit tests need none), a database or key prefix of each test's own, and
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import uuid
@@ -26,19 +27,41 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
+# Migrated databases to copy, by revision: CREATE DATABASE ... TEMPLATE copies one in a fraction of the
+# time the migrations take. Made at the first need, dropped when the test process ends.
+_TEMPLATES: dict[str, str] = {}
+
+
+def _database_url(name: str) -> str:
+    return make_url(POSTGRES_ADMIN).set(drivername="postgresql+psycopg", database=name).render_as_string(False)
+
+
+def _drop(name: str) -> None:
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _template(revision: str) -> str:
+    if revision not in _TEMPLATES:
+        name = f"email_service_test_template_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        atexit.register(_drop, name)
+        upgrade(_database_url(name), revision)
+        _TEMPLATES[revision] = name
+    return _TEMPLATES[revision]
+
+
 @contextlib.contextmanager
 def own_database(revision: str = "head") -> Iterator[str]:
     """A database of our own on the machine's PostgreSQL, migrated to ``revision``, dropped at the end."""
     name = f"email_service_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(POSTGRES_ADMIN).set(drivername="postgresql+psycopg", database=name).render_as_string(False)
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_template(revision)}"')
     try:
-        upgrade(url, revision)
-        yield url
+        yield _database_url(name)
     finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop(name)
 
 
 @contextlib.contextmanager

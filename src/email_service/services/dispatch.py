@@ -20,6 +20,7 @@ import logging
 import time
 
 from email_service.services import Services, deliver
+from email_service.services.completion import finish_if_done
 from email_service.services.deliver import Claim
 from email_service.services.pacing import SlotPacer
 from email_service.storage import scheduling
@@ -80,21 +81,31 @@ def take_next(services: Services, limit: int, *, bulk: bool = True) -> tuple[Cla
     unless ``bulk``): the claim, None when nothing is due, and whether bulk work is due. A queued job
     whose turn comes starts here."""
     settings = services.settings
+    started_empty: list[str] = []  # started with nothing to send (every recipient suppressed at intake)
+    found: tuple[Claim | None, bool] = (None, False)
     with services.sessions.begin() as session:
         now = utcnow()  # after BEGIN, which may have waited for SQLite's write lock
         order = scheduling.serving_order(scheduling.active_jobs(session, now))
         for index, job in enumerate(order):
             if job.lane != Lane.TRANSACTIONAL and not bulk:
-                return None, True
-            if job.status == JobStatus.QUEUED:
+                found = (None, True)
+                break
+            just_started = job.status == JobStatus.QUEUED
+            if just_started:
                 if not scheduling.start(session, job.id, now):
                     continue
                 log.info("job %s started (%s lane)", job.id, job.lane)
             claim = deliver.claim(session, job.id, limit=limit, now=now, lease_seconds=settings.lease_seconds)
-            if claim is not None:
-                claim.more_due = index + 1 < len(order) or len(claim.recipients) + claim.suppressed >= claim.limit
-                return claim, False
-    return None, False
+            if claim is None:
+                if just_started:
+                    started_empty.append(job.id)
+                continue
+            claim.more_due = index + 1 < len(order) or len(claim.recipients) + claim.suppressed >= claim.limit
+            found = (claim, False)
+            break
+    for job_id in started_empty:
+        finish_if_done(services, job_id)
+    return found
 
 
 def wake(services: Services, *, top_up: bool = False) -> int:

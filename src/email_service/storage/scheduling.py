@@ -105,18 +105,22 @@ def claim_due(
         Recipient.status.in_([RecipientStatus.PENDING, RecipientStatus.DEFERRED, RecipientStatus.SENDING]),
         Recipient.lease_until <= now,
     )
+    # Picked once, in a materialized CTE: as a plain IN (subquery) PostgreSQL may run the subquery again
+    # for each row it updates, each run skipping the rows the runs before locked, and claim far more than
+    # ``limit`` (a whole job at once).
     picked = (
         select(Recipient.id)
         .where(Recipient.job_id == job_id, Recipient.lease_until.is_not(None), due)
         .order_by(Recipient.lease_until)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .cte("picked")
+        .prefix_with("MATERIALIZED")
     )
     table = cast(Table, Recipient.__table__)  # Core, not the ORM: the rows come back as ClaimedRecipient
     result = session.execute(
         update(table)
-        .where(table.c.id.in_(picked), due)
+        .where(table.c.id == picked.c.id, due)
         .values(
             status=RecipientStatus.SENDING,
             lease_until=lease_until,

@@ -137,14 +137,14 @@ def test_pause_stops_sending_within_two_seconds_and_a_lane_change_takes_over(lan
     time.sleep(1.5)
     assert lanes.arrived("paused-") == held < 1000, "sent while paused"
 
-    other = lanes.post("charlie", "moved-", 1000, "bulk")
+    other = lanes.post("charlie", "moved-", 2000, "bulk")
     assert lanes.accounts["charlie"].client.post(f"/api/email/{job}/resume").status_code == 200
     lanes.wait_for("moved-", 20)
     moved = lanes.accounts["charlie"].client.post(f"/api/email/{other}/lane", json={"lane": "transactional"})
     assert moved.status_code == 200 and moved.json()["lane"] == "transactional"
     time.sleep(2)
     start = len(lanes.relay.recipient_arrivals())
-    lanes.wait_for("moved-", 1000)
+    lanes.wait_for("moved-", 2000)
     since = Counter(recipient.split("-")[0] for recipient, _ in lanes.relay.recipient_arrivals(start))
     assert since["moved"] >= 0.75 * sum(since.values()), ("the bulk job kept its turns", since)
     lanes.wait_for("paused-", 1000)
