@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis
 
-from tests.support.servers import REDIS_URL, FeatureStack
+from tests.support.servers import FeatureStack
 from tests.support.stack import wait_for
 
 
@@ -22,14 +21,6 @@ def _domain() -> str:
 
 def _job(stack: FeatureStack, job_id: str) -> dict[str, Any]:
     return stack.api.client.get(f"/api/email/{job_id}").json()
-
-
-def _queued_tasks(stack: FeatureStack) -> int:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        return int(client.llen(stack.env["CELERY_BROKER_KEY_PREFIX"] + stack.env["CELERY_QUEUE"]))
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("when", ["PT2S", "in two seconds"])
@@ -46,7 +37,6 @@ def test_a_scheduled_job_waits_in_the_database_then_the_scheduler_starts_it(feat
     job_id = answer.json()["id"]
     job = _job(feature_stack, job_id)
     assert job["status"] == "scheduled" and job["send_at"]
-    assert _queued_tasks(feature_stack) == 0, "no task waits in the broker for a scheduled job"
     time.sleep(1.0)
     assert feature_stack.messages_to(domain) == [] and _job(feature_stack, job_id)["status"] == "scheduled"
     job = feature_stack.api.wait_until_completed(job_id)
