@@ -91,6 +91,7 @@ def _api_routes(w: World) -> list[tuple[str, str, dict[str, object] | None]]:
         ("POST", f"/api/email/{job}/pause", None),
         ("POST", f"/api/email/{job}/resume", None),
         ("POST", f"/api/email/{job}/retry", None),
+        ("POST", f"/api/email/{job}/lane", {"lane": "transactional"}),
         ("POST", f"/api/email/{job}/cancel", None),
         ("GET", f"/api/templates/{name}", None),
         ("GET", f"/api/templates/{name}/versions", None),
