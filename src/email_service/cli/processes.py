@@ -81,7 +81,8 @@ def worker(processes: int | None) -> None:
     count = processes or settings.worker_processes
     folder = share_metrics_directory(settings, "worker")  # before the children start
     serve_metrics(settings.metrics_host, settings.worker_metrics_port)
-    children = [Child(f"worker {i + 1}", ["worker-process"], dict(os.environ)) for i in range(count)]
+    env = dict(os.environ, WORKER_PROCESSES=str(count))  # each knows its host's threads (services.dispatch)
+    children = [Child(f"worker {i + 1}", ["worker-process"], env) for i in range(count)]
     code = supervise(children, on_exit=metrics_export.process_ended)
     metrics_export.remove_directory(folder)
     sys.exit(code)

@@ -100,7 +100,7 @@ def build_services(
         leases=LeaseKeeper(sessions, settings.lease_seconds),
         outcomes=OutcomeWriters(engine, OUTCOME_WRITERS),
         job_statuses=JobStatuses(readers),
-        claim_sizer=ClaimSizer(settings.batch_size),
+        claim_sizer=ClaimSizer(settings.batch_size, settings.smtp_concurrency),
         pacer=pacer,
         stopping=stopping,
         rng=rng,

@@ -8,7 +8,7 @@ from email_service import metrics
 from email_service.errors import Conflict
 from email_service.services import Services
 from email_service.services.completion import finish_if_done
-from email_service.services.dispatch import wake_for_new_work
+from email_service.services.dispatch import claims_for, wake_for_new_work
 from email_service.services.reports import find_job
 from email_service.storage import jobs
 from email_service.storage.models import UNFINISHED_JOB_STATUSES, JobStatus, Lane, RecipientStatus, utcnow
@@ -49,9 +49,9 @@ def resume(services: Services, job_id: str, account: str | None) -> None:
             job.status = JobStatus.SCHEDULED if job.send_at is not None and job.send_at > now else JobStatus.QUEUED
         else:
             job.status = JobStatus.SENDING
-        status = job.status
+        status, total = job.status, job.total
     if status != JobStatus.SCHEDULED:
-        wake_for_new_work(services)
+        wake_for_new_work(services, claims_for(services, total))
     log.info("job %s resumed (%s)", job_id, status)
 
 
@@ -61,7 +61,8 @@ def set_lane(services: Services, job_id: str, account: str | None, lane: Lane) -
         job = find_job(session, job_id, account, for_update=True)
         if job.status not in UNFINISHED_JOB_STATUSES:
             raise Conflict(f"job {job_id} is {job.status}: a finished job has no lane to change")
-        job.lane = lane
+        if job.lane != lane:
+            job.lane, job.served = lane, None  # its place was in the other lane's round: it starts afresh
     log.info("job %s moved to the %s lane", job_id, lane)
 
 
@@ -75,6 +76,6 @@ def retry_failed(services: Services, job_id: str, account: str | None) -> int:
         count = jobs.retry_failed(session, job_id, now)
         if not count:
             raise Conflict(f"job {job_id} is {status}: only a completed job with failed recipients can be retried")
-    wake_for_new_work(services)
+    wake_for_new_work(services, claims_for(services, count))
     log.info("job %s: %d failed recipient(s) queued again", job_id, count)
     return count

@@ -63,7 +63,7 @@ class Claim:
     attachments: tuple[AttachmentFile, ...]
     suppressed: int  # claimed rows that ended suppressed instead
     limit: int  # how many the claim asked for
-    more_due: bool = False  # the job, or another, had more due when it was made (services.dispatch)
+    claims_left: int = 0  # further claims of its size due when it was made, of its job or others (services.dispatch)
     prepaid: int = 0  # slots of the global rate reserved for it before it was made (services.pacing)
 
 

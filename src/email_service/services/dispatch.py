@@ -5,10 +5,11 @@ turn it is (storage.scheduling: transactional before bulk, then accounts and the
 them, and claims again. Which work goes next is thus decided at each claim, over the state every
 process shares, so precedence, pause and cancel act at the next claim, on any number of hosts.
 
-The broker carries only wake-ups, and never more than a worker process's threads of them waiting: a
-thread that claims work while more is due wakes another; the intake wakes one for a new job; the
-scheduler's sweep tops them up when work is due (deferred rows whose retry time came, rows given
-back, the rows of a dead worker) or the broker lost them (restarted empty).
+The broker carries only wake-ups, and never more than a worker host's threads of them waiting. The
+intake wakes one for a new job; the thread whose claim starts a job wakes as many as the job's size
+needs; a claim made while another job has work due wakes one; the scheduler's sweep tops them up when
+work is due (deferred rows whose retry time came, rows given back, the rows of a dead worker) or the
+broker lost them (restarted empty).
 
 Claims are sized (services.claim_sizes) so that some thread of a process frees up every tenth of a
 second whatever the relay's pace: a transactional message waits no longer than that behind bulk work.
@@ -17,8 +18,10 @@ second whatever the relay's pace: a transactional message waits no longer than t
 from __future__ import annotations
 
 import logging
+import math
 import time
 
+from email_service.config import Settings
 from email_service.services import Services, deliver
 from email_service.services.completion import finish_if_done
 from email_service.services.deliver import Claim
@@ -38,20 +41,19 @@ def serve(services: Services) -> int:
     claims were sent. What a wake-up task does."""
     started, served = time.monotonic(), 0
     pacer = services.pacer
-    with services.claim_sizer.serving():
-        while not services.stopping.is_set():
-            if time.monotonic() - started > LONGEST_SERVICE:
-                wake_for_new_work(services)  # the work goes on in a new task
-                break
-            claim = _next_claim(services, pacer)
-            if claim is None:
-                break
-            if claim.more_due:
-                wake_for_new_work(services)  # another thread serves the rest meanwhile (it is claimed: send it)
-            began = time.monotonic()
-            deliver.send_claim(services, claim)
-            services.claim_sizer.sent(len(claim.recipients), time.monotonic() - began)
-            served += 1
+    while not services.stopping.is_set():
+        if time.monotonic() - started > LONGEST_SERVICE:
+            wake_for_new_work(services)  # the work goes on in a new task
+            break
+        claim = _next_claim(services, pacer)
+        if claim is None:
+            break
+        if claim.claims_left:  # other threads serve the rest meanwhile (this claim is made: send it)
+            wake_for_new_work(services, claim.claims_left)
+        began = time.monotonic()
+        deliver.send_claim(services, claim)
+        services.claim_sizer.sent(len(claim.recipients), time.monotonic() - began)
+        served += 1
     return served
 
 
@@ -79,14 +81,15 @@ def _next_claim(services: Services, pacer: SlotPacer | None) -> Claim | None:
 def take_next(services: Services, limit: int, *, bulk: bool = True) -> tuple[Claim | None, bool]:
     """Claim up to ``limit`` due recipients of the job whose turn it is (only of a transactional job
     unless ``bulk``): the claim, None when nothing is due, and whether bulk work is due. A queued job
-    whose turn comes starts here."""
+    whose turn comes starts here. The job then moves on in its lane's round by what was claimed."""
     settings = services.settings
     started_empty: list[str] = []  # started with nothing to send (every recipient suppressed at intake)
     found: tuple[Claim | None, bool] = (None, False)
+    turn: tuple[str, int, int] | None = None  # the job claimed from, where it counts from, how many it sends
     with services.sessions.begin() as session:
         now = utcnow()  # after BEGIN, which may have waited for SQLite's write lock
-        order = scheduling.serving_order(scheduling.active_jobs(session, now))
-        for index, job in enumerate(order):
+        order = scheduling.serving_order(scheduling.active_jobs(session, now), largest_claim=settings.batch_size)
+        for index, job in enumerate(order.jobs):
             if job.lane != Lane.TRANSACTIONAL and not bulk:
                 found = (None, True)
                 break
@@ -100,30 +103,58 @@ def take_next(services: Services, limit: int, *, bulk: bool = True) -> tuple[Cla
                 if just_started:
                     started_empty.append(job.id)
                 continue
-            claim.more_due = index + 1 < len(order) or len(claim.recipients) + claim.suppressed >= claim.limit
+            claim.claims_left = _claims_left(claim, just_started) + (index + 1 < len(order.jobs))
             found = (claim, False)
+            if any(other.lane == job.lane and other.id != job.id for other in order.jobs):
+                turn = (job.id, order.served_from(job), len(claim.recipients))
             break
+    if turn is not None:
+        # Committed apart from the claim: a claim locks no job row once it holds recipients' rows (cancel
+        # locks them in the other order). A job alone in its lane takes no turns (it has no one to take
+        # them with), so the threads sending a big job do not all queue for its row.
+        with services.sessions.begin() as session:
+            scheduling.move_on(session, *turn)
     for job_id in started_empty:
         finish_if_done(services, job_id)
     return found
 
 
-def wake(services: Services, *, top_up: bool = False) -> int:
-    """Publish a wake-up (with ``top_up``, as many as missing) while fewer than a worker process's threads
-    wait in the broker: how many were published. One question to the broker when enough wait."""
+def _claims_left(claim: Claim, first: bool) -> int:
+    """Claims of the same size still due in a job that has just started, as its size says: the threads its
+    first claim wakes (woken threads go on claiming while work is due, and the sweep tops wake-ups up, so
+    later claims wake no one, and the end of a job wakes no thread for nothing)."""
+    taken = len(claim.recipients) + claim.suppressed
+    if not first or taken < claim.limit:
+        return 0
+    return math.ceil(max(claim.job.total - taken, 0) / claim.limit)
+
+
+def claims_for(services: Services, recipients: int) -> int:
+    """How many claims (threads to wake) ``recipients`` due at once make, at the process's claim size."""
+    return max(1, math.ceil(recipients / services.claim_sizer.size()))
+
+
+def worker_threads(settings: Settings) -> int:
+    """The sending threads of a worker host: at most this many wake-ups wait in the broker."""
+    return settings.smtp_concurrency * settings.worker_processes
+
+
+def wake(services: Services, wanted: int = 1) -> int:
+    """Publish up to ``wanted`` wake-ups while fewer than a worker host's threads wait in the broker: how
+    many were published. One question to the broker when enough wait."""
     assert services.queue is not None, "work is woken where a task queue is configured"
-    missing = max(0, services.settings.smtp_concurrency - services.queue.waiting())
-    count = missing if top_up else min(missing, 1)
+    missing = max(0, worker_threads(services.settings) - services.queue.waiting())
+    count = min(missing, wanted)
     for _ in range(count):
         services.queue.wake()
     return count
 
 
-def wake_for_new_work(services: Services) -> None:
-    """Wake a worker for work just committed or still due; when the broker does not answer, the scheduler's
-    next sweep does it (the work is in the database)."""
+def wake_for_new_work(services: Services, wanted: int = 1) -> None:
+    """Wake ``wanted`` workers for work just committed or still due; when the broker does not answer, the
+    scheduler's next sweep does it (the work is in the database)."""
     try:
-        wake(services)
+        wake(services, wanted)
     except Exception:  # the broker is down: nothing is lost, the sweep wakes workers once it is back
         log.warning("no wake-up published (broker unreachable): the next sweep wakes the workers", exc_info=True)
 

@@ -125,7 +125,7 @@ def queue_overview(services: Services, account: str | None, *, limit: int) -> li
         active = scheduling.active_jobs(session, now)
         due_now = scheduling.due_by_lane(session, now)
         waiting = jobs.waiting_by_lane(session)
-        order = scheduling.serving_order(active)
+        order = scheduling.serving_order(active, largest_claim=services.settings.batch_size).jobs
         shares = scheduling.shares(order)
         visible = [job for job in active if account is None or job.account_id == account]
         visible_ids = {job.id for job in visible}

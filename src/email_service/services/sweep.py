@@ -53,7 +53,7 @@ def sweep(services: Services) -> SweepReport:
             finished += 1
     for job_id in with_events:
         services.queue.deliver_events(job_id)
-    wake_ups = dispatch.wake(services, top_up=True) if dispatch.due_now(services) else 0
+    wake_ups = dispatch.wake(services, dispatch.worker_threads(services.settings)) if dispatch.due_now(services) else 0
     report = SweepReport(len(due), wake_ups, finished, len(with_events))
     if any(vars(report).values()):
         log.info(

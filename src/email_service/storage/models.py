@@ -197,9 +197,9 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lane: Mapped[str] = mapped_column(String(16), default=Lane.BULK)  # Lane
-    # When a worker last took recipients of the job: the least recently served job goes next (see
-    # storage.scheduling), so jobs and accounts take turns.
-    served_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The job's place in its lane's round, counted in recipients claimed (storage.scheduling): the
+    # account and the job furthest behind go next; null until its first claim.
+    served: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SuppressionReason(enum.StrEnum):

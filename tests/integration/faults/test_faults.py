@@ -192,12 +192,13 @@ def test_broker_restarted_empty_loses_nobody(
         job_id = stack.post(200)
         _wait_for_relay(relay, 30)
         broker = redis.Redis.from_url(url)
-        # The one thread serves the job and has woken another, which waits for a free thread.
-        assert broker.llen(env["CELERY_QUEUE"]) == 1, "a wake-up waited in the broker"
+        # The one thread serves the job and has woken others (as many as a host's threads), which wait for a
+        # free thread.
+        assert broker.llen(env["CELERY_QUEUE"]) >= 1, "wake-ups waited in the broker"
         broker.set("restart-marker", 1)
         private_redis.restart_empty()
         at_restart = relay.count()
-        # Emptied: the wake-up that waited is gone with the marker.
+        # Emptied: the wake-ups that waited are gone with the marker.
         assert redis.Redis.from_url(url).get("restart-marker") is None
         _wait_for_relay(relay, at_restart + 20, timeout=10)  # sending resumes within seconds
         job = stack.api.wait_until_completed(job_id, timeout=60)

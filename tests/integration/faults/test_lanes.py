@@ -152,8 +152,9 @@ def test_pause_stops_sending_within_two_seconds_and_a_lane_change_takes_over(lan
 
 
 def test_the_broker_holds_no_more_wake_ups_than_a_worker_s_threads(lanes: Lanes):
-    """Run last: the sampler has watched the queue through every test before. A process's threads' worth,
-    and as many again for wake-ups published at the same moment by threads that each saw room."""
+    """Run last: the sampler has watched the queue through every test before. A host's threads' worth (each
+    worker here is a host of one process), and as many again for wake-ups published at the same moment by
+    threads that each saw room."""
     assert 0 < lanes.longest_queue <= 2 * THREADS
     for worker in lanes.workers:
         assert "email_service.wake" in worker.log(), "both worker processes took work"

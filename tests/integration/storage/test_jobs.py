@@ -91,6 +91,64 @@ def test_concurrent_claims_of_one_job_never_overlap(sessions: sessionmaker[Sessi
     assert sorted(claimed) == list(range(200))
 
 
+def test_a_cancel_during_a_claim_waits_for_it_and_ends_the_rest(postgres_url: str):
+    """Cancel locks the job's row, then its recipients'; a claim locks recipients' rows and moves the job on
+    in its round only once committed: the cancel waits for the claim (no deadlock), what was claimed stays
+    the claimer's to send, the rest ends cancelled."""
+    engine = make_engine(postgres_url)
+    sessions = make_session_factory(engine)
+    job_id = _new_job(sessions, 10)
+    now = utcnow()
+    with sessions.begin() as session:
+        assert scheduling.start(session, job_id, now)
+    cancelling = threading.Event()
+
+    def cancel() -> int | None:
+        cancelling.set()
+        with sessions.begin() as session:
+            return jobs.cancel_job(session, job_id, utcnow())
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            with sessions.begin() as claimer:
+                claimed = scheduling.claim_due(
+                    claimer, job_id, limit=4, now=now, lease_until=now + timedelta(minutes=1)
+                )
+                cancelled = pool.submit(cancel)
+                cancelling.wait()
+                time.sleep(0.2)  # the cancel waits for the claimed rows
+                assert not cancelled.done()
+            with sessions.begin() as session:
+                scheduling.move_on(session, job_id, 0, len(claimed))
+            assert cancelled.result(timeout=10) == 6
+        with sessions() as session:
+            counts = jobs.count_by_status(session, [job_id])[job_id]
+            assert session.get(Job, job_id).served == 4  # type: ignore[union-attr]
+        assert {status: count for status, count in counts.items() if count} == {"sending": 4, "cancelled": 6}
+    finally:
+        engine.dispose()
+
+
+def test_claims_made_at_once_all_move_the_job_on(sessions: sessionmaker[Session]):
+    job_id = _new_job(sessions, 1)
+
+    def served() -> int | None:
+        with sessions() as session:
+            return session.scalar(select(Job.served).where(Job.id == job_id))
+
+    assert served() is None
+    with sessions.begin() as session:
+        scheduling.move_on(session, job_id, 500, 10)  # its account's place was 500
+    assert served() == 510
+    for _ in range(3):  # three threads read the same place, 500, and each claimed 10
+        with sessions.begin() as session:
+            scheduling.move_on(session, job_id, 500, 10)
+    assert served() == 540
+    with sessions.begin() as session:
+        scheduling.move_on(session, job_id, 1000, 5)  # its account moved further meanwhile
+    assert served() == 1005
+
+
 def test_an_expired_lease_can_be_claimed_again_and_a_live_one_cannot(sessions: sessionmaker[Session]):
     job_id = _new_job(sessions, 3)
     now = utcnow()

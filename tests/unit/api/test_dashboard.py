@@ -69,10 +69,10 @@ def job_of(
 
 
 def waiting_job(
-    services: Services, account: str, recipients: int, lane: Lane, *, started: bool, served_ago: float | None = None
+    services: Services, account: str, recipients: int, lane: Lane, *, started: bool, served: int | None = None
 ) -> str:
     """A job that waits in ``lane`` (the services' queue must run nothing): queued, or ``started`` as a worker's
-    first claim starts it, last served ``served_ago`` seconds ago."""
+    first claim starts it, at place ``served`` in its lane's round."""
     addresses = [f"r{index}@example.com" for index in range(recipients)]
     job_id = intake.accept_job(
         services, intake.JobRequest(recipients=addresses, subject=f"{lane} job", lane=lane), account=account
@@ -81,8 +81,8 @@ def waiting_job(
     with services.sessions.begin() as session:
         if started:
             assert scheduling.start(session, job_id, now)
-        if served_ago is not None:
-            session.execute(update(Job).where(Job.id == job_id).values(served_at=now - timedelta(seconds=served_ago)))
+        if served is not None:
+            session.execute(update(Job).where(Job.id == job_id).values(served=served))
     return job_id
 
 
@@ -513,15 +513,15 @@ def test_the_queue_lists_the_jobs_in_serving_order_and_an_account_sees_only_its_
     services.queue = RecordingQueue()  # no worker: the jobs wait
     alpha, beta = keys["alpha"][0], keys["beta"][0]
     urgent = waiting_job(services, alpha, 2, Lane.TRANSACTIONAL, started=True)
-    alpha_news = waiting_job(services, alpha, 3, Lane.BULK, started=True, served_ago=10)
-    beta_news = waiting_job(services, beta, 3, Lane.BULK, started=True, served_ago=60)
+    alpha_news = waiting_job(services, alpha, 3, Lane.BULK, started=True, served=300)
+    beta_news = waiting_job(services, beta, 3, Lane.BULK, started=True, served=100)
     alpha_new = waiting_job(services, alpha, 4, Lane.BULK, started=False)  # queued: starts at its turn
     _, admin_key, _ = auth.create_key(services.sessions, services.settings, "ops", account="alpha", role="admin")
     sign_in(client, admin_key)
     page = client.get("/dashboard/queue").text
     assert 'aria-current="page">Queue<' in page
     assert rows_of(page, "transactional") == [urgent]
-    # Beta was served longest ago, then alpha's turn: its job never served first.
+    # Beta is behind in the round, then alpha's turn: its job never served first.
     assert rows_of(page, "bulk") == [beta_news, alpha_new, alpha_news]
     assert 'data-due="transactional">2<' in page and 'data-due="bulk">6<' in page  # a queued job has none due
     assert 'data-to-send="bulk">10<' in page  # the queued job's 4 included

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,86 +13,104 @@ from hypothesis import strategies as st
 from email_service.services import accounts, intake
 from email_service.services.claim_sizes import CLAIM_TURN, FIRST_CLAIM, ClaimSizer
 from email_service.storage.models import Lane
-from email_service.storage.scheduling import ActiveJob, serving_order
+from email_service.storage.scheduling import LEAD_CLAIMS, ActiveJob, serving_order
 from tests.support.inline import inline_services
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+CLAIM = 100  # BATCH_SIZE, the default: the largest claim
+LEAD = LEAD_CLAIMS * CLAIM  # how far behind the others an account may count
 
 
-def _job(job_id: str, account: str | None, lane: Lane, served: float | None, *, due: bool = True) -> ActiveJob:
-    served_at = T0 + timedelta(seconds=served) if served is not None else None
-    return ActiveJob(job_id, account, lane, "sending", served_at, T0, due)
+def _job(job_id: str, account: str | None, lane: Lane, served: int | None, *, due: bool = True) -> ActiveJob:
+    return ActiveJob(job_id, account, lane, "sending", served, T0, due)
 
 
 def test_transactional_jobs_go_first_then_accounts_then_their_jobs_in_turn():
     jobs = [
-        _job("a-old", "a", Lane.BULK, 1),
-        _job("a-new", "a", Lane.BULK, None),  # never served, but its account was served last
-        _job("b", "b", Lane.BULK, 2),
-        _job("c-reset", "c", Lane.TRANSACTIONAL, 9),
+        _job("a-old", "a", Lane.BULK, 1000),
+        _job("a-new", "a", Lane.BULK, None),  # never served, but its account's place is a-old's
+        _job("b", "b", Lane.BULK, 1100),
+        _job("c-reset", "c", Lane.TRANSACTIONAL, 900),
         _job("d-idle", "d", Lane.BULK, 0, due=False),  # nothing due: not served
     ]
-    # a's last turn (1 s) is older than b's (2 s); of a's jobs, the one never served goes first.
-    assert [job.id for job in serving_order(jobs)] == ["c-reset", "a-new", "a-old", "b"]
+    order = serving_order(jobs, largest_claim=CLAIM)
+    assert [job.id for job in order.jobs] == ["c-reset", "a-new", "a-old", "b"]
+    assert order.served_from(jobs[1]) == 1000, "a claim of a-new counts from its account's place"
+
+
+def _serve(jobs: dict[str, ActiveJob], size: int) -> ActiveJob:
+    """One claim of ``size`` recipients, as a worker makes it: the first job of the order moves on."""
+    order = serving_order(list(jobs.values()), largest_claim=CLAIM)
+    first = order.jobs[0]
+    jobs[first.id] = replace(first, served=order.served_from(first) + size)
+    return first
 
 
 lanes = st.sampled_from(list(Lane))
 accounts_ = st.sampled_from(["a", "b", "c", None])
-served = st.one_of(st.none(), st.floats(0, 100))
+places = st.one_of(st.none(), st.integers(0, 10_000))
 
 
-@given(st.lists(st.tuples(accounts_, lanes, served, st.booleans()), min_size=1, max_size=12))
-def test_the_serving_order_is_by_lane_then_account_turn_then_job_turn(rows: list[tuple]):
-    jobs = [_job(f"j{i}", account, lane, when, due=due) for i, (account, lane, when, due) in enumerate(rows)]
-    order = serving_order(jobs)
+@given(st.lists(st.tuples(accounts_, lanes, places, st.booleans()), min_size=1, max_size=12))
+def test_the_order_serves_every_job_due_and_transactional_ones_first(rows: list[tuple]):
+    jobs = [_job(f"j{i}", account, lane, served, due=due) for i, (account, lane, served, due) in enumerate(rows)]
+    order = serving_order(jobs, largest_claim=CLAIM).jobs
     assert {job.id for job in order} == {job.id for job in jobs if job.due}
     ranks = [0 if job.lane == Lane.TRANSACTIONAL else 1 for job in order]
     assert ranks == sorted(ranks), "no bulk job before a transactional one"
 
-    def account_turn(job: ActiveJob) -> datetime:
-        mine = [
-            j.served_at or datetime.min.replace(tzinfo=UTC)
-            for j in jobs
-            if (j.lane, j.account_id) == (job.lane, job.account_id)
-        ]
-        return max(mine)
 
-    for first, second in itertools.pairwise(order):
-        if first.lane == second.lane:
-            assert account_turn(first) <= account_turn(second), "an account served more recently went first"
-
-
-@given(st.lists(st.integers(1, 50), min_size=3, max_size=3), st.integers(1, 40))
-def test_an_account_splitting_its_send_into_jobs_gains_no_turn(job_counts: list[int], rounds: int):
-    """Serve by turns, one claim per turn: each account gets a third of the turns (one more at most)."""
+@given(
+    st.lists(st.integers(1, 30), min_size=3, max_size=3),
+    st.lists(st.integers(1, CLAIM), min_size=30, max_size=300),
+    st.lists(places, min_size=3, max_size=3),
+)
+def test_accounts_get_equal_recipients_whatever_their_jobs_claim_sizes_and_past(
+    job_counts: list[int], sizes: list[int], pasts: list[int | None]
+):
+    """Claims of any size, accounts split into any number of jobs, each starting anywhere in the round
+    (new, or served far ahead or behind while the others waited): every account's recipients stay within
+    the lead and a claim of the others'."""
     jobs = {
-        f"{account}{i}": _job(f"{account}{i}", account, Lane.TRANSACTIONAL, None)
-        for account, count in zip("abc", job_counts, strict=True)
+        f"{account}{i}": _job(f"{account}{i}", account, Lane.TRANSACTIONAL, past)
+        for account, count, past in zip("abc", job_counts, pasts, strict=True)
         for i in range(count)
     }
-    turns = {"a": 0, "b": 0, "c": 0}
-    for tick in range(3 * rounds):
-        first = serving_order(list(jobs.values()))[0]
-        turns[first.account_id] += 1
-        jobs[first.id] = _job(first.id, first.account_id, first.lane, tick)
-    assert max(turns.values()) - min(turns.values()) <= 1, turns
+    sent = {"a": 0, "b": 0, "c": 0}
+    for size in sizes:
+        sent[_serve(jobs, size).account_id] += size  # type: ignore[index]
+    assert max(sent.values()) - min(sent.values()) <= LEAD + CLAIM, sent
+
+
+@given(st.integers(1, 2_000), st.lists(st.integers(1, CLAIM), min_size=20, max_size=200))
+def test_an_account_new_to_the_lane_goes_first_then_shares_equally(head_start: int, sizes: list[int]):
+    """However long one account was served alone, a newcomer is served at once and then alternates:
+    it is first for the lead at most, then they take turns."""
+    jobs = {"big": _job("big", "a", Lane.BULK, None)}
+    for _ in range(head_start):
+        _serve(jobs, CLAIM)
+    jobs["small"] = _job("small", "b", Lane.BULK, None)
+    assert _serve(jobs, sizes[0]).id == "small"
+    sent = {"a": 0, "b": sizes[0]}
+    for size in sizes[1:]:
+        sent[_serve(jobs, size).account_id] += size  # type: ignore[index]
+    assert abs(sent["a"] - sent["b"]) <= LEAD + CLAIM, sent
 
 
 def test_claims_are_sized_to_free_a_thread_every_turn_and_grow_at_most_twice():
-    sizer = ClaimSizer(most=100)
+    sizer = ClaimSizer(most=100, threads=2)  # a claim should last 2 turns
     assert sizer.size() == FIRST_CLAIM
-    with sizer.serving(), sizer.serving():  # two threads busy: a claim should last 2 turns
-        sizer.sent(10, seconds=0.01)  # far faster than wanted: doubles at most
-        assert sizer.size() == 20
-        sizer.sent(20, seconds=0.02)
-        assert sizer.size() == 40
-        sizer.sent(40, seconds=4 * CLAIM_TURN)  # twice too slow: halves
-        assert sizer.size() == 20
-        for _ in range(10):
-            sizer.sent(sizer.size(), seconds=0.0001)
-        assert sizer.size() == 100, "never above BATCH_SIZE"
-        sizer.sent(100, seconds=600)
-        assert sizer.size() == 1, "at least one"
+    sizer.sent(10, seconds=0.01)  # far faster than wanted: doubles at most
+    assert sizer.size() == 20
+    sizer.sent(20, seconds=0.02)
+    assert sizer.size() == 40
+    sizer.sent(40, seconds=4 * CLAIM_TURN)  # twice too slow: halves
+    assert sizer.size() == 20
+    for _ in range(10):
+        sizer.sent(sizer.size(), seconds=0.0001)
+    assert sizer.size() == 100, "never above BATCH_SIZE"
+    sizer.sent(100, seconds=600)
+    assert sizer.size() == 1, "at least one"
 
 
 @pytest.mark.parametrize(

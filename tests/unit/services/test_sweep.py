@@ -23,7 +23,7 @@ THREADS = 3
 
 @pytest.fixture
 def services(tmp_path: Path) -> Services:
-    settings = Settings(data_dir=tmp_path, batch_size=10, smtp_concurrency=THREADS)
+    settings = Settings(data_dir=tmp_path, batch_size=10, smtp_concurrency=THREADS, worker_processes=1)
     upgrade(settings.database_url)
     built = build_services(settings)
     built.queue = RecordingQueue()
@@ -69,7 +69,7 @@ def test_no_worker_is_woken_while_nothing_is_due(services: Services):
     assert services.queue.wake_ups == 0
 
 
-def test_due_work_tops_the_wake_ups_up_to_a_process_s_threads_and_no_more(services: Services):
+def test_due_work_tops_the_wake_ups_up_to_a_host_s_threads_and_no_more(services: Services):
     _job(services, 25, started=False)  # accepted while the broker was down: no wake-up was published
     assert sweep(services).wake_ups == THREADS
     assert sweep(services).wake_ups == 0, "the first ones still wait in the broker"

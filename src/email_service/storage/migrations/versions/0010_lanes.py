@@ -1,5 +1,5 @@
-"""Lanes and turns: each job waits in the transactional or the bulk lane, and records when a worker last
-served it; an account may name the lane of its jobs.
+"""Lanes and turns: each job waits in the transactional or the bulk lane, and records its place in its
+lane's round (recipients counted as claims take them); an account may name the lane of its jobs.
 
 The workers now pick their work from the database instead of the broker handing them every batch: a
 row still to send is due when its lease_until has passed, so pending rows of running jobs, which held
@@ -26,7 +26,7 @@ _TO_SEND = sa.text("lease_until IS NOT NULL")
 
 def upgrade() -> None:
     op.add_column("jobs", sa.Column("lane", sa.String(length=16), nullable=False, server_default="bulk"))
-    op.add_column("jobs", sa.Column("served_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("jobs", sa.Column("served", sa.BigInteger(), nullable=True))
     op.add_column("accounts", sa.Column("lane", sa.String(length=16), nullable=True))
     op.drop_index("ix_recipients_job_unfinished", table_name="recipients")
     op.create_index(
@@ -49,5 +49,5 @@ def downgrade() -> None:
         "ix_recipients_job_unfinished", "recipients", ["job_id"], postgresql_where=_TO_SEND, sqlite_where=_TO_SEND
     )
     op.drop_column("accounts", "lane")
-    op.drop_column("jobs", "served_at")
+    op.drop_column("jobs", "served")
     op.drop_column("jobs", "lane")
