@@ -86,9 +86,12 @@ def take_next(services: Services, limit: int, *, bulk: bool = True) -> tuple[Cla
     started_empty: list[str] = []  # started with nothing to send (every recipient suppressed at intake)
     found: tuple[Claim | None, bool] = (None, False)
     turn: tuple[str, int, int] | None = None  # the job claimed from, where it counts from, how many it sends
+    with services.readers() as reader:  # no write transaction, nor SQLite's write lock, when nothing is due
+        order = scheduling.serving_order(scheduling.active_jobs(reader, utcnow()), largest_claim=settings.batch_size)
+    if not order.jobs or (not bulk and order.jobs[0].lane != Lane.TRANSACTIONAL):
+        return None, bool(order.jobs)
     with services.sessions.begin() as session:
         now = utcnow()  # after BEGIN, which may have waited for SQLite's write lock
-        order = scheduling.serving_order(scheduling.active_jobs(session, now), largest_claim=settings.batch_size)
         for index, job in enumerate(order.jobs):
             if job.lane != Lane.TRANSACTIONAL and not bulk:
                 found = (None, True)

@@ -16,9 +16,8 @@ instead of being sent everything until it has caught up.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from operator import attrgetter
@@ -164,36 +163,31 @@ def claim_due(
         .prefix_with("MATERIALIZED")
     )
     table = cast(Table, Recipient.__table__)  # Core, not the ORM: the rows come back as ClaimedRecipient
-    with _in_index_order(session):
-        result = session.execute(
-            update(table)
-            .where(table.c.id == picked.c.id, due)
-            .values(
-                status=RecipientStatus.SENDING,
-                lease_until=lease_until,
-                attempts=table.c.attempts + 1,
-                updated_at=now,
-            )
-            .returning(*(table.c[field.name] for field in fields(ClaimedRecipient)))
+    _read_in_index_order(session)
+    result = session.execute(
+        update(table)
+        .where(table.c.id == picked.c.id, due)
+        .values(
+            status=RecipientStatus.SENDING,
+            lease_until=lease_until,
+            attempts=table.c.attempts + 1,
+            updated_at=now,
         )
-        claimed = [ClaimedRecipient(*row) for row in result]
-    return sorted(claimed, key=attrgetter("position"))
+        .returning(*(table.c[field.name] for field in fields(ClaimedRecipient)))
+    )
+    return sorted((ClaimedRecipient(*row) for row in result), key=attrgetter("position"))
 
 
-@contextlib.contextmanager
-def _in_index_order(session: Session) -> Iterator[None]:
-    """Run the block with PostgreSQL's sorts disabled, for a claim to read its rows in the index's order.
+def _read_in_index_order(session: Session) -> None:
+    """Disable PostgreSQL's sorts for the rest of the transaction, for a claim to read its rows in the
+    index's order (the claim's other queries read a few rows by key: no plan of theirs sorts).
 
     A job's id is in no table statistics until the next ANALYZE, so for a job just accepted PostgreSQL
     estimates a handful of due rows, and picks by reading and sorting all of them (60 ms a claim for a
     job of 200,000) instead of reading the first ``limit`` of its (job_id, lease_until) index (0.1 ms).
     """
-    if session.get_bind().dialect.name != "postgresql":
-        yield
-        return
-    session.execute(text("SET LOCAL enable_sort = off"))
-    yield  # (if the block fails, the transaction rolls back, and the setting with it)
-    session.execute(text("SET LOCAL enable_sort = on"))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL enable_sort = off"))
 
 
 @dataclass(frozen=True)
