@@ -111,12 +111,8 @@ def take_next(services: Services, limit: int, *, bulk: bool = True) -> tuple[Cla
             if any(other.lane == job.lane and other.id != job.id for other in order.jobs):
                 turn = (job.id, order.served_from(job), len(claim.recipients))
             break
-    if turn is not None:
-        # Committed apart from the claim: a claim locks no job row once it holds recipients' rows (cancel
-        # locks them in the other order). A job alone in its lane takes no turns (it has no one to take
-        # them with), so the threads sending a big job do not all queue for its row.
-        with services.sessions.begin() as session:
-            scheduling.move_on(session, *turn)
+    if turn is not None:  # a job alone in its lane has no one to take turns with: its threads skip this
+        scheduling.move_on(services.engine, *turn)
     for job_id in started_empty:
         finish_if_done(services, job_id)
     return found

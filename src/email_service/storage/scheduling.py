@@ -23,7 +23,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import cast
 
-from sqlalchemy import Table, and_, case, exists, func, or_, select, text, update
+from sqlalchemy import Engine, Table, and_, case, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from email_service.storage.models import ClaimedRecipient, Job, JobStatus, Lane, Recipient, RecipientStatus
@@ -83,10 +83,13 @@ class ServingOrder:
 
 
 def serving_order(jobs: Sequence[ActiveJob], *, largest_claim: int) -> ServingOrder:
-    """Order the jobs with work due: by lane, then their account's place, then their own (never served
+    """Order the jobs with work due: by lane, then their account's place, then their own (a job not started
     first). An account's place is its furthest job's, raised to LEAD_CLAIMS largest claims behind the
-    account furthest ahead among those with work due in its lane."""
+    account furthest ahead among those with work due in its lane. An account whose jobs were sent only while
+    alone in their lane has no place (no one to take turns with: see services.dispatch): it counts as level
+    with the account furthest ahead."""
     furthest: dict[tuple[str, str | None], int] = {}  # accounts with work due -> their furthest job's place
+    served_alone: set[tuple[str, str | None]] = set()
     for job in jobs:
         key = (job.lane, job.account_id)
         if job.due:
@@ -95,26 +98,42 @@ def serving_order(jobs: Sequence[ActiveJob], *, largest_claim: int) -> ServingOr
         key = (job.lane, job.account_id)
         if key in furthest and job.served is not None:
             furthest[key] = max(furthest[key], job.served)
+        elif key in furthest and job.status == JobStatus.SENDING:
+            served_alone.add(key)
     ahead: dict[str, int] = {}  # lane -> the place of its account furthest ahead (0: none served yet)
     for (lane, _), place in furthest.items():
         ahead[lane] = max(ahead.get(lane, 0), place)
     lowest = {lane: max(0, place - LEAD_CLAIMS * largest_claim) for lane, place in ahead.items()}
-    places = {(lane, account): max(place, lowest[lane]) for (lane, account), place in furthest.items()}
+    places = {
+        key: ahead[key[0]] if place == _NEW and key in served_alone else max(place, lowest[key[0]])
+        for key, place in furthest.items()
+    }
 
     def turn(job: ActiveJob) -> tuple[int, int, int, datetime]:
         rank = LANE_ORDER.index(Lane(job.lane)) if job.lane in LANE_ORDER else len(LANE_ORDER)
-        own = _NEW if job.served is None else job.served
+        own = job.served if job.served is not None else _NEW - (job.status == JobStatus.QUEUED)
         return rank, places[(job.lane, job.account_id)], own, job.created_at
 
     return ServingOrder(sorted((job for job in jobs if job.due), key=turn), places)
 
 
-def move_on(session: Session, job_id: str, served_from: int, count: int) -> None:
+def move_on(engine: Engine, job_id: str, served_from: int, count: int) -> None:
     """A claim of ``count`` recipients moves the job on in its lane's round: to ``served_from`` (its
     account's place, ServingOrder.served_from) plus ``count``, or on from its own place if further (claims
-    made at once, by several threads, all count)."""
+    made at once, by several threads, all count).
+
+    Apart from the claim's transaction (a claim locks no job row once it holds recipients' rows: cancel
+    locks them in the other order), and on PostgreSQL as one statement in autocommit: the row is locked
+    only while the statement runs, so the threads sending one big job hardly wait for each other.
+    """
     place = case((Job.served > served_from, Job.served), else_=served_from)
-    session.execute(update(Job).where(Job.id == job_id).values(served=place + count))
+    statement = update(Job).where(Job.id == job_id).values(served=place + count)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(statement)
+    else:
+        with engine.begin() as connection:  # SQLite: under its write lock (BEGIN IMMEDIATE)
+            connection.execute(statement)
 
 
 def start(session: Session, job_id: str, now: datetime) -> bool:

@@ -21,8 +21,10 @@ CLAIM = 100  # BATCH_SIZE, the default: the largest claim
 LEAD = LEAD_CLAIMS * CLAIM  # how far behind the others an account may count
 
 
-def _job(job_id: str, account: str | None, lane: Lane, served: int | None, *, due: bool = True) -> ActiveJob:
-    return ActiveJob(job_id, account, lane, "sending", served, T0, due)
+def _job(
+    job_id: str, account: str | None, lane: Lane, served: int | None, *, due: bool = True, status: str = "sending"
+) -> ActiveJob:
+    return ActiveJob(job_id, account, lane, status, served, T0, due)
 
 
 def test_transactional_jobs_go_first_then_accounts_then_their_jobs_in_turn():
@@ -44,6 +46,21 @@ def _serve(jobs: dict[str, ActiveJob], size: int) -> ActiveJob:
     first = order.jobs[0]
     jobs[first.id] = replace(first, served=order.served_from(first) + size)
     return first
+
+
+def test_a_job_sent_alone_in_its_lane_counts_level_with_the_account_furthest_ahead():
+    """Claims of a job alone in its lane record no place (services.dispatch). A job posted then by another
+    account goes first, then they take turns; when others have places, it counts level with the furthest,
+    neither behind (it would get the lead for nothing) nor ahead."""
+    jobs = {"big": _job("big", "a", Lane.BULK, None), "small": _job("small", "b", Lane.BULK, None, status="queued")}
+    order = serving_order(list(jobs.values()), largest_claim=CLAIM)
+    assert [job.id for job in order.jobs] == ["small", "big"]
+    sent = {"a": 0, "b": 0}
+    for _ in range(20):
+        sent[_serve(jobs, CLAIM // 2).account_id] += CLAIM // 2  # type: ignore[index]
+    assert sent == {"a": 10 * (CLAIM // 2), "b": 10 * (CLAIM // 2)}
+    others = [_job("c", "c", Lane.BULK, 900), _job("d", "d", Lane.BULK, 1000), _job("e", "e", Lane.BULK, None)]
+    assert serving_order(others, largest_claim=CLAIM).served_from(others[2]) == 1000
 
 
 lanes = st.sampled_from(list(Lane))
@@ -72,7 +89,9 @@ def test_accounts_get_equal_recipients_whatever_their_jobs_claim_sizes_and_past(
     (new, or served far ahead or behind while the others waited): every account's recipients stay within
     the lead and a claim of the others'."""
     jobs = {
-        f"{account}{i}": _job(f"{account}{i}", account, Lane.TRANSACTIONAL, past)
+        f"{account}{i}": _job(
+            f"{account}{i}", account, Lane.TRANSACTIONAL, past, status="queued" if past is None else "sending"
+        )
         for account, count, past in zip("abc", job_counts, pasts, strict=True)
         for i in range(count)
     }
@@ -89,7 +108,7 @@ def test_an_account_new_to_the_lane_goes_first_then_shares_equally(head_start: i
     jobs = {"big": _job("big", "a", Lane.BULK, None)}
     for _ in range(head_start):
         _serve(jobs, CLAIM)
-    jobs["small"] = _job("small", "b", Lane.BULK, None)
+    jobs["small"] = _job("small", "b", Lane.BULK, None, status="queued")
     assert _serve(jobs, sizes[0]).id == "small"
     sent = {"a": 0, "b": sizes[0]}
     for size in sizes[1:]:
