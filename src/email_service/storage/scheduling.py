@@ -87,7 +87,8 @@ def serving_order(jobs: Sequence[ActiveJob], *, largest_claim: int) -> ServingOr
     first). An account's place is its furthest job's, raised to LEAD_CLAIMS largest claims behind the
     account furthest ahead among those with work due in its lane. An account whose jobs were sent only while
     alone in their lane has no place (no one to take turns with: see services.dispatch): it counts as level
-    with the account furthest ahead."""
+    with the account furthest behind (level with the furthest ahead, it would get a turn only when every
+    other had caught up)."""
     furthest: dict[tuple[str, str | None], int] = {}  # accounts with work due -> their furthest job's place
     served_alone: set[tuple[str, str | None]] = set()
     for job in jobs:
@@ -101,11 +102,16 @@ def serving_order(jobs: Sequence[ActiveJob], *, largest_claim: int) -> ServingOr
         elif key in furthest and job.status == JobStatus.SENDING:
             served_alone.add(key)
     ahead: dict[str, int] = {}  # lane -> the place of its account furthest ahead (0: none served yet)
+    behind: dict[str, int] = {}  # lane -> the place of its account furthest behind, of those with one
     for (lane, _), place in furthest.items():
         ahead[lane] = max(ahead.get(lane, 0), place)
+        if place != _NEW:
+            behind[lane] = min(behind.get(lane, place), place)
     lowest = {lane: max(0, place - LEAD_CLAIMS * largest_claim) for lane, place in ahead.items()}
     places = {
-        key: ahead[key[0]] if place == _NEW and key in served_alone else max(place, lowest[key[0]])
+        key: max(behind.get(key[0], 0), lowest[key[0]])
+        if place == _NEW and key in served_alone
+        else max(place, lowest[key[0]])
         for key, place in furthest.items()
     }
 

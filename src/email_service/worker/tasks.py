@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from celery import Celery
@@ -40,6 +42,8 @@ def register_tasks(celery: Celery, services: Services) -> None:
 
 # How long a process goes on counting from the broker's last answer to "how many wait" (plus what it published).
 WAITING_MAX_AGE = 0.2
+# How long a process publishes nothing after the broker failed to answer (CeleryTaskQueue._answering).
+BROKER_PAUSE = 2.0
 
 
 class CeleryTaskQueue:
@@ -49,11 +53,35 @@ class CeleryTaskQueue:
         self._celery = celery
         self._lock = threading.Lock()
         self._waiting, self._read_at = 0, float("-inf")
+        self._failed_at = float("-inf")  # when the broker last failed to answer
+        self._to_publish = 0
+        self._publishing = threading.Event()
+        self._publisher: threading.Thread | None = None
 
     def wake(self) -> None:
-        self._celery.send_task(WAKE)
+        """Have a wake-up published by the queue's own thread: a sending thread never waits for the broker
+        (one that is down takes seconds to refuse a connection) before it sends what it claimed."""
         with self._lock:
             self._waiting += 1
+            self._to_publish += 1
+            if self._publisher is None:  # started here, not in __init__: the API's workers are forked
+                self._publisher = threading.Thread(target=self._publish, name="wake-up publisher", daemon=True)
+                self._publisher.start()
+        self._publishing.set()
+
+    def _publish(self) -> None:
+        while True:
+            self._publishing.wait()
+            self._publishing.clear()
+            with self._lock:
+                count, self._to_publish = self._to_publish, 0
+            for _ in range(count):
+                try:
+                    with self._answering():
+                        self._celery.send_task(WAKE)
+                except Exception:  # nothing is lost: the work is in the database, the sweep wakes workers
+                    log.warning("no wake-up published (broker unreachable): the next sweep wakes the workers")
+                    break
 
     def waiting(self) -> int:
         """The broker's count, asked at most every WAITING_MAX_AGE by a process's threads together."""
@@ -63,11 +91,26 @@ class CeleryTaskQueue:
         # Declared as the workers declare it (a passive declare misses a Redis queue under a key prefix), on a
         # connection of its own: a pooled one that failed once (broker restarted) is handed out broken again.
         queue = self._celery.amqp.queues[self._celery.conf.task_default_queue]
-        with self._celery.connection_for_read() as connection, connection.channel() as channel:
-            count = int(queue.bind(channel).queue_declare()[1])
+        with self._answering(), self._celery.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=0)  # one attempt: kombu's default waits seconds to retry
+            with connection.channel() as channel:
+                count = int(queue.bind(channel).queue_declare()[1])
         with self._lock:
             self._waiting, self._read_at = count, time.monotonic()
         return count
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Run the block unless the broker failed less than BROKER_PAUSE ago: then fail at once. Connecting to
+        a broker that is down takes seconds, and the threads of a process would each spend them, instead of
+        sending what they claimed, on a wake-up the scheduler's sweep publishes anyway once it is back."""
+        if time.monotonic() - self._failed_at < BROKER_PAUSE:
+            raise ConnectionError("the broker did not answer a moment ago")
+        try:
+            yield
+        except Exception:
+            self._failed_at = time.monotonic()
+            raise
 
     def deliver_events(self, job_id: str) -> None:
         self._celery.send_task(DELIVER_EVENTS, args=(job_id,))

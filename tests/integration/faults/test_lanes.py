@@ -83,6 +83,7 @@ def lanes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lanes]:
             relay.port,
             SEND_RATE=str(SEND_RATE),
             SMTP_CONCURRENCY=str(THREADS),
+            WORKER_PROCESSES="1",  # each `worker` here is a host of one process, as every process is told
             SCHEDULER_INTERVAL="0.5",
         )
         running = Lanes(env, tmp_path_factory.mktemp("lanes"), relay)
@@ -152,9 +153,10 @@ def test_pause_stops_sending_within_two_seconds_and_a_lane_change_takes_over(lan
 
 
 def test_the_broker_holds_no_more_wake_ups_than_a_worker_s_threads(lanes: Lanes):
-    """Run last: the sampler has watched the queue through every test before. A host's threads' worth (each
-    worker here is a host of one process), and as many again for wake-ups published at the same moment by
-    threads that each saw room."""
-    assert 0 < lanes.longest_queue <= 2 * THREADS
+    """Run last: the sampler has watched the queue through every test before. Each publisher keeps at most a
+    host's threads waiting (a worker here is a host of one process); the two hosts, the API and the
+    scheduler each count from their own last look at the broker, so as many again may be published at
+    the same moment by publishers that each saw room."""
+    assert 0 < lanes.longest_queue <= 2 * 2 * THREADS
     for worker in lanes.workers:
         assert "email_service.wake" in worker.log(), "both worker processes took work"

@@ -48,10 +48,11 @@ def _serve(jobs: dict[str, ActiveJob], size: int) -> ActiveJob:
     return first
 
 
-def test_a_job_sent_alone_in_its_lane_counts_level_with_the_account_furthest_ahead():
+def test_a_job_sent_alone_in_its_lane_counts_level_with_the_account_furthest_behind():
     """Claims of a job alone in its lane record no place (services.dispatch). A job posted then by another
-    account goes first, then they take turns; when others have places, it counts level with the furthest,
-    neither behind (it would get the lead for nothing) nor ahead."""
+    account goes first, then they take turns; when others have places, it counts level with the one
+    furthest behind: not the lead behind (it would get the lead for nothing), nor with the furthest ahead
+    (it would get a turn only when all the others were level)."""
     jobs = {"big": _job("big", "a", Lane.BULK, None), "small": _job("small", "b", Lane.BULK, None, status="queued")}
     order = serving_order(list(jobs.values()), largest_claim=CLAIM)
     assert [job.id for job in order.jobs] == ["small", "big"]
@@ -60,7 +61,7 @@ def test_a_job_sent_alone_in_its_lane_counts_level_with_the_account_furthest_ahe
         sent[_serve(jobs, CLAIM // 2).account_id] += CLAIM // 2  # type: ignore[index]
     assert sent == {"a": 10 * (CLAIM // 2), "b": 10 * (CLAIM // 2)}
     others = [_job("c", "c", Lane.BULK, 900), _job("d", "d", Lane.BULK, 1000), _job("e", "e", Lane.BULK, None)]
-    assert serving_order(others, largest_claim=CLAIM).served_from(others[2]) == 1000
+    assert serving_order(others, largest_claim=CLAIM).served_from(others[2]) == 900
 
 
 lanes = st.sampled_from(list(Lane))
