@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from email_service.storage.models import Job, Recipient
 from tests.support.servers import REDIS_URL
 from tests.support.smtp_sink import SMTPSink
-from tests.support.stack import ApiServer, settings_from
+from tests.support.stack import ApiServer, settings_from, wait_for
 
 VALID = {"recipients": ["will@example.com"], "subject": "Demogorgon", "content": "Run", "template": "default"}
 
@@ -172,7 +172,8 @@ def test_valid_request_is_stored_and_queued_once(intake):
     answer = api.post_job({**VALID, "recipients": ["a@example.com", "A@EXAMPLE.com", "b@example.com"]})
     assert answer.status_code == 202
     assert answer.json()["total"] == 2
-    assert _state(api, queue_key) == (jobs + 1, recipients + 2, queued + 1)
+    expected = (jobs + 1, recipients + 2, queued + 1)
+    wait_for(lambda: _state(api, queue_key) == expected, timeout=5)  # the wake-up: published just after the 202
 
 
 def test_unknown_job_is_a_json_404(intake):

@@ -255,6 +255,8 @@ def test_a_job_whose_wake_up_the_broker_lost_is_served_after_the_next_sweep(
     api = ApiServer(settings_from(env)).start()  # no worker yet: the job's wake-up waits in Redis
     try:
         answer = api.post_job({"recipients": ["a@example.com", "b@example.com"], "subject": "s", "content": "c"})
+        # Published by the task queue's own thread, just after the 202.
+        wait_for(lambda: redis.Redis.from_url(url).llen(env["CELERY_QUEUE"]) >= 1, timeout=5)
         assert redis.Redis.from_url(url).llen(env["CELERY_QUEUE"]) == 1
         private_redis.restart_empty()
         stack = Stack(env, tmp_path)
