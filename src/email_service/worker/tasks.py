@@ -42,7 +42,7 @@ def register_tasks(celery: Celery, services: Services) -> None:
 
 # How long a process goes on counting from the broker's last answer to "how many wait" (plus what it published).
 WAITING_MAX_AGE = 0.2
-# How long a process publishes nothing after the broker failed to answer (CeleryTaskQueue._answering).
+# How long a process asks the broker nothing after it failed to answer (CeleryTaskQueue._paused).
 BROKER_PAUSE = 2.0
 
 
@@ -64,7 +64,9 @@ class CeleryTaskQueue:
         with self._lock:
             self._waiting += 1
             self._to_publish += 1
-            if self._publisher is None:  # started here, not in __init__: the API's workers are forked
+            # Started here, not in __init__, and again if it is gone: a forked process (the API's workers)
+            # inherits the object but not the thread.
+            if self._publisher is None or not self._publisher.is_alive():
                 self._publisher = threading.Thread(target=self._publish, name="wake-up publisher", daemon=True)
                 self._publisher.start()
         self._publishing.set()
@@ -76,17 +78,22 @@ class CeleryTaskQueue:
             with self._lock:
                 count, self._to_publish = self._to_publish, 0
             for _ in range(count):
+                # Nothing is lost when one is not published: the work is in the database, and the sweep
+                # wakes workers once the broker is back.
+                if self._paused():
+                    break
                 try:
                     with self._answering():
                         self._celery.send_task(WAKE)
-                except Exception:  # nothing is lost: the work is in the database, the sweep wakes workers
+                except Exception:
                     log.warning("no wake-up published (broker unreachable): the next sweep wakes the workers")
                     break
 
     def waiting(self) -> int:
-        """The broker's count, asked at most every WAITING_MAX_AGE by a process's threads together."""
+        """The broker's count, asked at most every WAITING_MAX_AGE by a process's threads together; while the
+        broker is paused after a failure, the last count."""
         with self._lock:
-            if time.monotonic() - self._read_at < WAITING_MAX_AGE:
+            if time.monotonic() - self._read_at < WAITING_MAX_AGE or self._paused():
                 return self._waiting
         # Declared as the workers declare it (a passive declare misses a Redis queue under a key prefix), on a
         # connection of its own: a pooled one that failed once (broker restarted) is handed out broken again.
@@ -99,13 +106,14 @@ class CeleryTaskQueue:
             self._waiting, self._read_at = count, time.monotonic()
         return count
 
+    def _paused(self) -> bool:
+        """Whether the broker failed less than BROKER_PAUSE ago: connecting to a broker that is down takes
+        seconds, so until then nobody asks it, and no thread logs its failure again."""
+        return time.monotonic() - self._failed_at < BROKER_PAUSE
+
     @contextlib.contextmanager
     def _answering(self) -> Iterator[None]:
-        """Run the block unless the broker failed less than BROKER_PAUSE ago: then fail at once. Connecting to
-        a broker that is down takes seconds, and the threads of a process would each spend them, instead of
-        sending what they claimed, on a wake-up the scheduler's sweep publishes anyway once it is back."""
-        if time.monotonic() - self._failed_at < BROKER_PAUSE:
-            raise ConnectionError("the broker did not answer a moment ago")
+        """Run the block that asks the broker; if it fails, the broker is paused (_paused)."""
         try:
             yield
         except Exception:

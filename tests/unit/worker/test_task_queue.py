@@ -24,7 +24,7 @@ class DownBroker:
         raise ConnectionRefusedError("broker down")
 
 
-def test_after_the_broker_failed_its_count_fails_at_once_until_the_pause_is_over(monkeypatch: pytest.MonkeyPatch):
+def test_after_the_broker_failed_it_is_not_asked_again_until_the_pause_is_over(monkeypatch: pytest.MonkeyPatch):
     clock = [1000.0]
     monkeypatch.setattr(tasks.time, "monotonic", lambda: clock[0])
     broker = DownBroker()
@@ -33,8 +33,7 @@ def test_after_the_broker_failed_its_count_fails_at_once_until_the_pause_is_over
         queue.waiting()
     for _ in range(5):  # every thread of the process, meanwhile: no attempt, no wait for a connection
         clock[0] += WAITING_MAX_AGE
-        with pytest.raises(ConnectionError, match="did not answer a moment ago"):
-            queue.waiting()
+        assert queue.waiting() == 0, "the last count"
     assert broker.attempts == 1
     clock[0] += BROKER_PAUSE
     with pytest.raises(ConnectionRefusedError):
